@@ -1,0 +1,46 @@
+"""kindling: stand up a multi-service E2E environment on a local Kind cluster, fast.
+
+The root collection is assembled here, explicitly, from one module per namespace.
+"""
+
+import os
+import sys
+
+# `tasks.py` and the `tasks/` folder both want the module name `tasks`. This file is
+# the package's __init__: `tasks/` has no __init__.py, and setting __path__ here makes
+# `tasks.build`, `tasks.libs.stack`, ... import from that folder, for invoke (which
+# imports this file as `tasks`) and for pytest (which finds this file first on sys.path).
+__path__ = [os.path.join(os.path.dirname(os.path.abspath(__file__)), "tasks")]
+
+from invoke import Collection  # noqa: E402
+
+from tasks import bench, build, cluster, deploy, e2e  # noqa: E402
+from tasks.libs import cli  # noqa: E402
+from tasks.libs.errors import KindlingError  # noqa: E402
+
+
+def _stack_for_task_list():
+    """The stack whose services get deploy.<service> tasks; None (with a warning) if unusable."""
+    try:
+        configured = None
+        config_file = os.path.join(os.path.dirname(os.path.abspath(__file__)), "invoke.yaml")
+        if os.path.exists(config_file):
+            import yaml
+
+            with open(config_file) as handle:
+                configured = ((yaml.safe_load(handle) or {}).get("e2e") or {}).get("stack")
+        from tasks.libs.stack import load_stack, stack_path
+
+        return load_stack(stack_path(configured, root=cli.PROJECT_ROOT), check_files=False)
+    except KindlingError as exc:
+        print(f"kindling: no deploy.<service> tasks: {exc}", file=sys.stderr)
+        return None
+
+
+ns = Collection()
+ns.add_collection(build.collection)
+ns.add_collection(cluster.collection)
+ns.add_collection(deploy.make_collection(_stack_for_task_list()))
+ns.add_collection(e2e.collection)
+ns.add_collection(bench.collection)
+ns.configure({"e2e": {"stack": None}})

@@ -1,0 +1,5 @@
+"""`invoke bench.*`: measured speed, as ratios from one run."""
+
+from invoke import Collection
+
+collection = Collection("bench")

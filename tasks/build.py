@@ -1,0 +1,53 @@
+"""`invoke build`: the stack's images, one after another or concurrently."""
+
+from invoke import Collection, task
+
+from .libs import cli
+from .libs.errors import KindlingError
+from .libs.scheduler import StepFailed
+
+
+@task(
+    name="all",
+    default=True,
+    help={
+        "parallel": "Build concurrently (up to --jobs at once) instead of one after another.",
+        "jobs": "With --parallel: at most this many builds at once (default 4).",
+        "only": "Comma-separated services to build (default: every built service).",
+        "keep-going": "Do not stop at the first failed build; build everything that can be built.",
+        "no-cache": "Build even when an image with the same inputs exists (and pass --no-cache to the engine).",
+        "memory-budget": "Memory the concurrent builds may declare together, e.g. 12GiB "
+                         "(default: three quarters of available memory).",
+        "dry-run": "Print the commands instead of running them.",
+    },
+)
+@cli.reports_errors
+def build_images(c, parallel=False, jobs=None, only="", keep_going=False, no_cache=False,
+                 memory_budget="", dry_run=False):
+    """Build the stack's images (one after another, or --parallel)."""
+    env = cli.environment(c, dry_run=dry_run, no_cache=no_cache, keep_going=keep_going,
+                          jobs=(jobs or 4) if parallel else 1,
+                          memory_budget=cli.parse_budget(memory_budget))
+    stack = env.stack
+    names = stack.select(only) if only else list(stack.order())
+    names = [n for n in names if stack.services[n].built]
+    if not names:
+        raise KindlingError(f"{stack.path}: no service to build (services with `build:`)")
+    env.console.line(f"building {len(names)} image(s) of stack {stack.name} "
+                     f"({'parallel, ' + str(env.limits['build']) + ' at once' if parallel else 'serial'}); "
+                     f"logs in {env.run.folder / 'logs'}")
+    try:
+        result = env.execute(env.image_steps(names), label="build")
+    except StepFailed as exc:
+        raise KindlingError(_failure(env, exc)) from None
+    for name in names:
+        env.console.line(f"  {name:<24} {env.refs.get(name, '-')}")
+    env.console.line(f"{len(names)} image(s) in {result['wall_seconds']:.1f} s")
+
+
+def _failure(env, exc) -> str:
+    return "build failed\n" + env.failure_details(exc.records)
+
+
+collection = Collection("build")
+collection.add_task(build_images)

@@ -1,0 +1,414 @@
+"""The E2E environment of one stack: its steps (image, cluster, load, deploy) and how they run.
+
+Each step is an idempotent "ensure": an image whose inputs are unchanged is found
+by its inputs digest instead of rebuilt, an image already on the node is not
+loaded again, and a service whose image and rendered manifests are unchanged and
+whose workloads are ready is not applied again. That is what makes the `pre=`
+chains of `deploy.<service>` cheap and a warm `e2e.setup` fast.
+"""
+
+import getpass
+import os
+import re
+import time
+from pathlib import Path
+
+from . import cache, images, render, report, runs
+from .console import Console
+from .engine import DIGEST_LABEL, STACK_LABEL, Engine
+from .errors import CommandFailed, Interrupted, KindlingError
+from .kind import KindCluster
+from .kubectl import Kubectl
+from .procs import Runner, mask_argv
+from .scheduler import FAILED, Scheduler, Step, StepFailed
+
+STRATEGIES = ("pipelined", "phased", "serial")
+DEFAULT_LIMITS = {"build": 4, "load": 2, "kube": 4, "cluster": 1}
+DEFAULT_TIMEOUTS = {"build": 3600, "save": 900, "load": 900, "cluster": 600, "apply": 300}
+TRANSIENT_BUILD_FAILURE = re.compile(r"server probably quit", re.I)
+
+
+def default_memory_budget() -> int:
+    """Three quarters of the memory available now (MemAvailable), in bytes."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 * 3 // 4
+    except OSError:
+        pass
+    return 0
+
+
+def git_short_sha(runner: Runner, folder: Path) -> str | None:
+    result = runner.run(["git", "-C", str(folder), "rev-parse", "--short", "HEAD"],
+                        check=False, mutating=False)
+    return result.stdout.strip() or None if result.exit_code == 0 else None
+
+
+class Environment:
+    def __init__(self, stack, *, dry_run=False, console=None, env=None, no_cache=False,
+                 coverage=False, keep_going=False, jobs=None, memory_budget=None, strategy="pipelined",
+                 limits=None, timeouts=None):
+        if strategy not in STRATEGIES:
+            raise KindlingError(f"unknown strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
+        self.stack = stack
+        self.env = os.environ if env is None else env
+        self.console = console or Console()
+        self.no_cache = no_cache
+        self.coverage = coverage
+        self.keep_going = keep_going
+        self.strategy = strategy
+        self.limits = {**DEFAULT_LIMITS, **(limits or {})}
+        if jobs:
+            self.limits["build"] = int(jobs)
+        self.memory_budget = default_memory_budget() if memory_budget is None else memory_budget
+        self.timeouts = {**DEFAULT_TIMEOUTS, **(timeouts or {})}
+        self.home = runs.state_home(stack, self.env)
+        self.run = runs.Run(self.home, stack.name)
+        self.runner = Runner(dry_run, self.run.command_log, echo=self.console.line)
+        self.runner.add_secrets(v for b in self._builds() for k, v in b.build_args(coverage).items()
+                                if mask_argv([f"{k}={v}"]) != [f"{k}={v}"])
+        self.engine = Engine(self.runner, stack.engine)
+        self.cluster_state = runs.ClusterState(self.home, stack.cluster_name)
+        self.cluster = KindCluster(stack.cluster_name, self.cluster_state.kubeconfig, self.runner,
+                                   stack.engine)
+        self.kubectl = Kubectl(self.cluster_state.kubeconfig, self.runner)
+        self.refs = {}  # service -> reference chosen by this run
+        self.image_tag = self.env.get("IMAGE_TAG") or None
+        if self.image_tag:
+            try:
+                images.check_tag(self.image_tag)
+            except images.BadReference as exc:
+                raise KindlingError(f"IMAGE_TAG: {exc}") from None
+        self._tag_inputs = None
+        self.last_report = None
+
+    @property
+    def dry_run(self) -> bool:
+        return self.runner.dry_run
+
+    def _builds(self):
+        return [s.build for s in self.stack.services.values() if s.built]
+
+    # ---- references -------------------------------------------------------------------------
+
+    def new_tag(self, service) -> str:
+        if self.image_tag:
+            return self.image_tag
+        if self._tag_inputs is None:
+            user = self.env.get("USER") or getpass.getuser()
+            self._tag_inputs = (user, git_short_sha(self.runner, self.stack.source), int(time.time()))
+        user, sha, now = self._tag_inputs
+        return images.unique_tag(service, user, sha, now)
+
+    def known_refs(self) -> dict:
+        """Every service's reference: this run's choice, else the newest recorded, else prebuilt."""
+        refs = {name: s.image for name, s in self.stack.services.items() if not s.built}
+        refs.update({name: info["ref"] for name, info in self.run.current_images().items()
+                     if name in self.stack.services and self.stack.services[name].built})
+        refs.update(self.refs)
+        return refs
+
+    # ---- steps ------------------------------------------------------------------------------
+
+    def ensure_image(self, name) -> str:
+        service = self.stack.services[name]
+        log = self.run.log_path(f"image:{name}")
+        if not service.built:
+            self.refs[name] = service.image
+            if self.engine.image_exists(service.image):
+                return "present"
+            self.engine.pull(service.image, log_path=log, timeout=self.timeouts["build"])
+            return "pulled"
+        build = service.build
+        args = build.build_args(self.coverage)
+        digest = cache.build_digest(build.containerfile, build.context, args, build.target)
+        repository = images.repository(self.stack.project, name)
+        if self.image_tag and not self.no_cache:
+            ref = images.local_ref(self.stack.project, name, self.image_tag)
+            if self.engine.image_exists(ref):
+                # Provided from outside (e.g. CI artifacts): used as is, never removed by teardown.
+                self.refs[name] = ref
+                self.run.record_image(name, {"ref": ref, "digest": None, "built_by_kindling": False})
+                return "present"
+        if not self.no_cache:
+            found = self.engine.find_by_label(repository, DIGEST_LABEL, digest)
+            if found:
+                self.refs[name] = found[0]
+                self.run.record_image(name, {"ref": found[0], "digest": digest, "built_by_kindling": True})
+                return "cached"
+        ref = images.local_ref(self.stack.project, name, self.new_tag(name))
+        self.console.state("image", name, "building", str(log))
+        labels = {DIGEST_LABEL: digest, STACK_LABEL: self.stack.name}
+        for attempt in (1, 2):
+            try:
+                self.engine.build(ref, build.containerfile, build.context, args=args, target=build.target,
+                                  labels=labels, no_cache=self.no_cache, log_path=log,
+                                  timeout=self.timeouts["build"])
+                break
+            except CommandFailed as exc:
+                # podman's service can die under load ("server probably quit", exit 125): once more.
+                if attempt == 2 or exc.returncode != 125 or not TRANSIENT_BUILD_FAILURE.search(exc.tail):
+                    raise
+        if not self.dry_run and not self.engine.image_exists(ref):
+            raise KindlingError(f"{name}: the build succeeded but {ref} is not in the image store")
+        self.refs[name] = ref
+        if not self.dry_run:
+            self.run.record_image(name, {"ref": ref, "digest": digest, "built_by_kindling": True})
+        return "built"
+
+    def ensure_cluster(self) -> str:
+        log = self.run.log_path("cluster")
+        outcome = self.cluster.ensure(self.stack.cluster_config, log_path=log,
+                                      timeout=self.timeouts["cluster"])
+        namespace_file = self.run.folder / "namespace.yaml"
+        namespace_file.write_text(render.dump([render.namespace_doc(self.stack.namespace)]))
+        self.kubectl.ensure_namespace(namespace_file, log_path=log, timeout=self.timeouts["apply"])
+        return outcome
+
+    def ensure_loaded(self, name) -> str:
+        ref = self.known_refs()[name]
+        if not self.dry_run and self.cluster.has_image(self.engine, ref):
+            return "on node"
+        log = self.run.log_path(f"load:{name}")
+        tar = self.run.tar_path(name)
+        try:
+            tar.unlink(missing_ok=True)  # `podman save -o` refuses to overwrite a stale archive
+            self.engine.save(ref, tar, log_path=log, timeout=self.timeouts["save"])
+            self.cluster.load_archive(tar, log_path=log, timeout=self.timeouts["load"])
+        finally:
+            tar.unlink(missing_ok=True)
+        if not self.dry_run:
+            self.cluster.verify_loaded(self.engine, ref)
+        return "loaded"
+
+    def rendered(self, name) -> list:
+        service = self.stack.services[name]
+        docs = [doc for path in service.manifests for doc in render.load_documents(path)]
+        refs = self.known_refs()
+        used = {render.match_service(str(c.get("image", "")), self.stack.project, {s: 1 for s in self.stack.services})
+                for d in docs for c in render.containers(d)} - {None}
+        unknown = sorted(s for s in used if s not in refs)
+        if unknown:
+            raise KindlingError(f"{name}: its manifests use the image of {', '.join(unknown)}, which "
+                                "has not been built yet: run `invoke build` or `invoke e2e.setup` first")
+        never = {s for s, svc in self.stack.services.items() if svc.built or svc.load}
+        docs = render.render(docs, project=self.stack.project, namespace=self.stack.namespace,
+                             service_refs=refs, never_pull=never)
+        self.runner.add_secrets(render.secret_values(docs))
+        return docs
+
+    def ensure_deployed(self, name) -> str:
+        service = self.stack.services[name]
+        docs = self.rendered(name)
+        digest = render.digest(docs)
+        ref = self.known_refs().get(name)
+        targets = render.readiness_targets(docs)
+        wanted = {"image": ref, "manifests": digest}
+        previous = self.cluster_state.deployed().get(name)
+        if (not self.dry_run and previous and {k: previous.get(k) for k in wanted} == wanted
+                and all(self.kubectl.is_ready(*t) for t in targets)):
+            return "up to date"
+        log = self.run.log_path(f"deploy:{name}")
+        crds, rest = render.split_crds(docs)
+        folder = self.run.folder / "rendered"
+        folder.mkdir(exist_ok=True)
+        try:
+            if crds:
+                path = folder / f"{name}.crds.yaml"
+                _write_private(path, render.dump(crds))
+                self.kubectl.apply(path, self.stack.namespace, log_path=log, timeout=self.timeouts["apply"])
+                for crd in crds:
+                    self.kubectl.wait_crd_established(crd["metadata"]["name"], 60, log_path=log)
+            if rest:
+                path = folder / f"{name}.yaml"
+                _write_private(path, render.dump(rest))
+                self.kubectl.apply(path, self.stack.namespace, log_path=log, timeout=self.timeouts["apply"])
+            for kind, object_name, namespace in targets:
+                if kind == "Job":
+                    self.kubectl.wait_job_complete(object_name, namespace, service.ready_timeout, log_path=log)
+                else:
+                    self.kubectl.rollout_status(kind, object_name, namespace, service.ready_timeout,
+                                                log_path=log)
+        except CommandFailed as exc:
+            self.cluster_state.record_deployed(name, None)
+            if not self.dry_run and not self.runner.stopping:
+                where = self.write_diagnostics(name, targets)
+                raise KindlingError(f"{name}: not ready: {exc}\n  diagnostics: {where}") from None
+            raise
+        if not self.dry_run:
+            self.cluster_state.record_deployed(name, {**wanted, "run": self.run.id})
+        return "ready"
+
+    def write_diagnostics(self, name, targets) -> Path:
+        folder = self.run.folder / "diagnostics" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for file_name, text in self.kubectl.diagnostics(self.stack.namespace).items():
+            _write_private(folder / file_name, self._mask(text))
+        for kind, object_name, namespace in targets:
+            text = self.kubectl.logs(kind, object_name, namespace)
+            _write_private(folder / f"logs-{object_name}.txt", self._mask(text))
+        self.cluster.export_logs(folder / "kind-logs", log_path=self.run.log_path("diagnostics"))
+        return folder
+
+    def _mask(self, text: str) -> str:
+        for secret in sorted(self.runner.secrets, key=len, reverse=True):
+            if len(secret) >= 4:
+                text = text.replace(secret, "***")
+        return text
+
+    # ---- graphs -----------------------------------------------------------------------------
+
+    def image_steps(self, names) -> list:
+        steps = []
+        for name in names:
+            service = self.stack.services[name]
+            if service.built or service.load:
+                memory = service.build.memory if service.built else 0
+                steps.append(Step(f"image:{name}", "build", lambda n=name: self.ensure_image(n),
+                                  subject=name, memory=memory, estimate=self._estimate(f"image:{name}", 60)))
+        return steps
+
+    def setup_steps(self, names) -> list:
+        """Steps to ensure the named services (their dependencies outside `names` are assumed up)."""
+        steps = [Step("cluster", "cluster", self.ensure_cluster, subject=self.stack.cluster_name,
+                      estimate=self._estimate("cluster", 30))]
+        steps += self.image_steps(names)
+        with_image = {s.subject for s in steps if s.id.startswith("image:")}
+        for name in names:
+            if name in with_image:
+                steps.append(Step(f"load:{name}", "load", lambda n=name: self.ensure_loaded(n),
+                                  needs=("cluster", f"image:{name}"), subject=name,
+                                  estimate=self._estimate(f"load:{name}", 5)))
+        selected = set(names)
+        for name in names:
+            needs = ["cluster"] + ([f"load:{name}"] if name in with_image else [])
+            needs += [f"deploy:{dep}" for dep in self.stack.services[name].depends_on if dep in selected]
+            steps.append(Step(f"deploy:{name}", "kube", lambda n=name: self.ensure_deployed(n),
+                              needs=tuple(needs), subject=name, estimate=self._estimate(f"deploy:{name}", 10)))
+        if self.strategy == "phased":
+            steps = _phased(steps, names)
+        return steps
+
+    def _estimate(self, step_id, default) -> float:
+        if not hasattr(self, "_previous"):
+            self._previous = {}
+            previous_runs = sorted((self.home / "runs").glob("*/run.json"), key=lambda p: p.stat().st_mtime)
+            for path in previous_runs[-5:]:
+                for step in runs.read_json(path, {}).get("steps", []):
+                    if step.get("status") == "ok" and step.get("seconds"):
+                        self._previous[step["id"]] = step["seconds"]
+        return self._previous.get(step_id, default)
+
+    # ---- running ----------------------------------------------------------------------------
+
+    def execute(self, steps, label="setup") -> dict:
+        scheduler = Scheduler(
+            limits=self.limits, total=1 if self.strategy == "serial" else None,
+            memory_budget=self.memory_budget, on_event=self._on_event, keep_going=self.keep_going,
+            on_abort=self.runner.terminate_all)
+        status = "ok"
+        try:
+            records = scheduler.run(steps)
+        except StepFailed as exc:
+            records, status = exc.records, "failed"
+            self._write_report(records, label, status)
+            raise
+        except Interrupted as exc:
+            self._cleanup_tars()
+            self._write_report(getattr(exc, "records", []), label, "interrupted")
+            raise
+        finally:
+            self.runner.resume()
+        return self._write_report(records, label, status)
+
+    def _write_report(self, records, label, status) -> dict:
+        data = report.summary(records, self.strategy, self.run.id, status)
+        data.update({"stack": self.stack.name, "stack_file": str(self.stack.path), "task": label,
+                     "images": self.known_refs(), "dry_run": self.dry_run})
+        data = _masked(data, self._mask)
+        runs.write_json(self.run.folder / "run.json", data)
+        self.last_report = data
+        return data
+
+    def _cleanup_tars(self):
+        for tar in self.run.folder.glob("*.tar"):
+            tar.unlink(missing_ok=True)
+
+    def _on_event(self, record, state):
+        kind = record.id.split(":", 1)[0]
+        labels = {"load": "loading", "deploy": "deploying", "cluster": "ensuring"}
+        if state == "queued":
+            self.console.state(kind, record.subject, "queued")
+        elif state == "start":
+            if kind != "image":  # ensure_image says "building" only when it really builds
+                self.console.state(kind, record.subject, labels.get(kind, "running"))
+        elif state == "done":
+            self.console.state(kind, record.subject, record.outcome, f"in {record.duration:.1f} s")
+        elif state == "failed":
+            self.console.state(kind, record.subject, "FAILED", f"after {record.duration:.1f} s")
+        else:
+            self.console.state(kind, record.subject, "cancelled")
+
+    def failure_details(self, records) -> str:
+        parts = []
+        for record in records:
+            if record.status == FAILED:
+                parts.append(f"{record.id} failed:\n{self._mask(record.error)}")
+        return "\n".join(parts)
+
+    # ---- teardown ---------------------------------------------------------------------------
+
+    def teardown(self, keep_cluster=False, keep_images=False) -> list:
+        """Delete the cluster, its kubeconfig, leftover tars and the images kindling built."""
+        done = []
+        if not keep_cluster:
+            if self.dry_run or self.cluster.exists():
+                self.cluster.delete(log_path=self.run.log_path("teardown"))
+                done.append(f"deleted cluster {self.stack.cluster_name}")
+            if not self.dry_run:
+                self.cluster_state.forget()
+        for tar in (self.home / "runs").glob("*/*.tar"):
+            if not self.dry_run:
+                tar.unlink(missing_ok=True)
+            done.append(f"removed {tar.name}")
+        if not keep_images:
+            built = list(self.run.built_images())
+            failed = self.engine.remove_images(built)
+            if not self.dry_run:
+                self.run.forget_built([r for r in built if r not in failed])
+                runs.write_json(self.run.stack_folder / "images.json", {})
+            done += [f"removed image {r}" for r in built if r not in failed]
+            done += [f"could not remove image {r} (in use?)" for r in failed]
+        return done
+
+
+def _phased(steps, names) -> list:
+    """Kubernaut's December 2025 flow: all builds, then all loads, then deploys one by one in order."""
+    images_ = [s.id for s in steps if s.id.startswith("image:")]
+    loads = [s.id for s in steps if s.id.startswith("load:")]
+    previous_deploy = None
+    for step in steps:
+        if step.id.startswith("load:"):
+            step.needs = tuple(dict.fromkeys([*step.needs, *images_]))
+        if step.id.startswith("deploy:"):
+            extra = [*loads] + ([previous_deploy] if previous_deploy else [])
+            step.needs = tuple(dict.fromkeys([*step.needs, *extra]))
+            previous_deploy = step.id
+    return steps
+
+
+def _write_private(path: Path, text: str):
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def _masked(data, mask):
+    if isinstance(data, dict):
+        return {k: _masked(v, mask) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_masked(v, mask) for v in data]
+    if isinstance(data, str):
+        return mask(data)
+    return data

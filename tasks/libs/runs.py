@@ -1,0 +1,126 @@
+"""The state folder: run folders (logs, images.json, run.json) and per-cluster state.
+
+Layout under KINDLING_HOME (default: `.kindling` beside the stack file):
+
+    runs/<run-id>/            one folder per invocation: commands.log, logs/, images.json, run.json
+    stacks/<stack>/images.json   the image of each service chosen by the newest run
+    stacks/<stack>/built.json    every reference kindling built for this stack (teardown removes these)
+    clusters/<cluster>/kubeconfig   mode 0600; never the user's ~/.kube/config
+    clusters/<cluster>/deployed.json  image and manifest digest last rolled out per service
+"""
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+_LOCK = threading.Lock()
+
+
+def state_home(stack, env=None) -> Path:
+    env = os.environ if env is None else env
+    return Path(env["KINDLING_HOME"]).resolve() if env.get("KINDLING_HOME") else stack.folder / ".kindling"
+
+
+def read_json(path: Path, default):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        return default
+
+
+def write_json(path: Path, data, mode=None) -> None:
+    """Write atomically: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with open(temporary, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+    if mode is not None:
+        os.chmod(temporary, mode)
+    os.replace(temporary, path)
+
+
+def update_json(path: Path, change, default=None):
+    """Read-modify-write under a process-wide lock (steps run on threads)."""
+    with _LOCK:
+        data = read_json(path, {} if default is None else default)
+        change(data)
+        write_json(path, data)
+        return data
+
+
+class Run:
+    """One invocation's folder."""
+
+    def __init__(self, home: Path, stack_name: str, run_id: str | None = None):
+        self.home = home
+        self.stack_name = stack_name
+        self.id = run_id or f"{stack_name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        self.folder = home / "runs" / self.id
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "logs").mkdir(exist_ok=True)
+
+    @property
+    def command_log(self) -> Path:
+        return self.folder / "commands.log"
+
+    def log_path(self, step_id: str) -> Path:
+        return self.folder / "logs" / (step_id.replace(":", "-").replace("/", "-") + ".log")
+
+    def tar_path(self, service: str) -> Path:
+        return self.folder / f"{service}.tar"
+
+    @property
+    def stack_folder(self) -> Path:
+        return self.home / "stacks" / self.stack_name
+
+    def current_images(self) -> dict:
+        return read_json(self.stack_folder / "images.json", {})
+
+    def record_image(self, service: str, info: dict) -> None:
+        update_json(self.folder / "images.json", lambda d: d.__setitem__(service, info))
+        update_json(self.stack_folder / "images.json", lambda d: d.__setitem__(service, info))
+        if info.get("built_by_kindling"):
+            update_json(self.stack_folder / "built.json",
+                        lambda d: d.__setitem__(info["ref"], {"service": service, "run": self.id}))
+
+    def built_images(self) -> dict:
+        return read_json(self.stack_folder / "built.json", {})
+
+    def forget_built(self, refs) -> None:
+        def drop(data):
+            for ref in refs:
+                data.pop(ref, None)
+        update_json(self.stack_folder / "built.json", drop)
+
+
+class ClusterState:
+    def __init__(self, home: Path, cluster: str):
+        self.folder = home / "clusters" / cluster
+        self.kubeconfig = self.folder / "kubeconfig"
+        self.deployed_path = self.folder / "deployed.json"
+
+    def deployed(self) -> dict:
+        return read_json(self.deployed_path, {})
+
+    def record_deployed(self, service: str, info: dict | None) -> None:
+        def change(data):
+            if info is None:
+                data.pop(service, None)
+            else:
+                data[service] = info
+        update_json(self.deployed_path, change)
+
+    def forget(self) -> None:
+        for path in (self.kubeconfig, self.deployed_path):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+        try:
+            self.folder.rmdir()
+        except OSError:
+            pass
