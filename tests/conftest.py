@@ -6,12 +6,14 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 import uuid
 from pathlib import Path
 
 import pytest
-import yaml
+
+from tasks.libs import samples
+from tasks.libs.engine import Engine
+from tasks.libs.procs import Runner
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKES = ROOT / "tests" / "fakes"
@@ -61,75 +63,32 @@ def image_exists(ref):
     return podman_cmd("image", "exists", ref, check=False).returncode == 0
 
 
+FAKE_NODE_IMAGE = "localhost/kindling-fake/node:1"
+
+
 @pytest.fixture(scope="session")
-def base_image(podman, tmp_path_factory):
+def base_image(podman):
     """A local FROM-scratch base with a static busybox at /bin/busybox (no registry reachable)."""
-    ref = "localhost/kindling-test/base:busybox"
-    if not image_exists(ref):
-        context = tmp_path_factory.mktemp("base")
-        shutil.copy(busybox_path(), context / "busybox")
-        (context / "Containerfile").write_text("FROM scratch\nCOPY busybox /bin/busybox\n")
-        podman_cmd("build", "-q", "-t", ref, "-f", str(context / "Containerfile"), str(context))
-    return ref
+    existed = image_exists(samples.BASE_IMAGE)
+    fake_node_existed = image_exists(FAKE_NODE_IMAGE)
+    yield samples.ensure_base_image(Engine(Runner()))
+    # Leave the machine's image store as the session found it.
+    for ref, was_there in ((samples.BASE_IMAGE, existed), (FAKE_NODE_IMAGE, fake_node_existed)):
+        if not was_there and image_exists(ref):
+            podman_cmd("rmi", "-f", ref, check=False)
 
 
 class StackMaker:
-    """Writes a stack of tiny busybox services: each build has a RUN step that sleeps."""
+    """Writes a generated stack (see tasks.libs.samples) with a project name of its own."""
 
     def __init__(self, folder: Path, base_image: str):
         self.folder = folder
         self.base_image = base_image
         self.project = f"kt{uuid.uuid4().hex[:8]}"
 
-    def write(self, services: dict, name="teststack", extra=None) -> Path:
-        """services: name -> {"sleep": seconds, "depends_on": [...], "fail": bool, "memory": "1GiB",
-        "configmap": bool}"""
-        (self.folder / "src").mkdir(parents=True, exist_ok=True)
-        (self.folder / "manifests").mkdir(exist_ok=True)
-        stack = {"name": name, "project": self.project, "namespace": "testns",
-                 "cluster": {"name": f"{self.project}-e2e"}, "services": {}}
-        for service, spec in services.items():
-            context = self.folder / "src" / service
-            context.mkdir(exist_ok=True)
-            (context / "version.txt").write_text(spec.get("version", "1") + "\n")
-            step = "/bin/busybox false" if spec.get("fail") else f"/bin/busybox sleep {spec.get('sleep', 0)}"
-            (context / "Containerfile").write_text(textwrap.dedent(f"""\
-                ARG BASE_IMAGE
-                FROM ${{BASE_IMAGE}}
-                COPY version.txt /version.txt
-                RUN ["/bin/busybox", "sh", "-c", "{step} && /bin/busybox echo {service} > /name"]
-                CMD ["/bin/busybox", "httpd", "-f", "-p", "8080"]
-                """))
-            manifest = self.folder / "manifests" / f"{service}.yaml"
-            manifest.write_text(yaml.safe_dump_all(self.manifest(service, spec)))
-            entry = {"build": {"containerfile": f"src/{service}/Containerfile", "context": f"src/{service}",
-                               "args": {"BASE_IMAGE": self.base_image}},
-                     "manifests": [f"manifests/{service}.yaml"],
-                     "depends_on": spec.get("depends_on", []),
-                     "ready": {"timeout": spec.get("timeout", 5)}}
-            if spec.get("memory"):
-                entry["build"]["memory"] = spec["memory"]
-            stack["services"][service] = entry
-        stack.update(extra or {})
-        path = self.folder / "stack.yaml"
-        path.write_text(yaml.safe_dump(stack, sort_keys=False))
-        return path
-
-    @staticmethod
-    def manifest(service, spec):
-        docs = []
-        pod = {"containers": [{"name": service, "image": service, "ports": [{"containerPort": 8080}]}]}
-        if spec.get("configmap"):
-            docs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"{service}-config"},
-                         "data": {"config.yaml": "port: 8080\n"}})
-            pod["volumes"] = [{"name": "config", "configMap": {"name": f"{service}-config"}}]
-            pod["containers"][0]["volumeMounts"] = [{"name": "config", "mountPath": "/etc/config"}]
-        docs.append({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": service},
-                     "spec": {"replicas": 1, "selector": {"matchLabels": {"app": service}},
-                              "template": {"metadata": {"labels": {"app": service}}, "spec": pod}}})
-        docs.append({"apiVersion": "v1", "kind": "Service", "metadata": {"name": service},
-                     "spec": {"selector": {"app": service}, "ports": [{"port": 8080}]}})
-        return docs
+    def write(self, services: dict, name="teststack") -> Path:
+        return samples.write_stack(self.folder, services, name=name, project=self.project,
+                                   base_image=self.base_image, namespace="testns")
 
     def images(self):
         out = podman_cmd("images", "--format", "{{.Repository}}:{{.Tag}}",

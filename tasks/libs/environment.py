@@ -221,6 +221,10 @@ class Environment:
                 self.kubectl.apply(path, self.stack.namespace, log_path=log, timeout=self.timeouts["apply"])
                 for crd in crds:
                     self.kubectl.wait_crd_established(crd["metadata"]["name"], 60, log_path=log)
+            for kind, object_name, namespace in targets:
+                if kind == "Job":
+                    # A Job's pod template cannot be changed in place; a new image means a new Job.
+                    self.kubectl.delete("job", object_name, namespace, log_path=log)
             if rest:
                 path = folder / f"{name}.yaml"
                 _write_private(path, render.dump(rest))

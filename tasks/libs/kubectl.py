@@ -28,6 +28,10 @@ class Kubectl:
     def ensure_namespace(self, path, log_path=None, timeout=None):
         return self.run("apply", "-f", str(path), log_path=log_path, timeout=timeout)
 
+    def delete(self, kind, name, namespace, log_path=None):
+        return self.run("delete", kind, name, "-n", namespace, "--ignore-not-found", "--wait=true",
+                        "--timeout=120s", log_path=log_path, timeout=150)
+
     def wait_crd_established(self, name, timeout, log_path=None):
         return self.run("wait", "--for=condition=Established", f"customresourcedefinition/{name}",
                         f"--timeout={int(timeout)}s", log_path=log_path, timeout=timeout + 30)

@@ -1,0 +1,101 @@
+"""Generated sample stacks of tiny busybox services, for the benchmarks and the tests.
+
+No public registry is needed: the base image is made FROM scratch with the host's
+static busybox (Debian: busybox-static), and each service's build has a RUN step
+that sleeps for the time it is given, standing in for a compiler.
+"""
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from .engine import Engine
+from .errors import KindlingError
+
+BASE_IMAGE = "localhost/kindling-sample/base:busybox"
+
+
+def busybox_binary() -> str:
+    for candidate in (shutil.which("busybox"), "/bin/busybox", "/usr/bin/busybox"):
+        if candidate and Path(candidate).exists():
+            return candidate
+    raise KindlingError("no busybox binary: install a static one (Debian: apt-get install busybox-static)")
+
+
+def ensure_base_image(engine: Engine, ref: str = BASE_IMAGE) -> str:
+    if engine.image_exists(ref):
+        return ref
+    with tempfile.TemporaryDirectory() as folder:
+        context = Path(folder)
+        shutil.copy(busybox_binary(), context / "busybox")
+        (context / "Containerfile").write_text("FROM scratch\nCOPY busybox /bin/busybox\n")
+        engine.build(ref, context / "Containerfile", context)
+    return ref
+
+
+CONTAINERFILE = """\
+ARG BASE_IMAGE
+FROM ${{BASE_IMAGE}}
+COPY version.txt /version.txt
+RUN ["/bin/busybox", "sh", "-c", "{step} && /bin/busybox echo {service} > /name"]
+CMD ["/bin/busybox", "httpd", "-f", "-p", "8080"]
+"""
+
+
+def manifests(service: str, spec: dict) -> list:
+    """A Deployment and a Service (and a mounted ConfigMap if spec['configmap']); a Job if spec['job']."""
+    docs = []
+    pod = {"containers": [{"name": service, "image": service, "ports": [{"containerPort": 8080}]}]}
+    if spec.get("configmap"):
+        docs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"{service}-config"},
+                     "data": {"config.yaml": "port: 8080\n"}})
+        pod["volumes"] = [{"name": "config", "configMap": {"name": f"{service}-config"}}]
+        pod["containers"][0]["volumeMounts"] = [{"name": "config", "mountPath": "/etc/config"}]
+    if spec.get("job"):
+        pod["restartPolicy"] = "Never"
+        docs.append({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": service},
+                     "spec": {"template": {"spec": pod}}})
+        return docs
+    docs.append({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": service},
+                 "spec": {"replicas": 1, "selector": {"matchLabels": {"app": service}},
+                          "template": {"metadata": {"labels": {"app": service}}, "spec": pod}}})
+    docs.append({"apiVersion": "v1", "kind": "Service", "metadata": {"name": service},
+                 "spec": {"selector": {"app": service}, "ports": [{"port": 8080}]}})
+    return docs
+
+
+def write_stack(folder: Path, services: dict, *, name: str, project: str, base_image: str,
+                cluster: str | None = None, namespace: str = "sample") -> Path:
+    """Write a stack file and its sources under folder.
+
+    services: name -> {"sleep": seconds, "depends_on": [...], "fail": bool, "memory": "1GiB",
+    "configmap": bool, "job": bool, "image": "prebuilt ref" (no build), "timeout": seconds,
+    "version": text}
+    """
+    (folder / "src").mkdir(parents=True, exist_ok=True)
+    (folder / "manifests").mkdir(exist_ok=True)
+    stack = {"name": name, "project": project, "namespace": namespace,
+             "cluster": {"name": cluster or f"{project}-e2e"}, "services": {}}
+    for service, spec in services.items():
+        manifest = folder / "manifests" / f"{service}.yaml"
+        manifest.write_text(yaml.safe_dump_all(manifests(service, spec)))
+        entry = {"manifests": [f"manifests/{service}.yaml"], "depends_on": spec.get("depends_on", []),
+                 "ready": {"timeout": spec.get("timeout", 30)}}
+        if spec.get("image"):
+            entry["image"] = spec["image"]
+        else:
+            context = folder / "src" / service
+            context.mkdir(exist_ok=True)
+            (context / "version.txt").write_text(str(spec.get("version", "1")) + "\n")
+            step = "/bin/busybox false" if spec.get("fail") else f"/bin/busybox sleep {spec.get('sleep', 0)}"
+            (context / "Containerfile").write_text(CONTAINERFILE.format(step=step, service=service))
+            entry["build"] = {"containerfile": f"src/{service}/Containerfile", "context": f"src/{service}",
+                              "args": {"BASE_IMAGE": base_image}}
+            if spec.get("memory"):
+                entry["build"]["memory"] = spec["memory"]
+        stack["services"][service] = entry
+    path = folder / "stack.yaml"
+    path.write_text(yaml.safe_dump(stack, sort_keys=False))
+    return path
