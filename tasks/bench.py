@@ -6,9 +6,14 @@ removes every image it built.
 """
 
 import io
+import json
 import os
+import subprocess
+import sys
 import tempfile
+import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 from invoke import Collection, task
@@ -17,6 +22,7 @@ from .libs import cli, samples
 from .libs.console import Console
 from .libs.engine import Engine
 from .libs.environment import Environment
+from .libs.errors import KindlingError
 from .libs.procs import Runner
 from .libs.stack import load_stack
 
@@ -70,5 +76,106 @@ def build(c, scale=1.0, verbose=False):
     print(f"  parallel / slowest     {parallel / slowest:7.2f}   (1.00 is the floor)")
 
 
+# Kubernaut's measured builds (December 2025): Data Storage 1:22, HolmesGPT-API 2:30,
+# AIAnalysis 3:53, i.e. 82 : 150 : 233 seconds.
+KUBERNAUT_BUILD_SECONDS = {"datastorage": 82, "holmesgpt-api": 150, "aianalysis": 233}
+# Latencies given to the kind/kubectl fakes (seconds), scaled like the builds.
+FAKE_LATENCIES = {"kind.create": 100, "kind.load": 25, "kubectl.rollout": 30}
+
+
+@contextmanager
+def _fake_cluster_tools(state: Path, scale: float):
+    """Put the kind/kubectl fakes first on PATH, with latencies, for this process and its children."""
+    saved = {k: os.environ.get(k) for k in ("PATH", "KINDLING_FAKE_STATE")}
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "scenario.json").write_text(json.dumps(
+        {"delays": {k: round(v * scale, 3) for k, v in FAKE_LATENCIES.items()}}))
+    os.environ["PATH"] = f"{cli.PROJECT_ROOT / 'tests' / 'fakes'}{os.pathsep}{os.environ['PATH']}"
+    os.environ["KINDLING_FAKE_STATE"] = str(state)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _aianalysis_shaped_stack(folder: Path, scale: float) -> Path:
+    base = samples.ensure_base_image(Engine(Runner()))
+    build_seconds = {k: f"{v * scale:.2f}" for k, v in KUBERNAUT_BUILD_SECONDS.items()}
+    return samples.write_stack(folder, {
+        "postgresql": {"image": "docker.io/library/postgres:16-alpine"},
+        "redis": {"image": "docker.io/library/redis:7-alpine"},
+        "datastorage": {"sleep": build_seconds["datastorage"], "depends_on": ["postgresql", "redis"],
+                        "configmap": True},
+        "holmesgpt-api": {"sleep": build_seconds["holmesgpt-api"], "depends_on": ["datastorage"]},
+        "aianalysis": {"sleep": build_seconds["aianalysis"], "depends_on": ["datastorage", "holmesgpt-api"]},
+    }, name="bench-setup", project=f"bench{uuid.uuid4().hex[:6]}", base_image=base,
+        namespace="kubernaut-system")
+
+
+@task(
+    help={
+        "scale": "Seconds per Kubernaut second: builds are 82/150/233 s times this (default 0.03).",
+        "verbose": "Show every step's progress lines.",
+    }
+)
+@cli.reports_errors
+def setup(c, scale=0.03, verbose=False):
+    """Cold setups (serial, phased, pipelined), a warm re-run and a partial redeploy; print ratios."""
+    scale = float(scale)
+    with tempfile.TemporaryDirectory(prefix="kindling-bench-") as folder:
+        folder = Path(folder)
+        home = folder / "home"
+        with _fake_cluster_tools(folder / "fake-state", scale):
+            path = _aianalysis_shaped_stack(folder / "stack", scale)
+            rows = []
+            try:
+                for strategy in ("serial", "phased", "pipelined"):
+                    _environment(path, home, True).teardown()
+                    env = _environment(path, home, not verbose, strategy=strategy, no_cache=True)
+                    report = env.execute(env.setup_steps(env.stack.order()), label=f"bench {strategy}")
+                    rows.append((f"cold {strategy}", report))
+                env = _environment(path, home, not verbose)
+                warm = env.execute(env.setup_steps(env.stack.order()), label="bench warm")
+                rows.append(("warm re-run", warm))
+                deployed_before = _environment(path, home, True).cluster_state.deployed()
+                (folder / "stack" / "src" / "aianalysis" / "version.txt").write_text("changed\n")
+                started = time.monotonic()
+                partial = subprocess.run(
+                    [sys.executable, "-m", "invoke", "--search-root", str(cli.PROJECT_ROOT), "deploy.aianalysis"],
+                    env={**os.environ, "E2E_STACK": str(path), "KINDLING_HOME": str(home), "NO_COLOR": "1"},
+                    capture_output=True, text=True)
+                partial_wall = time.monotonic() - started
+                if partial.returncode != 0:
+                    raise KindlingError("partial redeploy failed:\n" + partial.stderr[-2000:])
+                deployed_after = _environment(path, home, True).cluster_state.deployed()
+            finally:
+                _environment(path, home, True).teardown()
+    changed = sorted(n for n in deployed_after if deployed_after[n] != deployed_before.get(n))
+    warm_builds = [s["id"] for s in warm["steps"] if s["id"].startswith("image:") and s["outcome"] == "built"]
+    serial = rows[0][1]["wall_seconds"]
+    print(f"bench.setup: AIAnalysis-shaped stack (postgresql, redis, 3 builds of "
+          + ", ".join(f"{v * scale:.2f} s" for v in KUBERNAUT_BUILD_SECONDS.values())
+          + "), real podman, kind/kubectl fakes with latencies "
+          + ", ".join(f"{k} {v * scale:.2f} s" for k, v in FAKE_LATENCIES.items()))
+    print(f"  {'run':<20} {'wall':>8} {'/ serial':>9} {'critical path':>14} {'wall / cp':>10}")
+    for label, report in rows:
+        print(f"  {label:<20} {report['wall_seconds']:7.1f}s {report['wall_seconds'] / serial:9.2f} "
+              f"{report['critical_path_seconds']:13.1f}s {report['wall_over_critical_path'] or 0:10.2f}")
+    print(f"  {'partial redeploy':<20} {partial_wall:7.1f}s {partial_wall / serial:9.2f}   "
+          f"(deploy.aianalysis via invoke, pre= chain included)")
+    cold = dict(rows)
+    pipelined, phased = cold["cold pipelined"]["wall_seconds"], cold["cold phased"]["wall_seconds"]
+    print(f"  pipelined / critical path  {cold['cold pipelined']['wall_over_critical_path']:.2f}")
+    print(f"  pipelined / phased         {pipelined / phased:.2f}")
+    print(f"  warm / cold pipelined      {warm['wall_seconds'] / pipelined:.2f}   (builds in warm run: "
+          f"{len(warm_builds)})")
+    print(f"  partial redeploy changed   {', '.join(changed) or 'nothing'}")
+
+
 collection = Collection("bench")
 collection.add_task(build)
+collection.add_task(setup)

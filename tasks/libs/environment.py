@@ -26,6 +26,7 @@ STRATEGIES = ("pipelined", "phased", "serial")
 DEFAULT_LIMITS = {"build": 4, "load": 2, "kube": 4, "cluster": 1}
 DEFAULT_TIMEOUTS = {"build": 3600, "save": 900, "load": 900, "cluster": 600, "apply": 300}
 TRANSIENT_BUILD_FAILURE = re.compile(r"server probably quit", re.I)
+_ENSURED_CLUSTERS = set()  # (state home, cluster) ensured by this process
 
 
 def default_memory_budget() -> int:
@@ -159,12 +160,18 @@ class Environment:
         return "built"
 
     def ensure_cluster(self) -> str:
+        key = (str(self.home), self.stack.cluster_name)
+        if key in _ENSURED_CLUSTERS and not self.dry_run:
+            # deploy.<service> pre= chains run several tasks in one process: check once.
+            return "exists"
         log = self.run.log_path("cluster")
         outcome = self.cluster.ensure(self.stack.cluster_config, log_path=log,
                                       timeout=self.timeouts["cluster"])
         namespace_file = self.run.folder / "namespace.yaml"
         namespace_file.write_text(render.dump([render.namespace_doc(self.stack.namespace)]))
         self.kubectl.ensure_namespace(namespace_file, log_path=log, timeout=self.timeouts["apply"])
+        if not self.dry_run:
+            _ENSURED_CLUSTERS.add(key)
         return outcome
 
     def ensure_loaded(self, name) -> str:
@@ -367,6 +374,7 @@ class Environment:
     def teardown(self, keep_cluster=False, keep_images=False) -> list:
         """Delete the cluster, its kubeconfig, leftover tars and the images kindling built."""
         done = []
+        _ENSURED_CLUSTERS.discard((str(self.home), self.stack.cluster_name))
         if not keep_cluster:
             if self.dry_run or self.cluster.exists():
                 self.cluster.delete(log_path=self.run.log_path("teardown"))

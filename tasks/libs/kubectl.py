@@ -46,15 +46,15 @@ class Kubectl:
 
     def is_ready(self, kind, name, namespace) -> bool:
         """A quick, read-only readiness check (used to decide whether a deploy can be skipped)."""
-        if kind == "Job":
-            result = self.run("get", "job", name, "-n", namespace, "-o", "json", check=False,
-                              mutating=False, timeout=30)
-            if result.exit_code != 0:
-                return False
-            return (json.loads(result.stdout).get("status") or {}).get("succeeded", 0) >= 1
-        result = self.run("rollout", "status", f"{WORKLOAD_KINDS[kind]}/{name}", "-n", namespace,
-                          "--timeout=1s", check=False, mutating=False, timeout=30)
-        return result.exit_code == 0
+        resource = {"Job": "job", **WORKLOAD_KINDS}[kind]
+        result = self.run("get", resource, name, "-n", namespace, "-o", "json", check=False,
+                          mutating=False, timeout=30)
+        if result.exit_code != 0:
+            return False
+        try:
+            return workload_ready(json.loads(result.stdout))
+        except ValueError:
+            return False
 
     def diagnostics(self, namespace) -> dict:
         """Read-only views a person needs after a failed wait; file name -> text."""
@@ -73,3 +73,24 @@ class Kubectl:
     def logs(self, kind, name, namespace) -> str:
         return self.run("logs", f"{WORKLOAD_KINDS.get(kind, kind.lower())}/{name}", "-n", namespace,
                         "--all-containers", "--tail", "200", check=False, mutating=False, timeout=60).stdout
+
+
+def workload_ready(obj: dict) -> bool:
+    """The conditions `kubectl rollout status` waits for, read from one object's status
+    (kubectl's rollout status viewers, k8s.io/kubectl/pkg/polymorphichelpers/rollout_status.go)."""
+    kind, spec, status = obj.get("kind"), obj.get("spec") or {}, obj.get("status") or {}
+    if kind == "Job":
+        return any(c.get("type") == "Complete" and c.get("status") == "True"
+                   for c in status.get("conditions") or []) or (status.get("succeeded") or 0) >= 1
+    generation = (obj.get("metadata") or {}).get("generation", 0)
+    if (status.get("observedGeneration") or 0) < generation:
+        return False
+    if kind == "DaemonSet":
+        desired = status.get("desiredNumberScheduled", 0)
+        return status.get("updatedNumberScheduled", 0) >= desired and status.get("numberAvailable", 0) >= desired
+    replicas = spec.get("replicas", 1)
+    if kind == "StatefulSet":
+        return (status.get("readyReplicas") or 0) >= replicas and \
+            status.get("currentRevision") == status.get("updateRevision")
+    return ((status.get("updatedReplicas") or 0) >= replicas and (status.get("availableReplicas") or 0) >= replicas
+            and (status.get("replicas") or 0) <= replicas)

@@ -1,0 +1,122 @@
+"""The thin adapters: argument lists, retries, verification, readiness, without a cluster."""
+
+import pytest
+
+from tasks.libs.engine import Engine
+from tasks.libs.errors import CommandFailed, KindlingError
+from tasks.libs.kind import KindCluster
+from tasks.libs.kubectl import workload_ready
+from tasks.libs.procs import Result, mask_argv
+
+
+class ScriptedRunner:
+    """Records argument lists; answers from a list of (predicate, result-or-exception)."""
+
+    dry_run = False
+
+    def __init__(self, answers=()):
+        self.calls = []
+        self.answers = list(answers)
+
+    def run(self, argv, **options):
+        self.calls.append((argv, options.get("env")))
+        for i, (predicate, answer) in enumerate(self.answers):
+            if predicate(argv):
+                if isinstance(answer, list):  # answers consumed in turn
+                    answer = answer.pop(0) if len(answer) > 1 else answer[0]
+                if isinstance(answer, Exception):
+                    raise answer
+                return answer
+        return Result("", 0)
+
+
+def test_engine_build_argument_list():
+    runner = ScriptedRunner()
+    Engine(runner).build("localhost/p/api:t", "/src/Containerfile", "/src", args={"A": "1", "B": "x y"},
+                         target="runtime", labels={"l": "v"}, no_cache=True)
+    argv = runner.calls[0][0]
+    assert argv == ["podman", "build", "-t", "localhost/p/api:t", "-f", "/src/Containerfile",
+                    "--build-arg", "A=1", "--build-arg", "B=x y", "--target", "runtime",
+                    "--label", "l=v", "--no-cache", "/src"]
+
+
+def test_kind_calls_carry_the_podman_provider(tmp_path):
+    runner = ScriptedRunner([(lambda a: a[1:3] == ["get", "clusters"], Result("other\n", 0))])
+    cluster = KindCluster("c1", tmp_path / "kubeconfig", runner, engine="podman")
+    assert cluster.ensure() == "created"
+    assert [a[0][1:3] for a in runner.calls] == [["get", "clusters"], ["create", "cluster"]]
+    assert all(env == {"KIND_EXPERIMENTAL_PROVIDER": "podman"} for _, env in runner.calls)
+    create = runner.calls[1][0]
+    assert create[create.index("--kubeconfig") + 1] == str(tmp_path / "kubeconfig")
+    assert KindCluster("c", tmp_path / "k", ScriptedRunner(), engine="docker").env == {}
+
+
+def test_create_retries_transient_failures_a_bounded_number_of_times(tmp_path):
+    transient = CommandFailed("kind create", 1, 'failed with error: exit status 125')
+    runner = ScriptedRunner([(lambda a: a[1:3] == ["create", "cluster"], [transient, transient, Result("", 0)])])
+    KindCluster("c1", tmp_path / "k", runner, retry_delay=0).create()
+    creates = [a for a, _ in runner.calls if a[1:3] == ["create", "cluster"]]
+    deletes = [a for a, _ in runner.calls if a[1:3] == ["delete", "cluster"]]
+    assert len(creates) == 3 and len(deletes) == 2
+
+    runner = ScriptedRunner([(lambda a: a[1:3] == ["create", "cluster"], [transient])])
+    with pytest.raises(CommandFailed):
+        KindCluster("c1", tmp_path / "k", runner, retry_delay=0, create_attempts=2).create()
+    assert len([a for a, _ in runner.calls if a[1:3] == ["create", "cluster"]]) == 2
+
+
+def test_create_does_not_retry_real_errors(tmp_path):
+    fatal = CommandFailed("kind create", 1, "invalid config: unknown field")
+    runner = ScriptedRunner([(lambda a: a[1:3] == ["create", "cluster"], [fatal])])
+    with pytest.raises(CommandFailed):
+        KindCluster("c1", tmp_path / "k", runner, retry_delay=0).create()
+    assert len(runner.calls) == 1
+
+
+class NodeEngine:
+    def __init__(self, tags):
+        self.tags = tags
+
+    def exec_json(self, container, argv):
+        assert argv == ["crictl", "images", "-o", "json"]
+        return {"images": [{"repoTags": self.tags}]}
+
+
+def test_verify_loaded_catches_an_image_that_never_arrived(tmp_path):
+    runner = ScriptedRunner([(lambda a: a[1:3] == ["get", "nodes"], Result("c1-control-plane\n", 0))])
+    cluster = KindCluster("c1", tmp_path / "k", runner)
+    cluster.verify_loaded(NodeEngine(["localhost/p/api:t"]), "localhost/p/api:t")
+    with pytest.raises(KindlingError, match="do not hold localhost/p/api:t"):
+        # The node holds the same name without localhost/: containerd reads that as docker.io.
+        cluster.verify_loaded(NodeEngine(["docker.io/p/api:t"]), "localhost/p/api:t")
+    assert cluster.has_image(NodeEngine(["docker.io/library/nginx:latest"]), "nginx")
+
+
+@pytest.mark.parametrize("obj,ready", [
+    ({"kind": "Deployment", "metadata": {"generation": 2}, "spec": {"replicas": 2},
+      "status": {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}}, True),
+    ({"kind": "Deployment", "metadata": {"generation": 3}, "spec": {"replicas": 1},
+      "status": {"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 1}}, False),
+    ({"kind": "Deployment", "metadata": {"generation": 1}, "spec": {"replicas": 1},
+      "status": {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 1, "availableReplicas": 1}}, False),
+    ({"kind": "Deployment", "metadata": {}, "spec": {},
+      "status": {"updatedReplicas": 1, "availableReplicas": 0}}, False),
+    ({"kind": "StatefulSet", "spec": {"replicas": 1},
+      "status": {"readyReplicas": 1, "currentRevision": "r1", "updateRevision": "r1"}}, True),
+    ({"kind": "StatefulSet", "spec": {"replicas": 1},
+      "status": {"readyReplicas": 1, "currentRevision": "r1", "updateRevision": "r2"}}, False),
+    ({"kind": "Job", "status": {"succeeded": 1}}, True),
+    ({"kind": "Job", "status": {"failed": 3}}, False),
+    ({"kind": "DaemonSet", "status": {"desiredNumberScheduled": 1, "updatedNumberScheduled": 1,
+                                      "numberAvailable": 1}}, True),
+])
+def test_workload_ready(obj, ready):
+    assert workload_ready(obj) is ready
+
+
+def test_mask_argv_hides_secret_like_values():
+    argv = ["podman", "build", "--build-arg", "DB_PASSWORD=hunter2", "--build-arg", "GITHUB_TOKEN=ghp_x",
+            "--build-arg", "GOFLAGS=-cover", "--label", "x=y"]
+    assert mask_argv(argv) == ["podman", "build", "--build-arg", "DB_PASSWORD=***", "--build-arg",
+                               "GITHUB_TOKEN=***", "--build-arg", "GOFLAGS=-cover", "--label", "x=y"]
+    assert mask_argv(["echo", "uses hunter22 here"], secrets={"hunter22"}) == ["echo", "uses *** here"]
