@@ -4,6 +4,7 @@ import os
 
 from invoke import Collection, task
 
+from . import doctor
 from .libs import cli, report
 from .libs.environment import STRATEGIES
 from .libs.errors import Interrupted, KindlingError
@@ -28,6 +29,7 @@ def setup(c, strategy="pipelined", jobs=None, no_cache=False, keep_cluster=False
     """Create the cluster, build and load the images, deploy every service in dependency order."""
     env = cli.environment(c, dry_run=dry_run or bool(c.config.run.dry), no_cache=no_cache, jobs=jobs,
                           strategy=strategy, memory_budget=cli.parse_budget(memory_budget))
+    doctor.require_ready(env)
     existed = env.dry_run or env.cluster.exists()
     env.console.line(f"setting up stack {env.stack.name} on cluster {env.stack.cluster_name} "
                      f"({strategy}); run folder {env.run.folder}")

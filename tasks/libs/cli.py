@@ -2,10 +2,13 @@
 
 import functools
 import os
+import signal
+import threading
 from pathlib import Path
 
 from invoke.exceptions import Exit
 
+from . import procs
 from .console import Console
 from .environment import Environment
 from .errors import Interrupted, KindlingError
@@ -44,17 +47,35 @@ def environment(ctx, **options) -> Environment:
 
 
 def reports_errors(function):
-    """Turn the tool's own errors into a message and exit code, never a traceback."""
+    """Turn the tool's own errors into a message and exit code, never a traceback.
+
+    SIGTERM is turned into an exception like SIGINT, so both stop every command this
+    process started (their process trees included) before exiting 143 or 130.
+    """
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
+        previous = _trap_sigterm()
         try:
             return function(*args, **kwargs)
-        except Interrupted as exc:
-            raise Exit(f"kindling: {exc}", code=exc.exit_code)
-        except KeyboardInterrupt:
-            raise Exit("kindling: interrupted", code=130)
+        except (Interrupted, KeyboardInterrupt) as exc:
+            procs.terminate_everything()
+            code = exc.exit_code if isinstance(exc, Interrupted) else 130
+            raise Exit(f"kindling: {exc if isinstance(exc, Interrupted) else 'interrupted by SIGINT'}", code=code)
         except KindlingError as exc:
             raise Exit(f"kindling: {exc}", code=exc.exit_code)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper
+
+
+def _trap_sigterm():
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise Interrupted(signum)
+
+    return signal.signal(signal.SIGTERM, handler)

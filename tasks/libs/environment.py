@@ -13,7 +13,7 @@ import re
 import time
 from pathlib import Path
 
-from . import cache, images, render, report, runs
+from . import cache, images, locks, preflight, render, report, runs
 from .console import Console
 from .engine import DIGEST_LABEL, STACK_LABEL, Engine
 from .errors import CommandFailed, Interrupted, KindlingError
@@ -30,15 +30,24 @@ _ENSURED_CLUSTERS = set()  # (state home, cluster) ensured by this process
 
 
 def default_memory_budget() -> int:
-    """Three quarters of the memory available now (MemAvailable), in bytes."""
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024 * 3 // 4
-    except OSError:
-        pass
-    return 0
+    """Three quarters of the memory available now."""
+    return preflight.mem_available() * 3 // 4
+
+
+def parse_timeouts(text: str) -> dict:
+    """`build=600,load=120` -> {"build": 600, "load": 120} (KINDLING_TIMEOUTS)."""
+    result = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, _, value = part.partition("=")
+        if key not in DEFAULT_TIMEOUTS:
+            raise KindlingError(f"KINDLING_TIMEOUTS: unknown step {key!r}; use {', '.join(DEFAULT_TIMEOUTS)}")
+        try:
+            result[key] = float(value)
+        except ValueError:
+            raise KindlingError(f"KINDLING_TIMEOUTS: {part!r} needs a number of seconds") from None
+        if result[key] <= 0:
+            raise KindlingError(f"KINDLING_TIMEOUTS: {part!r} must be positive")
+    return result
 
 
 def git_short_sha(runner: Runner, folder: Path) -> str | None:
@@ -64,7 +73,8 @@ class Environment:
         if jobs:
             self.limits["build"] = int(jobs)
         self.memory_budget = default_memory_budget() if memory_budget is None else memory_budget
-        self.timeouts = {**DEFAULT_TIMEOUTS, **(timeouts or {})}
+        self.timeouts = {**DEFAULT_TIMEOUTS, **stack.timeouts, **parse_timeouts(self.env.get("KINDLING_TIMEOUTS", "")),
+                         **(timeouts or {})}
         self.home = runs.state_home(stack, self.env)
         self.run = runs.Run(self.home, stack.name)
         self.runner = Runner(dry_run, self.run.command_log, echo=self.console.line)
@@ -269,6 +279,10 @@ class Environment:
                 text = text.replace(secret, "***")
         return text
 
+    def preflight(self) -> list:
+        return preflight.run_checks(self.stack, self.runner, self.home, self.memory_budget,
+                                    preflight.mem_available(), self.env)
+
     # ---- graphs -----------------------------------------------------------------------------
 
     def image_steps(self, names) -> list:
@@ -314,7 +328,17 @@ class Environment:
 
     # ---- running ----------------------------------------------------------------------------
 
+    def lock_cluster(self, what) -> None:
+        if self.dry_run:
+            return
+        wait = float(self.env.get("KINDLING_LOCK_WAIT") or 0)
+        note = locks.acquire(self.stack.cluster_name, what, wait, self.env, say=self.console.line)
+        if note.startswith("took over"):
+            self.console.line(f"cluster {self.stack.cluster_name}: {note}")
+
     def execute(self, steps, label="setup") -> dict:
+        if any(step.id == "cluster" for step in steps):
+            self.lock_cluster(label)
         scheduler = Scheduler(
             limits=self.limits, total=1 if self.strategy == "serial" else None,
             memory_budget=self.memory_budget, on_event=self._on_event, keep_going=self.keep_going,
@@ -374,6 +398,8 @@ class Environment:
     def teardown(self, keep_cluster=False, keep_images=False) -> list:
         """Delete the cluster, its kubeconfig, leftover tars and the images kindling built."""
         done = []
+        if not keep_cluster:
+            self.lock_cluster("teardown")
         _ENSURED_CLUSTERS.discard((str(self.home), self.stack.cluster_name))
         if not keep_cluster:
             if self.dry_run or self.cluster.exists():

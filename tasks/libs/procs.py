@@ -12,6 +12,7 @@ import shlex
 import signal
 import threading
 import time
+import weakref
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,10 +122,20 @@ def _alive(pid: int) -> bool:
         return False
 
 
+_RUNNERS = weakref.WeakSet()
+
+
+def terminate_everything():
+    """Stop every command any Runner of this process is running (on SIGINT/SIGTERM)."""
+    for runner in list(_RUNNERS):
+        runner.terminate_all()
+
+
 class Runner:
     """Runs commands as argument lists. One per kindling run; thread-safe."""
 
     def __init__(self, dry_run=False, command_log=None, echo=None, secrets=()):
+        _RUNNERS.add(self)
         self.dry_run = dry_run
         self.command_log = Path(command_log) if command_log else None
         self.echo = echo

@@ -26,7 +26,8 @@ _SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGN
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
                "ki": 1024, "mi": 1024**2, "gi": 1024**3, "ti": 1024**4}
 
-TOP_KEYS = {"name", "project", "engine", "source", "namespace", "cluster", "services"}
+TOP_KEYS = {"name", "project", "engine", "source", "namespace", "cluster", "services", "timeouts"}
+TIMEOUT_KEYS = {"build", "save", "load", "cluster", "apply"}
 CLUSTER_KEYS = {"name", "config"}
 SERVICE_KEYS = {"image", "build", "manifests", "depends_on", "ready", "load"}
 BUILD_KEYS = {"containerfile", "context", "args", "coverage_args", "target", "memory"}
@@ -72,6 +73,7 @@ class Stack:
     cluster_name: str
     cluster_config: Path | None
     services: dict  # name -> Service, in file order
+    timeouts: dict = field(default_factory=dict)  # step kind -> seconds, overriding the defaults
 
     @property
     def folder(self) -> Path:
@@ -282,7 +284,9 @@ def load_stack(path, env=None, check_files: bool = True) -> Stack:
     source_text = env.get("E2E_SOURCE") or document.get("source", ".")
     source_field = "source (from E2E_SOURCE)" if env.get("E2E_SOURCE") else "source"
     source = c.path_value(source_text, source_field, path.parent, None)
-    c.existing(source, source_field, "folder")
+    if check_files and not source.is_dir():
+        c.fail(source_field, f"folder {source} does not exist",
+               "check the sources out there, or point E2E_SOURCE at them")
     namespace = c.name(document.get("namespace", name), "namespace")
 
     cluster = c.mapping(document.get("cluster", {}) or {}, "cluster", CLUSTER_KEYS)
@@ -291,6 +295,11 @@ def load_stack(path, env=None, check_files: bool = True) -> Stack:
     if cluster.get("config") is not None:
         cluster_config = c.existing(
             c.path_value(cluster["config"], "cluster.config", path.parent, source), "cluster.config")
+
+    timeouts = c.mapping(document.get("timeouts", {}) or {}, "timeouts", TIMEOUT_KEYS)
+    for key, value in timeouts.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            c.fail(f"timeouts.{key}", f"must be a positive number of seconds, got {value!r}")
 
     raw_services = document["services"]
     if not isinstance(raw_services, dict) or not raw_services:
@@ -317,7 +326,8 @@ def load_stack(path, env=None, check_files: bool = True) -> Stack:
         cycle = exc.args[1]
         c.fail(f"services.{cycle[0]}.depends_on", "dependency cycle: " + " -> ".join(cycle),
                "remove one of these depends_on entries")
-    return Stack(path, name, project, engine, source, namespace, cluster_name, cluster_config, services)
+    return Stack(path, name, project, engine, source, namespace, cluster_name, cluster_config, services,
+                 dict(timeouts))
 
 
 def _service(c: _Checker, name, raw, where, project, source) -> Service:
