@@ -1,54 +1,89 @@
-"""`invoke e2e.*`: the whole environment: set up, tear down."""
+"""`invoke e2e.*`: the whole environment and the suite around it."""
 
 import os
+import shlex
 
 from invoke import Collection, task
 
 from . import doctor
-from .libs import cli, report
+from .libs import cli, report, runs
 from .libs.environment import STRATEGIES
 from .libs.errors import Interrupted, KindlingError
-from .libs.scheduler import StepFailed
+from .libs.scheduler import FAILED, StepFailed
+
+SETUP_HELP = {
+    "strategy": f"How steps are scheduled: {', '.join(STRATEGIES)} (default pipelined: each step "
+                "as soon as its inputs are ready).",
+    "jobs": "At most this many image builds at once (default 4).",
+    "no-cache": "Rebuild every image even when one with the same inputs exists.",
+    "memory-budget": "Memory the concurrent builds may declare together, e.g. 12GiB "
+                     "(default: three quarters of available memory).",
+    "coverage": "Coverage mode (also E2E_COVERAGE=true): coverage build args, /coverdata mounts, GOCOVERDIR.",
+    "dry-run": "Print the commands instead of running them.",
+}
 
 
-@task(
-    help={
-        "strategy": f"How steps are scheduled: {', '.join(STRATEGIES)} (default pipelined: each step "
-                    "as soon as its inputs are ready).",
-        "jobs": "At most this many image builds at once (default 4).",
-        "no-cache": "Rebuild every image even when one with the same inputs exists.",
-        "keep-cluster": "On failure keep a cluster this run created (also KEEP_CLUSTER=1).",
-        "memory-budget": "Memory the concurrent builds may declare together, e.g. 12GiB "
-                         "(default: three quarters of available memory).",
-        "dry-run": "Print the commands instead of running them.",
-    }
-)
-@cli.reports_errors
-def setup(c, strategy="pipelined", jobs=None, no_cache=False, keep_cluster=False, memory_budget="",
-          dry_run=False):
-    """Create the cluster, build and load the images, deploy every service in dependency order."""
-    env = cli.environment(c, dry_run=dry_run or bool(c.config.run.dry), no_cache=no_cache, jobs=jobs,
-                          strategy=strategy, memory_budget=cli.parse_budget(memory_budget))
+def _environment(c, strategy="pipelined", jobs=None, no_cache=False, memory_budget="", coverage=False,
+                 dry_run=False):
+    return cli.environment(c, dry_run=dry_run or bool(c.config.run.dry), no_cache=no_cache, jobs=jobs,
+                           strategy=strategy, memory_budget=cli.parse_budget(memory_budget), coverage=coverage)
+
+
+def _print_report(env, result):
+    env.console.line(report.table(result))
+    env.console.line(report.service_table(result, [(n, env.known_refs().get(n, "")) for n in env.stack.order()]))
+
+
+def _run_graph(env, steps, label, keep_cluster):
+    """Run setup steps (and maybe the suite); on failure delete a cluster this run created, unless kept."""
     doctor.require_ready(env)
     existed = env.dry_run or env.cluster.exists()
-    env.console.line(f"setting up stack {env.stack.name} on cluster {env.stack.cluster_name} "
-                     f"({strategy}); run folder {env.run.folder}")
+    env.console.line(f"{label}: stack {env.stack.name} on cluster {env.stack.cluster_name} "
+                     f"({env.strategy}); run folder {env.run.folder}")
     try:
-        result = env.execute(env.setup_steps(env.stack.order()), label="e2e.setup")
+        return env.execute(steps, label=label)
     except (StepFailed, Interrupted) as exc:
-        keep = keep_cluster or cli.truthy(os.environ.get("KEEP_CLUSTER", ""))
         if env.last_report:
             env.console.line(report.table(env.last_report))
+        suite_failed = isinstance(exc, StepFailed) and any(
+            r.id == "test" and r.status == FAILED for r in exc.records)
+        if suite_failed and not env.dry_run:
+            env.runner.resume()
+            where = env.write_namespace_diagnostics()
+            env.console.line(f"suite failed: diagnostics in {where}")
+        keep = keep_cluster or cli.truthy(os.environ.get("KEEP_CLUSTER", ""))
         if not existed and not keep and not env.dry_run:
             env.runner.resume()
             env.teardown(keep_images=True)
             env.console.line(f"deleted cluster {env.stack.cluster_name} that this run created "
                              "(keep it next time with --keep-cluster or KEEP_CLUSTER=1)")
+        elif not env.dry_run and env.cluster_state.kubeconfig.exists():
+            env.console.line(f"cluster kept: KUBECONFIG={env.cluster_state.kubeconfig}")
         if isinstance(exc, Interrupted):
             raise
-        raise KindlingError("e2e.setup failed\n" + env.failure_details(exc.records)) from None
-    env.console.line(report.table(result))
-    env.console.line(report.service_table(result, [(n, env.known_refs().get(n, "")) for n in env.stack.order()]))
+        error = KindlingError(f"{label} failed\n" + env.failure_details(exc.records))
+        if suite_failed:
+            error.exit_code = _suite_exit_code(exc.records)
+        raise error from None
+
+
+def _suite_exit_code(records) -> int:
+    for record in records:
+        if record.id == "test" and record.status == FAILED:
+            code = record.extra.get("exit_code")
+            if code:
+                return code
+    return 1
+
+
+@task(help={**SETUP_HELP, "keep-cluster": "On failure keep a cluster this run created (also KEEP_CLUSTER=1)."})
+@cli.reports_errors
+def setup(c, strategy="pipelined", jobs=None, no_cache=False, keep_cluster=False, memory_budget="",
+          coverage=False, dry_run=False):
+    """Create the cluster, build and load the images, deploy every service in dependency order."""
+    env = _environment(c, strategy, jobs, no_cache, memory_budget, coverage, dry_run)
+    result = _run_graph(env, env.setup_steps(env.stack.order()), "e2e.setup", keep_cluster)
+    _print_report(env, result)
     env.console.line(f"kubeconfig: {env.cluster_state.kubeconfig}")
 
 
@@ -66,6 +101,88 @@ def teardown(c, keep_images=False, dry_run=False):
         env.console.line(line)
 
 
+@task(
+    help={
+        "args": "Extra arguments for the test command, split like a shell would "
+                "(or pass them after --: invoke e2e.test -- --focus=Foo).",
+        "coverage": "Coverage mode: also collect coverage data after the suite.",
+    }
+)
+@cli.reports_errors
+def test(c, args="", coverage=False):
+    """Run the stack's test command against the environment that is up; exit with its exit code."""
+    env = _environment(c, coverage=coverage)
+    if not env.cluster.exists():
+        raise KindlingError(f"cluster {env.stack.cluster_name} does not exist: run `invoke e2e.setup` first")
+    extra = _extra_args(c, args)
+    try:
+        env.execute([env.suite_step(extra)], label="e2e.test")
+    except StepFailed as exc:
+        error = KindlingError("e2e.test: the suite failed\n" + env.failure_details(exc.records))
+        error.exit_code = _suite_exit_code(exc.records)
+        raise error from None
+    finally:
+        if env.coverage:
+            env.collect_coverage()
+
+
+@task(
+    help={
+        **{k: v for k, v in SETUP_HELP.items() if k != "dry-run"},
+        "args": "Extra arguments for the test command (or after --).",
+        "no-keep": "On failure delete the cluster too (default: keep it for debugging).",
+        "keep-images": "After a passing suite, keep the built images (the next run reuses them).",
+    }
+)
+@cli.reports_errors
+def run(c, strategy="pipelined", jobs=None, no_cache=False, memory_budget="", coverage=False, args="",
+        no_keep=False, keep_images=False):
+    """Set up, run the suite, tear down on success; on failure keep the cluster and write diagnostics."""
+    env = _environment(c, strategy, jobs, no_cache, memory_budget, coverage)
+    if env.stack.test is None:
+        raise KindlingError(f"{env.stack.path}: test: the stack has no `test:` section")
+    steps = env.setup_steps(env.stack.order())
+    steps.append(env.suite_step(_extra_args(c, args), needs=[s.id for s in steps if s.id.startswith("deploy:")]))
+    try:
+        result = _run_graph(env, steps, "e2e.run", keep_cluster=not no_keep)
+    finally:
+        if env.coverage and not env.dry_run and env.cluster.exists():
+            env.runner.resume()
+            env.collect_coverage()
+    _print_report(env, result)
+    for line in env.teardown(keep_images=keep_images):
+        env.console.line(line)
+
+
+@task(
+    help={
+        "run": "Run id or run folder (default: the newest run that has a run.json).",
+        "html": "Where to write the HTML page (default: report.html in the run folder).",
+    },
+    optional=["run"],
+    name="report",
+)
+@cli.reports_errors
+def report_(c, run=None, html=""):
+    """Print a run's steps as a table with a timeline, and write a self-contained HTML report."""
+    stack = cli.load(c, check_files=False)
+    home = runs.state_home(stack)
+    path = runs.find_run(home, run)
+    data = runs.read_json(path / "run.json", None)
+    if data is None:
+        raise KindlingError(f"{path / 'run.json'}: missing or unreadable")
+    print(report.table(data))
+    target = html or str(path / "report.html")
+    with open(target, "w", encoding="utf-8") as handle:
+        handle.write(report.html_page(data))
+    print(f"html: {target}")
+
+
+def _extra_args(c, args: str) -> list:
+    """--args "..." plus whatever follows a standalone `--` on the command line."""
+    return shlex.split(args or "") + shlex.split(getattr(c, "remainder", "") or "")
+
+
 collection = Collection("e2e")
-collection.add_task(setup)
-collection.add_task(teardown)
+for _task in (setup, teardown, test, run, report_):
+    collection.add_task(_task)

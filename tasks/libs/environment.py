@@ -10,8 +10,11 @@ chains of `deploy.<service>` cheap and a warm `e2e.setup` fast.
 import getpass
 import os
 import re
+import shutil
 import time
 from pathlib import Path
+
+import yaml
 
 from . import cache, images, locks, preflight, render, report, runs
 from .console import Console
@@ -175,14 +178,38 @@ class Environment:
             # deploy.<service> pre= chains run several tasks in one process: check once.
             return "exists"
         log = self.run.log_path("cluster")
-        outcome = self.cluster.ensure(self.stack.cluster_config, log_path=log,
-                                      timeout=self.timeouts["cluster"])
+        config = self.stack.cluster_config
+        if self.coverage:
+            config = self.coverage_kind_config()
+            if not self.dry_run and self.cluster.exists() and not self.coverage_dir.exists():
+                self.console.line(f"warning: cluster {self.stack.cluster_name} was created without the "
+                                  "coverage mount; run e2e.teardown first to collect coverage")
+        outcome = self.cluster.ensure(config, log_path=log, timeout=self.timeouts["cluster"])
         namespace_file = self.run.folder / "namespace.yaml"
         namespace_file.write_text(render.dump([render.namespace_doc(self.stack.namespace)]))
         self.kubectl.ensure_namespace(namespace_file, log_path=log, timeout=self.timeouts["apply"])
         if not self.dry_run:
             _ENSURED_CLUSTERS.add(key)
         return outcome
+
+    @property
+    def coverage_dir(self) -> Path:
+        """Host folder mounted at /coverdata on the nodes in coverage mode."""
+        return self.cluster_state.folder / "coverdata"
+
+    def kind_config(self) -> dict | None:
+        if self.stack.cluster_config is None:
+            return None
+        return yaml.safe_load(self.stack.cluster_config.read_text(encoding="utf-8")) or None
+
+    def coverage_kind_config(self) -> Path:
+        """A rendered copy of the Kind config with the coverage mount (the committed one stays clean)."""
+        self.coverage_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.coverage_dir, 0o777)  # workloads may run as any user
+        path = self.run.folder / "kind-config.coverage.yaml"
+        path.write_text(yaml.safe_dump(render.coverage_kind_config(self.kind_config(), str(self.coverage_dir)),
+                                       sort_keys=False))
+        return path
 
     def ensure_loaded(self, name) -> str:
         ref = self.known_refs()[name]
@@ -213,6 +240,10 @@ class Environment:
         never = {s for s, svc in self.stack.services.items() if svc.built or svc.load}
         docs = render.render(docs, project=self.stack.project, namespace=self.stack.namespace,
                              service_refs=refs, never_pull=never)
+        if self.coverage:
+            covered = {refs[s] for s, svc in self.stack.services.items()
+                       if svc.built and svc.build.coverage_args and s in refs}
+            docs = render.add_coverage(docs, covered)
         self.runner.add_secrets(render.secret_values(docs))
         return docs
 
@@ -274,14 +305,82 @@ class Environment:
         return folder
 
     def _mask(self, text: str) -> str:
-        for secret in sorted(self.runner.secrets, key=len, reverse=True):
-            if len(secret) >= 4:
-                text = text.replace(secret, "***")
-        return text
+        return self.runner.mask_text(text)
 
     def preflight(self) -> list:
         return preflight.run_checks(self.stack, self.runner, self.home, self.memory_budget,
                                     preflight.mem_available(), self.env)
+
+    # ---- the suite ---------------------------------------------------------------------------
+
+    def suite_env(self) -> dict:
+        """What the suite is told about the environment (documented in the README)."""
+        refs = self.known_refs()
+        docs = []
+        for name in self.stack.services:
+            try:
+                docs += self.rendered(name)
+            except KindlingError:
+                continue
+        env = {
+            "KUBECONFIG": str(self.cluster_state.kubeconfig),
+            "E2E_CLUSTER": self.stack.cluster_name,
+            "E2E_NAMESPACE": self.stack.namespace,
+            "E2E_STACK_NAME": self.stack.name,
+            "E2E_RUN_DIR": str(self.run.folder),
+        }
+        for name, ref in refs.items():
+            env[f"E2E_IMAGE_{render.env_name(name)}"] = ref
+        for service, url in render.endpoints(docs, self.kind_config()).items():
+            env[f"E2E_URL_{render.env_name(service)}"] = url
+        if self.coverage:
+            env["E2E_COVERDIR"] = str(self.coverage_dir)
+        return env
+
+    def run_suite(self, extra_args=()) -> str:
+        spec = self.stack.test
+        if spec is None:
+            raise KindlingError(f"{self.stack.path}: test: the stack has no `test:` section; add "
+                                "`test: {command: [go, test, ./test/e2e/...]}`")
+        argv = [*spec.command, *extra_args]
+        env = {**spec.env, **self.suite_env()}
+        self.console.line(f"[test] {' '.join(argv)} (in {spec.workdir}; log {self.run.log_path('test')})")
+        self.runner.run(argv, env=env, cwd=spec.workdir, log_path=self.run.log_path("test"),
+                        timeout=spec.timeout, stream=self.console.line)
+        return "passed"
+
+    def suite_step(self, extra_args=(), needs=()) -> Step:
+        return Step("test", "test", lambda: self.run_suite(extra_args), needs=tuple(needs),
+                    subject=self.stack.name, estimate=self._estimate("test", 60))
+
+    def collect_coverage(self) -> Path | None:
+        """Scale covered workloads to zero so Go flushes its counters, then copy them out."""
+        covered = []
+        for name in self.stack.order():
+            covered += render.covered_workloads(self.rendered(name))
+        if not covered:
+            return None
+        log = self.run.log_path("coverage")
+        for kind, name, namespace, labels in covered:
+            self.kubectl.run("scale", f"{kind.lower()}/{name}", "--replicas=0", "-n", namespace, log_path=log)
+            if labels:
+                selector = ",".join(f"{k}={v}" for k, v in labels.items())
+                self.kubectl.run("wait", "--for=delete", "pod", "-l", selector, "-n", namespace,
+                                 "--timeout=120s", log_path=log, check=False, timeout=150)
+        target = self.run.folder / "coverdata"
+        if not self.dry_run:
+            shutil.copytree(self.coverage_dir, target, dirs_exist_ok=True)
+        self.console.line(f"coverage data: {target}\n  profile: go tool covdata textfmt -i={target} "
+                          f"-o {self.run.folder / 'coverage.out'}")
+        return target
+
+    def write_namespace_diagnostics(self) -> Path:
+        folder = self.run.folder / "diagnostics" / "suite"
+        folder.mkdir(parents=True, exist_ok=True)
+        for file_name, text in self.kubectl.diagnostics(self.stack.namespace).items():
+            _write_private(folder / file_name, self._mask(text))
+        self.cluster.export_logs(folder / "kind-logs", log_path=self.run.log_path("diagnostics"))
+        return folder
 
     # ---- graphs -----------------------------------------------------------------------------
 

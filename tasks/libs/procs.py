@@ -160,7 +160,8 @@ class Runner:
                 with open(self.command_log, "a", encoding="utf-8") as handle:
                     handle.write(f"{time.strftime('%H:%M:%S')} {line}\n")
 
-    def run(self, argv, *, env=None, log_path=None, timeout=None, check=True, mutating=True) -> Result:
+    def run(self, argv, *, env=None, log_path=None, timeout=None, check=True, mutating=True, cwd=None,
+            stream=None) -> Result:
         """Run argv; env holds overrides on top of os.environ.
 
         mutating=False marks read-only queries, which still run under --dry-run so that
@@ -178,10 +179,19 @@ class Runner:
         log_handle = open(log_path, "ab") if log_path else None
         options = dict(_env=full_env, _bg=True, _bg_exc=False, _new_group=True,
                        _tty_out=False, _truncate_exc=False, _in=None)
+        if cwd:
+            options["_cwd"] = str(cwd)
         if log_handle:
             log_handle.write(f"$ {shown}\n".encode())
             log_handle.flush()
             options.update(_out=log_handle, _err_to_out=True)
+            if stream:
+                # Shown live and kept: each line to the console and to the log.
+                def both(line, handle=log_handle):
+                    handle.write(line.encode("utf-8", "replace") if isinstance(line, str) else line)
+                    handle.flush()
+                    stream(self.mask_text(line if isinstance(line, str) else line.decode("utf-8", "replace")).rstrip("\n"))
+                options["_out"] = both
         try:
             try:
                 process = sh.Command(argv[0])(*argv[1:], **options)
@@ -211,6 +221,12 @@ class Runner:
         finally:
             if log_handle:
                 log_handle.close()
+
+    def mask_text(self, text: str) -> str:
+        for secret in sorted(self.secrets, key=len, reverse=True):
+            if len(secret) >= 4:
+                text = text.replace(secret, MASK)
+        return text
 
     def terminate_all(self):
         """Stop every running command and its process tree; refuse new ones."""

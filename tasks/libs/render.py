@@ -10,6 +10,7 @@ import base64
 import copy
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import yaml
@@ -161,3 +162,75 @@ def dump(docs: list) -> str:
 
 def namespace_doc(name: str) -> dict:
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+
+
+COVERAGE_DIR = "/coverdata"
+COVERAGE_VOLUME = "kindling-coverdata"
+
+
+def coverage_kind_config(config: dict | None, host_dir: str) -> dict:
+    """The Kind config with the host folder mounted at /coverdata on every node."""
+    config = copy.deepcopy(config) if config else {"kind": "Cluster", "apiVersion": "kind.x-k8s.io/v1alpha4"}
+    nodes = config.setdefault("nodes", [{"role": "control-plane"}])
+    for node in nodes:
+        mounts = node.setdefault("extraMounts", [])
+        if not any(m.get("containerPath") == COVERAGE_DIR for m in mounts):
+            mounts.append({"hostPath": host_dir, "containerPath": COVERAGE_DIR})
+    return config
+
+
+def add_coverage(docs: list, covered_images: set) -> list:
+    """Containers running a covered image write counters to GOCOVERDIR=/coverdata (a node hostPath)."""
+    out = copy.deepcopy(docs)
+    for doc in out:
+        spec = pod_spec(doc)
+        if spec is None:
+            continue
+        touched = False
+        for container in spec.get("containers") or []:
+            if container.get("image") not in covered_images:
+                continue
+            env = [e for e in container.get("env") or [] if e.get("name") != "GOCOVERDIR"]
+            container["env"] = env + [{"name": "GOCOVERDIR", "value": COVERAGE_DIR}]
+            mounts = [m for m in container.get("volumeMounts") or [] if m.get("name") != COVERAGE_VOLUME]
+            container["volumeMounts"] = mounts + [{"name": COVERAGE_VOLUME, "mountPath": COVERAGE_DIR}]
+            touched = True
+        if touched:
+            volumes = [v for v in spec.get("volumes") or [] if v.get("name") != COVERAGE_VOLUME]
+            spec["volumes"] = volumes + [{"name": COVERAGE_VOLUME,
+                                          "hostPath": {"path": COVERAGE_DIR, "type": "DirectoryOrCreate"}}]
+    return out
+
+
+def covered_workloads(docs: list) -> list:
+    """(kind, name, namespace, matchLabels) of workloads that mount the coverage folder."""
+    found = []
+    for doc in docs:
+        spec = pod_spec(doc) or {}
+        if doc.get("kind") in ("Deployment", "StatefulSet") and any(
+                v.get("name") == COVERAGE_VOLUME for v in spec.get("volumes") or []):
+            labels = ((doc.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+            found.append((doc["kind"], doc["metadata"]["name"], doc["metadata"].get("namespace", ""), labels))
+    return found
+
+
+def endpoints(docs: list, kind_config: dict | None) -> dict:
+    """Kubernetes Service name -> http://localhost:<hostPort> for NodePorts the Kind config maps to the host."""
+    mapped = {}
+    for node in (kind_config or {}).get("nodes") or []:
+        for mapping in node.get("extraPortMappings") or []:
+            if mapping.get("containerPort") and mapping.get("hostPort"):
+                mapped[int(mapping["containerPort"])] = int(mapping["hostPort"])
+    urls = {}
+    for doc in docs:
+        if doc.get("kind") != "Service":
+            continue
+        for port in (doc.get("spec") or {}).get("ports") or []:
+            node_port = port.get("nodePort")
+            if node_port and int(node_port) in mapped:
+                urls.setdefault(doc["metadata"]["name"], f"http://localhost:{mapped[int(node_port)]}")
+    return urls
+
+
+def env_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]", "_", name).upper()

@@ -95,3 +95,91 @@ def service_table(report: dict, services) -> str:
         lines.append(f"{name:<24} {cells[0]:>7} {cells[1]:>7} {cells[2]:>7}  {ref}")
     lines.append(f"total {report['wall_seconds']:.1f} s")
     return "\n".join(lines)
+
+
+KIND_COLORS = {"cluster": "#7b61ff", "build": "#2f80ed", "image": "#2f80ed", "load": "#f2994a",
+               "kube": "#27ae60", "deploy": "#27ae60", "test": "#eb5757"}
+
+
+def _escape(text) -> str:
+    return (str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace('"', "&quot;"))
+
+
+def svg_timeline(report: dict, width: int = 900, row: int = 22) -> str:
+    """An inline SVG: one bar per step on a shared time axis; critical-path bars outlined."""
+    steps = [s for s in report["steps"] if s["start"] is not None]
+    wall = max([s["end"] or s["start"] for s in steps] + [1e-9])
+    label_width, axis = 190, 24
+    plot = width - label_width - 10
+    on_path = set(report["critical_path"])
+    height = axis + row * len(steps) + 10
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             f'viewBox="0 0 {width} {height}" data-wall="{wall:.3f}" data-scale="{plot / wall:.6f}" '
+             f'data-x0="{label_width}" font-family="sans-serif" font-size="12">']
+    ticks = 5
+    for i in range(ticks + 1):
+        x = label_width + plot * i / ticks
+        parts.append(f'<line x1="{x:.1f}" y1="{axis - 6}" x2="{x:.1f}" y2="{height}" stroke="#ddd"/>')
+        parts.append(f'<text x="{x:.1f}" y="{axis - 10}" text-anchor="middle" fill="#555">'
+                     f'{wall * i / ticks:.1f}s</text>')
+    for index, step in enumerate(steps):
+        y = axis + index * row
+        x = label_width + step["start"] / wall * plot
+        w = max(1.0, step["seconds"] / wall * plot)
+        kind = step["id"].split(":", 1)[0]
+        color = KIND_COLORS.get(kind, "#888") if step["status"] == "ok" else "#c0392b"
+        critical = step["id"] in on_path
+        outline = ' stroke="#111" stroke-width="2"' if critical else ""
+        parts.append(f'<text x="4" y="{y + 15}" fill="#222">{_escape(step["id"])}{" *" if critical else ""}</text>')
+        parts.append(
+            f'<rect x="{x:.2f}" y="{y + 3}" width="{w:.2f}" height="{row - 6}" rx="3" fill="{color}"{outline} '
+            f'data-step="{_escape(step["id"])}" data-start="{step["start"]:.3f}" '
+            f'data-seconds="{step["seconds"]:.3f}" data-critical="{str(critical).lower()}">'
+            f'<title>{_escape(step["id"])}: {_escape(step["outcome"] or step["status"])}, '
+            f'{step["seconds"]:.1f} s from {step["start"]:.1f} s</title></rect>')
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def _seconds(value, digits=1) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def html_page(report: dict) -> str:
+    """A self-contained page (no scripts, no network): summary, timeline, step table."""
+    ratio = report.get("wall_over_critical_path")
+    rows = "\n".join(
+        f"<tr class=\"{_escape(s['status'])}\"><td>{_escape(s['id'])}</td><td>{_escape(s['status'])}</td>"
+        f"<td>{_escape(s['outcome'])}</td><td>{_seconds(s['start'])}</td>"
+        f"<td>{s['seconds']:.1f}</td><td>{_escape(s['error'])[:400]}</td></tr>"
+        for s in report["steps"])
+    images = "\n".join(f"<li><code>{_escape(k)}</code>: <code>{_escape(v)}</code></li>"
+                       for k, v in sorted((report.get("images") or {}).items()))
+    title = f"kindling run {report.get('run', '')}"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{_escape(title)}</title>
+<style>
+body {{ font-family: sans-serif; margin: 24px; color: #222; }}
+table {{ border-collapse: collapse; margin-top: 16px; }}
+td, th {{ border: 1px solid #ccc; padding: 3px 8px; font-size: 13px; text-align: left; }}
+tr.failed td, tr.cancelled td {{ background: #fdecea; }}
+.summary span {{ margin-right: 18px; }}
+</style></head>
+<body>
+<h1>{_escape(title)}</h1>
+<p class="summary"><span>stack <b>{_escape(report.get('stack', ''))}</b></span>
+<span>task <b>{_escape(report.get('task', ''))}</b></span>
+<span>status <b>{_escape(report.get('status', ''))}</b></span>
+<span>strategy {_escape(report.get('strategy', ''))}</span>
+<span>wall {report['wall_seconds']:.1f} s</span>
+<span>critical path {report['critical_path_seconds']:.1f} s</span>
+<span>wall / critical path {_seconds(ratio, 2)}</span></p>
+<p>Critical path (outlined bars, marked *): {_escape(' → '.join(report['critical_path']) or '-')}</p>
+{svg_timeline(report)}
+<table><tr><th>step</th><th>status</th><th>outcome</th><th>start s</th><th>seconds</th><th>error</th></tr>
+{rows}
+</table>
+<h2>Images</h2><ul>{images}</ul>
+</body></html>
+"""

@@ -124,3 +124,18 @@ class ClusterState:
             self.folder.rmdir()
         except OSError:
             pass
+
+
+def find_run(home: Path, run: str | None = None) -> Path:
+    """A run folder: the given id or path, else the newest one that has a run.json."""
+    from .errors import KindlingError
+
+    if run:
+        for candidate in (Path(run), home / "runs" / run):
+            if (candidate / "run.json").exists():
+                return candidate
+        raise KindlingError(f"no run {run!r}: give a run id from {home / 'runs'} or a run folder")
+    found = sorted((home / "runs").glob("*/run.json"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise KindlingError(f"no runs under {home / 'runs'} yet: run `invoke e2e.setup` first")
+    return found[-1].parent

@@ -139,6 +139,8 @@ class Scheduler:
                         self.on_event(record, "done")
                         continue
                     record.error = str(exc)
+                    if getattr(exc, "returncode", None) is not None:
+                        record.extra["exit_code"] = exc.returncode
                     if failed and not self.keep_going:
                         record.status = CANCELLED
                         self.on_event(record, "cancelled")

@@ -26,7 +26,9 @@ _SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGN
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
                "ki": 1024, "mi": 1024**2, "gi": 1024**3, "ti": 1024**4}
 
-TOP_KEYS = {"name", "project", "engine", "source", "namespace", "cluster", "services", "timeouts"}
+TOP_KEYS = {"name", "project", "engine", "source", "namespace", "cluster", "services", "timeouts", "test"}
+TEST_KEYS = {"command", "workdir", "env", "timeout"}
+DEFAULT_TEST_TIMEOUT = 3600
 TIMEOUT_KEYS = {"build", "save", "load", "cluster", "apply"}
 CLUSTER_KEYS = {"name", "config"}
 SERVICE_KEYS = {"image", "build", "manifests", "depends_on", "ready", "load"}
@@ -63,6 +65,14 @@ class Service:
 
 
 @dataclass(frozen=True)
+class TestSpec:
+    command: tuple  # argument list
+    workdir: Path
+    env: dict
+    timeout: int
+
+
+@dataclass(frozen=True)
 class Stack:
     path: Path
     name: str
@@ -74,6 +84,7 @@ class Stack:
     cluster_config: Path | None
     services: dict  # name -> Service, in file order
     timeouts: dict = field(default_factory=dict)  # step kind -> seconds, overriding the defaults
+    test: TestSpec | None = None
 
     @property
     def folder(self) -> Path:
@@ -301,6 +312,8 @@ def load_stack(path, env=None, check_files: bool = True) -> Stack:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             c.fail(f"timeouts.{key}", f"must be a positive number of seconds, got {value!r}")
 
+    test = _test(c, document["test"], source) if document.get("test") is not None else None
+
     raw_services = document["services"]
     if not isinstance(raw_services, dict) or not raw_services:
         c.fail("services", "must be a mapping of service name to service, with at least one",
@@ -327,7 +340,7 @@ def load_stack(path, env=None, check_files: bool = True) -> Stack:
         c.fail(f"services.{cycle[0]}.depends_on", "dependency cycle: " + " -> ".join(cycle),
                "remove one of these depends_on entries")
     return Stack(path, name, project, engine, source, namespace, cluster_name, cluster_config, services,
-                 dict(timeouts))
+                 dict(timeouts), test)
 
 
 def _service(c: _Checker, name, raw, where, project, source) -> Service:
@@ -377,6 +390,23 @@ def _service(c: _Checker, name, raw, where, project, source) -> Service:
     if load and has_build:
         c.fail(f"{where}.load", "only applies to prebuilt `image` services (built ones are always loaded)")
     return Service(name, build, image, manifests, tuple(depends), int(timeout), load)
+
+
+def _test(c: _Checker, raw, source) -> TestSpec:
+    c.mapping(raw, "test", TEST_KEYS)
+    command = raw.get("command")
+    if isinstance(command, str):
+        c.fail("test.command", "must be an argument list, not a shell string",
+               "write e.g. [ginkgo, -v, ./test/e2e] (run a shell explicitly if you need one: [sh, -c, '...'])")
+    if not isinstance(command, list) or not command or not all(isinstance(a, (str, int, float)) for a in command):
+        c.fail("test.command", "must be a non-empty list of arguments", "write e.g. [go, test, ./test/e2e/...]")
+    workdir = c.existing(c.path_value(raw.get("workdir", "."), "test.workdir", source, source), "test.workdir",
+                         "folder")
+    timeout = raw.get("timeout", DEFAULT_TEST_TIMEOUT)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        c.fail("test.timeout", f"must be a positive number of seconds, got {timeout!r}")
+    env = c.args(raw.get("env"), "test.env")
+    return TestSpec(tuple(expand_env(str(a), c.env) for a in command), workdir, env, int(timeout))
 
 
 def _build(c: _Checker, raw, where, source) -> Build:
