@@ -111,7 +111,7 @@ def svg_timeline(report: dict, width: int = 900, row: int = 22) -> str:
     steps = [s for s in report["steps"] if s["start"] is not None]
     wall = max([s["end"] or s["start"] for s in steps] + [1e-9])
     label_width, axis = 190, 24
-    plot = width - label_width - 10
+    plot = width - label_width - 40
     on_path = set(report["critical_path"])
     height = axis + row * len(steps) + 10
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '

@@ -1,0 +1,156 @@
+"""e2e.test, e2e.run, coverage mode and the run report: real podman, kind/kubectl fakes, headless Chromium."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+import yaml
+
+from conftest import FAKES, IN_CI, invoke
+
+SUITE = """\
+import json, os, sys
+record = {k: v for k, v in os.environ.items() if k.startswith("E2E_") or k == "KUBECONFIG"}
+record["argv"] = sys.argv[1:]
+with open(os.environ["SUITE_RECORD"], "w") as handle:
+    json.dump(record, handle)
+sys.exit(int(os.environ.get("SUITE_EXIT", "0")))
+"""
+
+
+@pytest.fixture
+def suite_world(stack_maker, fake_tools, tmp_path):
+    path = stack_maker.write({"a": {"sleep": 0}, "b": {"sleep": 0, "depends_on": ["a"]}})
+    stack = yaml.safe_load(path.read_text())
+    (stack_maker.folder / "suite.py").write_text(SUITE)
+    stack["test"] = {"command": [sys.executable, "suite.py"], "env": {"SUITE_EXIT": "${SUITE_EXIT:-0}"}}
+    stack["services"]["b"]["build"]["coverage_args"] = {"GOFLAGS": "-cover"}
+    path.write_text(yaml.safe_dump(stack, sort_keys=False))
+    record = tmp_path / "suite-record.json"
+    fake_tools.scenario(remote_pull=False)
+    env = {**fake_tools.env, "E2E_STACK": str(path), "KINDLING_HOME": str(tmp_path / "home"),
+           "SUITE_RECORD": str(record), "KINDLING_MIN_FREE_DISK": "50MiB",
+           "KINDLING_LOCK_DIR": str(tmp_path / "locks")}
+    return {"path": path, "env": env, "record": record, "home": tmp_path / "home", "maker": stack_maker,
+            "fakes": fake_tools, "cluster": f"{stack_maker.project}-e2e"}
+
+
+def clusters(env):
+    out = subprocess.run([str(FAKES / "kind"), "get", "clusters"], capture_output=True, text=True,
+                         env={**os.environ, **env, "KIND_EXPERIMENTAL_PROVIDER": "podman"}).stdout
+    return out.split()
+
+
+def newest_run(home):
+    return json.loads(sorted(home.glob("runs/*/run.json"), key=lambda p: p.stat().st_mtime)[-1].read_text())
+
+
+def test_run_passing_suite_tears_down(suite_world):
+    w = suite_world
+    result = invoke(["e2e.run", "--", "--focus=Smoke"], w["env"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    seen = json.loads(w["record"].read_text())
+    assert seen["argv"] == ["--focus=Smoke"]
+    assert seen["E2E_NAMESPACE"] == "testns" and seen["E2E_CLUSTER"] == w["cluster"]
+    assert seen["KUBECONFIG"].endswith(f"clusters/{w['cluster']}/kubeconfig")
+    assert seen["E2E_IMAGE_A"].startswith(f"localhost/{w['maker'].project}/a:")
+    steps = {s["id"]: s for s in newest_run(w["home"])["steps"]}
+    assert steps["test"]["status"] == "ok"
+    assert steps["test"]["start"] >= max(steps["deploy:a"]["end"], steps["deploy:b"]["end"])
+    assert w["cluster"] not in clusters(w["env"]) and w["maker"].images() == []
+
+
+def test_run_failing_suite_keeps_cluster_and_propagates_exit_code(suite_world):
+    w = suite_world
+    result = invoke(["e2e.run"], {**w["env"], "SUITE_EXIT": "3"})
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert w["cluster"] in clusters(w["env"])
+    diagnostics = next(w["home"].glob("runs/*/diagnostics/suite"))
+    assert (diagnostics / "describe-pods.txt").exists() and any((diagnostics / "kind-logs").iterdir())
+    assert newest_run(w["home"])["status"] == "failed"
+    # e2e.test against the kept environment, with --args, passes the exit code through too.
+    again = invoke(["e2e.test", "--args", "--focus 'two words'"], {**w["env"], "SUITE_EXIT": "0"})
+    assert again.returncode == 0, again.stderr
+    assert json.loads(w["record"].read_text())["argv"] == ["--focus", "two words"]
+    failing = invoke(["e2e.test"], {**w["env"], "SUITE_EXIT": "5"})
+    assert failing.returncode == 5
+    assert invoke(["e2e.teardown"], w["env"]).returncode == 0
+
+
+def test_coverage_mode_renders_mounts_and_env_without_touching_committed_files(suite_world):
+    w = suite_world
+    committed = {p: p.read_bytes() for p in (w["maker"].folder / "manifests").glob("*.yaml")}
+    result = invoke(["e2e.setup", "--coverage"], w["env"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    kubeconfig = w["home"] / "clusters" / w["cluster"] / "kubeconfig"
+    deployments = json.loads(subprocess.run(
+        [str(FAKES / "kubectl"), "--kubeconfig", str(kubeconfig), "get", "deployments", "-n", "testns", "-o", "json"],
+        capture_output=True, text=True, env={**os.environ, **w["env"]}, check=True).stdout)["items"]
+    pods = {d["metadata"]["name"]: d["spec"]["template"]["spec"] for d in deployments}
+    b = pods["b"]
+    assert {"name": "GOCOVERDIR", "value": "/coverdata"} in b["containers"][0]["env"]
+    assert any(m["mountPath"] == "/coverdata" for m in b["containers"][0]["volumeMounts"])
+    assert any(v.get("hostPath", {}).get("path") == "/coverdata" for v in b["volumes"])
+    assert "env" not in pods["a"]["containers"][0]  # no coverage_args: untouched
+    create = next(c for c in w["fakes"].calls("kind") if c["argv"][:2] == ["create", "cluster"])
+    config = yaml.safe_load(open(create["argv"][create["argv"].index("--config") + 1]))
+    mount = config["nodes"][0]["extraMounts"][0]
+    assert mount["containerPath"] == "/coverdata"
+    image_log = next(w["home"].glob("runs/*/logs/image-b.log")).read_text()
+    assert "--build-arg GOFLAGS=-cover" in image_log
+    assert {p: p.read_bytes() for p in committed} == committed
+    # The workload would write counters into the mounted folder; e2e.test collects them.
+    (open(os.path.join(mount["hostPath"], "covmeta.1"), "w")).write("counters")
+    tested = invoke(["e2e.test", "--coverage"], w["env"])
+    assert tested.returncode == 0, tested.stderr
+    assert "go tool covdata textfmt" in tested.stdout
+    assert list(w["home"].glob("runs/*/coverdata/covmeta.1"))
+    scales = [c["argv"] for c in w["fakes"].calls("kubectl") if "scale" in c["argv"]]
+    assert any("deployment/b" in a and "--replicas=0" in a for a in scales)
+    assert invoke(["e2e.teardown"], w["env"]).returncode == 0
+
+
+def chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    if IN_CI:
+        pytest.fail("chromium is needed to check the HTML report (CI=true: install it in .ci/run)")
+    pytest.skip("chromium not installed")
+
+
+def test_report_table_html_and_svg_match_run_json(suite_world, tmp_path):
+    w = suite_world
+    assert invoke(["e2e.setup"], w["env"]).returncode == 0
+    result = invoke(["e2e.report"], w["env"])
+    assert result.returncode == 0, result.stderr
+    assert "critical path" in result.stdout and "deploy:b" in result.stdout
+    run = newest_run(w["home"])
+    html_path = next(w["home"].glob("runs/*/report.html"))
+    html = html_path.read_text()
+    assert "<script" not in html and "http" not in html.split("<svg", 1)[0]
+    svg = ET.fromstring(html[html.index("<svg"):html.index("</svg>") + 6])
+    ns = "{http://www.w3.org/2000/svg}"
+    scale, x0 = float(svg.get("data-scale")), float(svg.get("data-x0"))
+    bars = {r.get("data-step"): r for r in svg.iter(f"{ns}rect")}
+    steps = [s for s in run["steps"] if s["start"] is not None]
+    assert set(bars) == {s["id"] for s in steps}
+    for step in steps:
+        bar = bars[step["id"]]
+        assert float(bar.get("x")) == pytest.approx(x0 + step["start"] * scale, abs=0.05)
+        assert float(bar.get("width")) == pytest.approx(max(1.0, step["seconds"] * scale), abs=0.05)
+        assert (bar.get("data-critical") == "true") == (step["id"] in run["critical_path"])
+    browser = chromium()
+    shot = tmp_path / "report.png"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'chromium'}", f"--screenshot={shot}", "--window-size=1000,800",
+                    html_path.as_uri()], capture_output=True, timeout=120)
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000  # a page with text and bars, not blank
+    assert invoke(["e2e.teardown"], w["env"]).returncode == 0
+
