@@ -1,5 +1,7 @@
 """`invoke build`: the stack's images, one after another or concurrently."""
 
+from pathlib import Path
+
 from invoke import Collection, task
 
 from .libs import cli
@@ -19,14 +21,16 @@ from .libs.scheduler import StepFailed
         "memory-budget": "Memory the concurrent builds may declare together, e.g. 12GiB "
                          "(default: three quarters of available memory).",
         "dry-run": "Print the commands instead of running them.",
+        "registry": "Tag the images for this registry (HOST[:PORT]; also IMAGE_REGISTRY) instead of localhost/.",
+        "save-to": "Afterwards save each image to FOLDER/<service>.tar (CI artifacts for --images-from).",
     },
 )
 @cli.reports_errors
 def build_images(c, parallel=False, jobs=None, only="", keep_going=False, no_cache=False,
-                 memory_budget="", dry_run=False):
+                 memory_budget="", dry_run=False, registry="", save_to=""):
     """Build the stack's images (one after another, or --parallel)."""
     env = cli.environment(c, dry_run=dry_run, no_cache=no_cache, keep_going=keep_going,
-                          jobs=(jobs or 4) if parallel else 1,
+                          jobs=(jobs or 4) if parallel else 1, registry=registry,
                           memory_budget=cli.parse_budget(memory_budget))
     stack = env.stack
     names = stack.select(only) if only else list(stack.order())
@@ -43,6 +47,12 @@ def build_images(c, parallel=False, jobs=None, only="", keep_going=False, no_cac
     for name in names:
         env.console.line(f"  {name:<24} {env.refs.get(name, '-')}")
     env.console.line(f"{len(names)} image(s) in {result['wall_seconds']:.1f} s")
+    if save_to:
+        folder = Path(save_to)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            env.engine.save(env.refs[name], folder / f"{name}.tar", log_path=env.run.log_path(f"save:{name}"))
+            env.console.line(f"  saved {folder / (name + '.tar')}")
 
 
 def _failure(env, exc) -> str:

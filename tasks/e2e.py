@@ -1,5 +1,6 @@
 """`invoke e2e.*`: the whole environment and the suite around it."""
 
+import json
 import os
 import shlex
 
@@ -19,17 +20,37 @@ SETUP_HELP = {
     "memory-budget": "Memory the concurrent builds may declare together, e.g. 12GiB "
                      "(default: three quarters of available memory).",
     "coverage": "Coverage mode (also E2E_COVERAGE=true): coverage build args, /coverdata mounts, GOCOVERDIR.",
+    "registry": "Registry mode (also IMAGE_REGISTRY, or the stack's registry:): push images to HOST[:PORT] "
+                "and let the nodes pull them, instead of kind load.",
+    "context": "With a registry: deploy to this kubeconfig context of an existing cluster (no Kind cluster).",
+    "kubeconfig": "With a registry: the kubeconfig of an existing cluster (default: KUBECONFIG).",
+    "images-from": "Load the image archives (*.tar) in this folder first, e.g. CI artifacts; with IMAGE_TAG "
+                   "they are used instead of building, and teardown never removes them.",
+    "output": "text (default) or json: the run report as JSON on stdout, progress on stderr.",
     "dry-run": "Print the commands instead of running them.",
 }
 
 
 def _environment(c, strategy="pipelined", jobs=None, no_cache=False, memory_budget="", coverage=False,
-                 dry_run=False):
-    return cli.environment(c, dry_run=dry_run or bool(c.config.run.dry), no_cache=no_cache, jobs=jobs,
-                           strategy=strategy, memory_budget=cli.parse_budget(memory_budget), coverage=coverage)
+                 dry_run=False, registry="", context="", kubeconfig="", images_from="", output="text"):
+    env = cli.environment(c, dry_run=dry_run or bool(c.config.run.dry), no_cache=no_cache, jobs=jobs,
+                          strategy=strategy, memory_budget=cli.parse_budget(memory_budget), coverage=coverage,
+                          registry=registry, output=output, context=context or None,
+                          kubeconfig=kubeconfig or None)
+    env.output = output
+    if (context or kubeconfig) and not env.registry_mode:
+        raise KindlingError("--context/--kubeconfig deploy to an existing cluster, which cannot receive "
+                            "`kind load`: also give --registry (or IMAGE_REGISTRY)")
+    if images_from:
+        for ref in env.import_archives(images_from):
+            env.console.line(f"loaded {ref} from {images_from}")
+    return env
 
 
 def _print_report(env, result):
+    if getattr(env, "output", "text") == "json":
+        print(json.dumps(result, indent=2, sort_keys=True))
+        return
     env.console.line(report.table(result))
     env.console.line(report.service_table(result, [(n, env.known_refs().get(n, "")) for n in env.stack.order()]))
 
@@ -79,24 +100,30 @@ def _suite_exit_code(records) -> int:
 @task(help={**SETUP_HELP, "keep-cluster": "On failure keep a cluster this run created (also KEEP_CLUSTER=1)."})
 @cli.reports_errors
 def setup(c, strategy="pipelined", jobs=None, no_cache=False, keep_cluster=False, memory_budget="",
-          coverage=False, dry_run=False):
+          coverage=False, dry_run=False, registry="", context="", kubeconfig="", images_from="", output="text"):
     """Create the cluster, build and load the images, deploy every service in dependency order."""
-    env = _environment(c, strategy, jobs, no_cache, memory_budget, coverage, dry_run)
+    env = _environment(c, strategy, jobs, no_cache, memory_budget, coverage, dry_run, registry, context,
+                       kubeconfig, images_from, output)
     result = _run_graph(env, env.setup_steps(env.stack.order()), "e2e.setup", keep_cluster)
     _print_report(env, result)
-    env.console.line(f"kubeconfig: {env.cluster_state.kubeconfig}")
+    if not env.existing_cluster:
+        env.console.line(f"kubeconfig: {env.cluster_state.kubeconfig}")
 
 
 @task(
     help={
         "keep-images": "Keep the images kindling built (the next setup reuses them).",
         "dry-run": "Print the commands instead of running them.",
+        "registry": SETUP_HELP["registry"],
+        "context": "With a registry: the existing cluster's context; only the objects kindling applied "
+                   "are deleted, never the cluster.",
+        "kubeconfig": SETUP_HELP["kubeconfig"],
     }
 )
 @cli.reports_errors
-def teardown(c, keep_images=False, dry_run=False):
+def teardown(c, keep_images=False, dry_run=False, registry="", context="", kubeconfig=""):
     """Delete the cluster, its kubeconfig, leftover archives and the images this stack's runs built."""
-    env = cli.environment(c, dry_run=dry_run or bool(c.config.run.dry))
+    env = _environment(c, dry_run=dry_run, registry=registry, context=context, kubeconfig=kubeconfig)
     for line in env.teardown(keep_images=keep_images) or ["nothing to tear down"]:
         env.console.line(line)
 
@@ -136,9 +163,10 @@ def test(c, args="", coverage=False):
 )
 @cli.reports_errors
 def run(c, strategy="pipelined", jobs=None, no_cache=False, memory_budget="", coverage=False, args="",
-        no_keep=False, keep_images=False):
+        no_keep=False, keep_images=False, registry="", context="", kubeconfig="", images_from="", output="text"):
     """Set up, run the suite, tear down on success; on failure keep the cluster and write diagnostics."""
-    env = _environment(c, strategy, jobs, no_cache, memory_budget, coverage)
+    env = _environment(c, strategy, jobs, no_cache, memory_budget, coverage, False, registry, context,
+                       kubeconfig, images_from, output)
     if env.stack.test is None:
         raise KindlingError(f"{env.stack.path}: test: the stack has no `test:` section")
     steps = env.setup_steps(env.stack.order())

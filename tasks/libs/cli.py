@@ -2,6 +2,7 @@
 
 import functools
 import os
+import sys
 import signal
 import threading
 from pathlib import Path
@@ -28,8 +29,8 @@ def stack_file(ctx=None) -> Path:
     return stack_path(configured, root=PROJECT_ROOT)
 
 
-def load(ctx, check_files=True):
-    return load_stack(stack_file(ctx), check_files=check_files)
+def load(ctx, check_files=True, env=None):
+    return load_stack(stack_file(ctx), env=env, check_files=check_files)
 
 
 def parse_budget(text):
@@ -41,9 +42,15 @@ def parse_budget(text):
         raise KindlingError(f"--memory-budget: {text!r} is not a size; write e.g. 8GiB") from None
 
 
-def environment(ctx, **options) -> Environment:
+def environment(ctx, registry="", output="text", **options) -> Environment:
+    """An Environment for the configured stack; registry= overrides IMAGE_REGISTRY; output=json sends
+    progress to stderr so stdout carries only the JSON report."""
     coverage = options.pop("coverage", False) or truthy(os.environ.get("E2E_COVERAGE", ""))
-    return Environment(load(ctx), console=Console(), coverage=coverage, **options)
+    env = {**os.environ, **({"IMAGE_REGISTRY": registry} if registry else {})}
+    if output not in ("text", "json"):
+        raise KindlingError(f"--output {output!r}: use text or json")
+    console = Console(sys.stderr if output == "json" else None)
+    return Environment(load(ctx, env=env), env=env, console=console, coverage=coverage, **options)
 
 
 def reports_errors(function):

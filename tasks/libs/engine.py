@@ -49,6 +49,20 @@ class Engine:
     def save(self, ref, tar_path, log_path=None, timeout=None):
         return self._run("save", "-o", str(tar_path), ref, log_path=log_path, timeout=timeout)
 
+    def push(self, ref, tls_verify=True, log_path=None, timeout=None):
+        argv = ["push"]
+        if self.program == "podman":
+            argv.append(f"--tls-verify={'true' if tls_verify else 'false'}")
+        return self._run(*argv, ref, log_path=log_path, timeout=timeout)
+
+    def load_archive(self, tar_path, log_path=None, timeout=None) -> list:
+        """`podman load -i TAR`; returns the references it loaded."""
+        out = self._run("load", "-i", str(tar_path), log_path=log_path, timeout=timeout).stdout
+        if log_path:
+            out = open(log_path, encoding="utf-8", errors="replace").read()
+        return [line.split("Loaded image:", 1)[1].strip().split(",")[0].strip()
+                for line in out.splitlines() if "Loaded image" in line]
+
     def pull(self, ref, log_path=None, timeout=None):
         return self._run("pull", ref, log_path=log_path, timeout=timeout)
 

@@ -62,7 +62,7 @@ def git_short_sha(runner: Runner, folder: Path) -> str | None:
 class Environment:
     def __init__(self, stack, *, dry_run=False, console=None, env=None, no_cache=False,
                  coverage=False, keep_going=False, jobs=None, memory_budget=None, strategy="pipelined",
-                 limits=None, timeouts=None):
+                 limits=None, timeouts=None, context=None, kubeconfig=None):
         if strategy not in STRATEGIES:
             raise KindlingError(f"unknown strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
         self.stack = stack
@@ -84,10 +84,20 @@ class Environment:
         self.runner.add_secrets(v for b in self._builds() for k, v in b.build_args(coverage).items()
                                 if mask_argv([f"{k}={v}"]) != [f"{k}={v}"])
         self.engine = Engine(self.runner, stack.engine)
-        self.cluster_state = runs.ClusterState(self.home, stack.cluster_name)
+        # Registry mode: images are pushed to stack.registry and pulled by the nodes (no save/load).
+        self.registry = stack.registry or images.LOCAL_REGISTRY
+        self.registry_mode = bool(stack.registry)
+        # With a registry, a kubeconfig/context names an existing cluster: no Kind cluster is made.
+        kubeconfig = kubeconfig or (self.env.get("KUBECONFIG") if self.registry_mode else None)
+        self.existing_cluster = self.registry_mode and bool(context or kubeconfig)
+        if self.existing_cluster:
+            self.cluster_state = runs.ClusterState(self.home, f"context-{context or 'current'}")
+            self.kubectl = Kubectl(kubeconfig, self.runner, context)
+        else:
+            self.cluster_state = runs.ClusterState(self.home, stack.cluster_name)
+            self.kubectl = Kubectl(self.cluster_state.kubeconfig, self.runner)
         self.cluster = KindCluster(stack.cluster_name, self.cluster_state.kubeconfig, self.runner,
                                    stack.engine)
-        self.kubectl = Kubectl(self.cluster_state.kubeconfig, self.runner)
         self.refs = {}  # service -> reference chosen by this run
         self.image_tag = self.env.get("IMAGE_TAG") or None
         if self.image_tag:
@@ -138,9 +148,9 @@ class Environment:
         build = service.build
         args = build.build_args(self.coverage)
         digest = cache.build_digest(build.containerfile, build.context, args, build.target)
-        repository = images.repository(self.stack.project, name)
+        repository = images.repository(self.stack.project, name, self.registry)
         if self.image_tag and not self.no_cache:
-            ref = images.local_ref(self.stack.project, name, self.image_tag)
+            ref = images.local_ref(self.stack.project, name, self.image_tag, self.registry)
             if self.engine.image_exists(ref):
                 # Provided from outside (e.g. CI artifacts): used as is, never removed by teardown.
                 self.refs[name] = ref
@@ -152,7 +162,7 @@ class Environment:
                 self.refs[name] = found[0]
                 self.run.record_image(name, {"ref": found[0], "digest": digest, "built_by_kindling": True})
                 return "cached"
-        ref = images.local_ref(self.stack.project, name, self.new_tag(name))
+        ref = images.local_ref(self.stack.project, name, self.new_tag(name), self.registry)
         self.console.state("image", name, "building", str(log))
         labels = {DIGEST_LABEL: digest, STACK_LABEL: self.stack.name}
         for attempt in (1, 2):
@@ -173,6 +183,8 @@ class Environment:
         return "built"
 
     def ensure_cluster(self) -> str:
+        if self.existing_cluster:
+            return self._ensure_existing_cluster()
         key = (str(self.home), self.stack.cluster_name)
         if key in _ENSURED_CLUSTERS and not self.dry_run:
             # deploy.<service> pre= chains run several tasks in one process: check once.
@@ -191,6 +203,34 @@ class Environment:
         if not self.dry_run:
             _ENSURED_CLUSTERS.add(key)
         return outcome
+
+    def _ensure_existing_cluster(self) -> str:
+        """An existing cluster (registry mode with a kubeconfig/context): reachable? then the namespace."""
+        log = self.run.log_path("cluster")
+        self.kubectl.run("cluster-info", log_path=log, timeout=self.timeouts["apply"], mutating=False)
+        namespace_file = self.run.folder / "namespace.yaml"
+        namespace_file.write_text(render.dump([render.namespace_doc(self.stack.namespace)]))
+        self.kubectl.ensure_namespace(namespace_file, log_path=log, timeout=self.timeouts["apply"])
+        return "existing"
+
+    def ensure_pushed(self, name) -> str:
+        """Registry mode: push the image; layers the registry has are not sent again."""
+        ref = self.known_refs()[name]
+        self.engine.push(ref, self.stack.registry_tls_verify, log_path=self.run.log_path(f"push:{name}"),
+                         timeout=self.timeouts["load"])
+        return "pushed"
+
+    def import_archives(self, folder) -> list:
+        """Load image archives (e.g. CI artifacts) into the engine; kindling did not build these."""
+        folder = Path(folder)
+        archives = sorted(folder.glob("*.tar"))
+        if not archives:
+            raise KindlingError(f"--images-from {folder}: no *.tar image archives there")
+        loaded = []
+        for archive in archives:
+            loaded += self.engine.load_archive(archive, log_path=self.run.log_path("images-from"),
+                                               timeout=self.timeouts["save"])
+        return loaded
 
     @property
     def coverage_dir(self) -> Path:
@@ -231,15 +271,19 @@ class Environment:
         service = self.stack.services[name]
         docs = [doc for path in service.manifests for doc in render.load_documents(path)]
         refs = self.known_refs()
-        used = {render.match_service(str(c.get("image", "")), self.stack.project, {s: 1 for s in self.stack.services})
+        used = {render.match_service(str(c.get("image", "")), self.stack.project,
+                                     {s: 1 for s in self.stack.services}, self.registry)
                 for d in docs for c in render.containers(d)} - {None}
         unknown = sorted(s for s in used if s not in refs)
         if unknown:
             raise KindlingError(f"{name}: its manifests use the image of {', '.join(unknown)}, which "
                                 "has not been built yet: run `invoke build` or `invoke e2e.setup` first")
-        never = {s for s, svc in self.stack.services.items() if svc.built or svc.load}
+        if self.registry_mode:
+            policies = {s: "IfNotPresent" for s, svc in self.stack.services.items() if svc.built}
+        else:
+            policies = {s: "Never" for s, svc in self.stack.services.items() if svc.built or svc.load}
         docs = render.render(docs, project=self.stack.project, namespace=self.stack.namespace,
-                             service_refs=refs, never_pull=never)
+                             service_refs=refs, pull_policies=policies, registry=self.registry)
         if self.coverage:
             covered = {refs[s] for s, svc in self.stack.services.items()
                        if svc.built and svc.build.coverage_args and s in refs}
@@ -290,7 +334,9 @@ class Environment:
                 raise KindlingError(f"{name}: not ready: {exc}\n  diagnostics: {where}") from None
             raise
         if not self.dry_run:
-            self.cluster_state.record_deployed(name, {**wanted, "run": self.run.id})
+            applied = [[d["kind"], d["metadata"]["name"], d["metadata"].get("namespace", "")] for d in docs
+                       if d["kind"] not in render.CLUSTER_SCOPED]
+            self.cluster_state.record_deployed(name, {**wanted, "run": self.run.id, "objects": applied})
         return "ready"
 
     def write_diagnostics(self, name, targets) -> Path:
@@ -400,14 +446,20 @@ class Environment:
                       estimate=self._estimate("cluster", 30))]
         steps += self.image_steps(names)
         with_image = {s.subject for s in steps if s.id.startswith("image:")}
+        delivery = "push" if self.registry_mode else "load"
         for name in names:
+            if name in with_image and delivery == "push" and not self.stack.services[name].built:
+                continue  # a prebuilt image is pulled by the nodes from where it lives
             if name in with_image:
-                steps.append(Step(f"load:{name}", "load", lambda n=name: self.ensure_loaded(n),
-                                  needs=("cluster", f"image:{name}"), subject=name,
-                                  estimate=self._estimate(f"load:{name}", 5)))
+                action = (lambda n=name: self.ensure_pushed(n)) if delivery == "push" else \
+                    (lambda n=name: self.ensure_loaded(n))
+                needs = (f"image:{name}",) if delivery == "push" else ("cluster", f"image:{name}")
+                steps.append(Step(f"{delivery}:{name}", "load", action, needs=needs, subject=name,
+                                  estimate=self._estimate(f"{delivery}:{name}", 5)))
+        delivered = {s.subject for s in steps if s.id.startswith(f"{delivery}:")}
         selected = set(names)
         for name in names:
-            needs = ["cluster"] + ([f"load:{name}"] if name in with_image else [])
+            needs = ["cluster"] + ([f"{delivery}:{name}"] if name in delivered else [])
             needs += [f"deploy:{dep}" for dep in self.stack.services[name].depends_on if dep in selected]
             steps.append(Step(f"deploy:{name}", "kube", lambda n=name: self.ensure_deployed(n),
                               needs=tuple(needs), subject=name, estimate=self._estimate(f"deploy:{name}", 10)))
@@ -494,9 +546,25 @@ class Environment:
 
     # ---- teardown ---------------------------------------------------------------------------
 
+    def _delete_applied_objects(self) -> list:
+        """Existing cluster: delete exactly the namespaced objects kindling applied, newest service first."""
+        done = []
+        deployed = self.cluster_state.deployed()
+        for name in reversed(self.stack.order()):
+            for kind, object_name, namespace in (deployed.get(name) or {}).get("objects", []):
+                self.kubectl.run("delete", kind.lower(), object_name, "-n", namespace, "--ignore-not-found",
+                                 log_path=self.run.log_path("teardown"), timeout=self.timeouts["apply"])
+                done.append(f"deleted {kind}/{object_name} in {namespace}")
+            if not self.dry_run:
+                self.cluster_state.record_deployed(name, None)
+        return done
+
     def teardown(self, keep_cluster=False, keep_images=False) -> list:
         """Delete the cluster, its kubeconfig, leftover tars and the images kindling built."""
         done = []
+        if self.existing_cluster:
+            done += self._delete_applied_objects()
+            keep_cluster = True  # never an existing cluster
         if not keep_cluster:
             self.lock_cluster("teardown")
         _ENSURED_CLUSTERS.discard((str(self.home), self.stack.cluster_name))
@@ -524,10 +592,10 @@ class Environment:
 def _phased(steps, names) -> list:
     """Kubernaut's December 2025 flow: all builds, then all loads, then deploys one by one in order."""
     images_ = [s.id for s in steps if s.id.startswith("image:")]
-    loads = [s.id for s in steps if s.id.startswith("load:")]
+    loads = [s.id for s in steps if s.id.startswith(("load:", "push:"))]
     previous_deploy = None
     for step in steps:
-        if step.id.startswith("load:"):
+        if step.id.startswith(("load:", "push:")):
             step.needs = tuple(dict.fromkeys([*step.needs, *images_]))
         if step.id.startswith("deploy:"):
             extra = [*loads] + ([previous_deploy] if previous_deploy else [])

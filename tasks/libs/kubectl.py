@@ -14,7 +14,7 @@ class Kubectl:
         self.context = context
 
     def _argv(self, *args):
-        argv = ["kubectl", "--kubeconfig", str(self.kubeconfig)]
+        argv = ["kubectl"] + (["--kubeconfig", str(self.kubeconfig)] if self.kubeconfig else [])
         if self.context:
             argv += ["--context", self.context]
         return [*argv, *args]

@@ -81,8 +81,8 @@ def containers(doc: dict) -> list:
     return found
 
 
-def match_service(image: str, project: str, service_refs: dict) -> str | None:
-    """The service a container image names, if any."""
+def match_service(image: str, project: str, service_refs: dict, registry: str = images.LOCAL_REGISTRY):
+    """The service a container image names, if any: its key, or its repository (any tag)."""
     if image in service_refs:
         return image
     try:
@@ -90,17 +90,20 @@ def match_service(image: str, project: str, service_refs: dict) -> str | None:
     except images.BadReference:
         return None
     for service in service_refs:
-        if ref.repository == images.repository(project, service):
+        if ref.repository in (images.repository(project, service), images.repository(project, service, registry)):
             return service
     return None
 
 
-def render(docs: list, *, project: str, namespace: str, service_refs: dict, never_pull: set) -> list:
+def render(docs: list, *, project: str, namespace: str, service_refs: dict, never_pull: set = frozenset(),
+           pull_policies: dict | None = None, registry: str = images.LOCAL_REGISTRY) -> list:
     """Copy docs with image references substituted and namespaces made explicit.
 
     service_refs: service name -> concrete reference; never_pull: services whose image
-    is loaded into the nodes (pull policy Never).
+    is loaded into the nodes (pull policy Never); pull_policies: service -> policy to set
+    (registry mode: IfNotPresent).
     """
+    policies = {**{s: "Never" for s in never_pull}, **(pull_policies or {})}
     out = []
     for doc in docs:
         doc = copy.deepcopy(doc)
@@ -108,12 +111,12 @@ def render(docs: list, *, project: str, namespace: str, service_refs: dict, neve
         if doc.get("kind") not in CLUSTER_SCOPED and not meta.get("namespace"):
             meta["namespace"] = namespace
         for container in containers(doc):
-            service = match_service(str(container.get("image", "")), project, service_refs)
+            service = match_service(str(container.get("image", "")), project, service_refs, registry)
             if service is None:
                 continue
             container["image"] = service_refs[service]
-            if service in never_pull:
-                container["imagePullPolicy"] = "Never"
+            if service in policies:
+                container["imagePullPolicy"] = policies[service]
         out.append(doc)
     return sort_for_apply(out)
 

@@ -26,7 +26,9 @@ _SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGN
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
                "ki": 1024, "mi": 1024**2, "gi": 1024**3, "ti": 1024**4}
 
-TOP_KEYS = {"name", "project", "engine", "source", "namespace", "cluster", "services", "timeouts", "test"}
+TOP_KEYS = {"name", "project", "engine", "source", "namespace", "cluster", "services", "timeouts", "test",
+            "registry"}
+REGISTRY_KEYS = {"host", "tls_verify"}
 TEST_KEYS = {"command", "workdir", "env", "timeout"}
 DEFAULT_TEST_TIMEOUT = 3600
 TIMEOUT_KEYS = {"build", "save", "load", "cluster", "apply"}
@@ -85,6 +87,8 @@ class Stack:
     services: dict  # name -> Service, in file order
     timeouts: dict = field(default_factory=dict)  # step kind -> seconds, overriding the defaults
     test: TestSpec | None = None
+    registry: str = ""  # registry mode: images are pushed to <registry>/<project>/<service>:<tag>
+    registry_tls_verify: bool = True
 
     @property
     def folder(self) -> Path:
@@ -313,6 +317,7 @@ def load_stack(path, env=None, check_files: bool = True) -> Stack:
             c.fail(f"timeouts.{key}", f"must be a positive number of seconds, got {value!r}")
 
     test = _test(c, document["test"], source) if document.get("test") is not None else None
+    registry, tls_verify = _registry(c, document.get("registry"))
 
     raw_services = document["services"]
     if not isinstance(raw_services, dict) or not raw_services:
@@ -340,7 +345,7 @@ def load_stack(path, env=None, check_files: bool = True) -> Stack:
         c.fail(f"services.{cycle[0]}.depends_on", "dependency cycle: " + " -> ".join(cycle),
                "remove one of these depends_on entries")
     return Stack(path, name, project, engine, source, namespace, cluster_name, cluster_config, services,
-                 dict(timeouts), test)
+                 dict(timeouts), test, registry, tls_verify)
 
 
 def _service(c: _Checker, name, raw, where, project, source) -> Service:
@@ -390,6 +395,32 @@ def _service(c: _Checker, name, raw, where, project, source) -> Service:
     if load and has_build:
         c.fail(f"{where}.load", "only applies to prebuilt `image` services (built ones are always loaded)")
     return Service(name, build, image, manifests, tuple(depends), int(timeout), load)
+
+
+def _registry(c: _Checker, raw):
+    """`registry: host[:port]` or `{host: ..., tls_verify: false}`; IMAGE_REGISTRY overrides the host."""
+    if isinstance(raw, str):
+        raw = {"host": raw}
+    raw = c.mapping(raw or {}, "registry", REGISTRY_KEYS)
+    host = c.env.get("IMAGE_REGISTRY") or raw.get("host") or ""
+    field_name = "registry (from IMAGE_REGISTRY)" if c.env.get("IMAGE_REGISTRY") else "registry.host"
+    if host:
+        try:
+            parsed = images.parse(f"{host}/x/y")
+        except images.BadReference:
+            parsed = None
+        if parsed is None or parsed.registry != host:
+            c.fail(field_name, f"{host!r} is not a registry host", "write host[:port], e.g. localhost:5001")
+        if host == images.LOCAL_REGISTRY:
+            c.fail(field_name, "`localhost` without a port is podman's local image store, not a registry",
+                   "give the registry's port, e.g. localhost:5001")
+    tls_verify = raw.get("tls_verify", True)
+    env_verify = c.env.get("IMAGE_REGISTRY_TLS_VERIFY")
+    if env_verify:
+        tls_verify = env_verify.strip().lower() not in ("0", "false", "no", "off")
+    if not isinstance(tls_verify, bool):
+        c.fail("registry.tls_verify", "must be true or false")
+    return host, tls_verify
 
 
 def _test(c: _Checker, raw, source) -> TestSpec:
