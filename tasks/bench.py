@@ -176,6 +176,93 @@ def setup(c, scale=0.03, verbose=False):
     print(f"  partial redeploy changed   {', '.join(changed) or 'nothing'}")
 
 
+@contextmanager
+def _local_registry(folder: Path):
+    """Debian's docker-registry (the CNCF distribution registry) on a loopback port."""
+    import shutil
+    import socket
+    import urllib.request
+
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        raise KindlingError("bench.reload needs a local registry: apt-get install docker-registry")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    storage = folder / "registry"
+    config = folder / "registry.yml"
+    config.write_text(f"version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem: {{rootdirectory: {storage}}}\n"
+                      f"http:\n  addr: 127.0.0.1:{port}\n")
+    process = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise KindlingError("the local registry did not start")
+                time.sleep(0.1)
+        yield f"localhost:{port}", storage
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _stored_bytes(storage: Path) -> int:
+    return sum(p.stat().st_size for p in storage.rglob("*") if p.is_file())
+
+
+@task(help={"size": "Size of the big layer in MiB (default 200)."})
+@cli.reports_errors
+def reload(c, size=200):
+    """Bytes a reload moves: registry push of a changed image against the archive `kind load` sends."""
+    size = int(size)
+    engine = Engine(Runner())
+    base = samples.ensure_base_image(engine)
+    with tempfile.TemporaryDirectory(prefix="kindling-bench-") as folder:
+        folder = Path(folder)
+        context = folder / "context"
+        context.mkdir()
+        (context / "version.txt").write_text("1\n")
+        # The big layer first, the small changing layer last: the usual shape of an app image.
+        (context / "Containerfile").write_text(
+            f"ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}}\n"
+            f'RUN ["/bin/busybox", "dd", "if=/dev/urandom", "of=/big", "bs=1048576", "count={size}"]\n'
+            "COPY version.txt /version.txt\n")
+        project = f"bench{uuid.uuid4().hex[:6]}"
+        refs = []
+        with _local_registry(folder) as (host, storage):
+            try:
+                sizes = {}
+                for version in ("1", "2"):
+                    (context / "version.txt").write_text(version + "\n")
+                    ref = f"{host}/{project}/app:v{version}"
+                    refs.append(ref)
+                    engine.build(ref, context / "Containerfile", context, args={"BASE_IMAGE": base})
+                    before = _stored_bytes(storage)
+                    engine.push(ref, tls_verify=False)
+                    sizes[f"push v{version}"] = _stored_bytes(storage) - before
+                    archive = folder / f"v{version}.tar"
+                    engine.save(ref, archive)
+                    sizes[f"archive v{version}"] = archive.stat().st_size
+                    archive.unlink()
+            finally:
+                engine.remove_images(refs)
+    reload_registry, reload_archive = sizes["push v2"], sizes["archive v2"]
+    print(f"bench.reload: an image with a {size} MiB layer, then a reload after a one-line change "
+          "(real podman, real registry)")
+    print(f"  first load:  registry push {_mib(sizes['push v1'])}, archive (kind load) {_mib(sizes['archive v1'])}")
+    print(f"  reload:      registry push {_mib(reload_registry)}, archive (kind load) {_mib(reload_archive)}")
+    print(f"  reload bytes, archive / registry: {reload_archive / max(reload_registry, 1):.0f} x")
+
+
+def _mib(value: int) -> str:
+    return f"{value / 1024 ** 2:8.2f} MiB" if value >= 1024 ** 2 else f"{value / 1024:8.1f} KiB"
+
+
 collection = Collection("bench")
 collection.add_task(build)
 collection.add_task(setup)
+collection.add_task(reload)
