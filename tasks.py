@@ -14,7 +14,7 @@ __path__ = [os.path.join(os.path.dirname(os.path.abspath(__file__)), "tasks")]
 
 from invoke import Collection  # noqa: E402
 
-from tasks import bench, build, cluster, deploy, doctor, e2e  # noqa: E402
+from tasks import bench, build, cluster, deploy, doctor, e2e, stackcheck  # noqa: E402
 from tasks.libs import cli  # noqa: E402
 from tasks.libs.errors import KindlingError  # noqa: E402
 
@@ -43,5 +43,6 @@ ns.add_collection(cluster.collection)
 ns.add_collection(deploy.make_collection(_stack_for_task_list()))
 ns.add_collection(e2e.collection)
 ns.add_collection(bench.collection)
+ns.add_collection(stackcheck.collection)
 ns.add_task(doctor.doctor)
 ns.configure({"e2e": {"stack": None}})

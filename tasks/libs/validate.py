@@ -74,15 +74,55 @@ def sample_refs(stack) -> dict:
 
 
 def render_file(docs: list, stack, refs: dict) -> list:
-    """One manifest file's objects as they would be applied (sample references, explicit namespaces)."""
+    """One manifest file's objects as they would be applied (sample references, explicit namespaces).
+
+    A manifest may name a built service by its repository under the stack's registry too (registry mode).
+    """
     return render.render(docs, project=stack.project, namespace=stack.namespace, service_refs=refs,
-                         never_pull={n for n, s in stack.services.items() if s.built})
+                         never_pull={n for n, s in stack.services.items() if s.built},
+                         registry=getattr(stack, "registry", "") or images.LOCAL_REGISTRY)
 
 
 def display_path(path, stack_folder) -> str:
     """A manifest's path relative to the stack file's folder when it is inside it, else absolute."""
     path, folder = Path(path), Path(stack_folder)
     return str(path.relative_to(folder)) if path.is_relative_to(folder) else str(path)
+
+
+def _shape_ok(doc: dict) -> bool:
+    """Whether the parts the checks walk have the types Kubernetes gives them (else the schema check reports it)."""
+    def ok(value, kind):
+        return value is None or isinstance(value, kind)
+
+    spec = doc.get("spec")
+    if not ok(doc.get("metadata"), dict) or not ok(spec, dict):
+        return False
+    for key in ("data", "binaryData", "stringData"):
+        if not ok(doc.get(key), dict):
+            return False
+    spec = spec or {}
+    for key in ("template", "selector", "jobTemplate", "names"):
+        if not ok(spec.get(key), dict):
+            return False
+    for key in ("ports", "versions"):
+        if not ok(spec.get(key), list):
+            return False
+    try:
+        pod = render.pod_spec(doc)
+    except AttributeError:
+        return False
+    if pod is None:
+        return True
+    if not isinstance(pod, dict):
+        return False
+    for key in ("volumes", "initContainers", "containers", "ephemeralContainers"):
+        if not ok(pod.get(key), list):
+            return False
+    return True
+
+
+def _well_formed(items):
+    return [item for item in items if isinstance(item.doc, dict) and _shape_ok(item.doc)]
 
 
 # ---- custom resources ---------------------------------------------------------------------
@@ -101,7 +141,7 @@ def is_builtin_group(group: str) -> bool:
 def stack_crds(items) -> dict:
     """(group, kind) -> (CRD name, versions) for every CustomResourceDefinition of the stack."""
     found = {}
-    for item in items:
+    for item in _well_formed(items):
         doc = item.doc
         if doc.get("kind") != "CustomResourceDefinition":
             continue
@@ -242,7 +282,7 @@ def check_probes(item: Item) -> list:
 def defined_objects(items) -> dict:
     """(kind, namespace, name) -> set of keys, for every ConfigMap and Secret of the stack."""
     found = {}
-    for item in items:
+    for item in _well_formed(items):
         doc = item.doc
         kind = doc.get("kind")
         if kind == "ConfigMap":
@@ -323,7 +363,7 @@ def check_references(item: Item, defined: dict) -> list:
 def pod_templates(items) -> list:
     """(namespace, labels, declared port names) of every pod template (or Pod) of the stack."""
     found = []
-    for item in items:
+    for item in _well_formed(items):
         doc = item.doc
         kind, spec = doc.get("kind"), doc.get("spec") or {}
         if kind == "Pod":
@@ -393,10 +433,17 @@ def check(items, *, kv, refs: dict, prebuilt=(), version: str = KUBERNETES_VERSI
     for item in items:
         result.objects[item.service] = result.objects.get(item.service, 0) + 1
         texts = check_schema(item, result, kv, version, crds, unchecked_files)
-        texts += check_images(item, allowed, list(refs), prebuilt_images)
-        texts += check_probes(item)
-        texts += check_references(item, defined)
-        texts += check_selectors(item, templates)
-        label = object_label(item.doc)
-        result.problems += [Problem(item.file, label, text) for text in texts]
+        checks = (lambda: check_images(item, allowed, list(refs), prebuilt_images),
+                  lambda: check_probes(item),
+                  lambda: check_references(item, defined),
+                  lambda: check_selectors(item, templates))
+        shape_ok, crashed = _shape_ok(item.doc), False
+        for run in checks if shape_ok else ():
+            try:
+                texts += run()
+            except (AttributeError, TypeError, ValueError):
+                crashed = True  # a field of an unexpected type deep inside
+        if not texts and (crashed or not shape_ok):
+            texts.append("a field has the wrong type (a mapping or list where another type is given)")
+        result.problems += [Problem(item.file, object_label(item.doc), text) for text in texts]
     return result

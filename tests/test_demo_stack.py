@@ -1,0 +1,87 @@
+"""The demo stack (demo.yaml) end to end: real podman builds on the local busybox base,
+e2e.setup and e2e.teardown against the kind/kubectl fakes.
+
+demo.yaml's cluster name and project are global on the host (podman container and
+image names), so the test runs a copy in tmp with its own: manifests and Kind config
+by absolute path, builds from this repository through E2E_SOURCE.
+"""
+
+import json
+import subprocess
+import uuid
+
+import yaml
+
+from conftest import FAKES, ROOT, image_exists, invoke, podman_cmd
+
+DEMO_SERVICES = {"store", "brain", "controller"}
+
+
+def demo_copy(folder, project, cluster):
+    stack = yaml.safe_load((ROOT / "demo.yaml").read_text())
+    stack["project"] = project
+    stack["cluster"] = {"name": cluster, "config": str(ROOT / stack["cluster"]["config"])}
+    for service in stack["services"].values():
+        service["manifests"] = [str(ROOT / m) for m in service["manifests"]]
+    path = folder / "demo.yaml"
+    path.write_text(yaml.safe_dump(stack, sort_keys=False))
+    return path, stack["namespace"]
+
+
+def project_images(project):
+    out = podman_cmd("images", "--format", "{{.Repository}}:{{.Tag}}",
+                     "--filter", f"reference=localhost/{project}/*").stdout.split()
+    return sorted(out)
+
+
+def test_demo_stack_builds_deploys_and_tears_down(base_image, fake_tools, tmp_path):
+    project = f"kd{uuid.uuid4().hex[:8]}"
+    cluster = f"{project}-demo"
+    path, namespace = demo_copy(tmp_path, project, cluster)
+    home = tmp_path / "home"
+    fake_tools.scenario(remote_pull=False)  # a reference kindling forgot to rewrite cannot be pulled
+    env = {**fake_tools.env, "E2E_STACK": str(path), "E2E_SOURCE": str(ROOT), "BASE_IMAGE": base_image,
+           "KINDLING_HOME": str(home), "KINDLING_MIN_FREE_DISK": "50MiB", "KINDLING_LOCK_DIR": str(tmp_path)}
+    kubeconfig = home / "clusters" / cluster / "kubeconfig"
+    node = f"{cluster}-control-plane"
+    try:
+        result = invoke(["e2e.setup"], env)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+        held = subprocess.run(["podman", "exec", node, "crictl", "images", "-o", "json"],
+                              capture_output=True, text=True, check=True).stdout
+        held = {tag for image in json.loads(held)["images"] for tag in image["repoTags"]}
+        deployments = json.loads(subprocess.run(
+            [str(FAKES / "kubectl"), "--kubeconfig", str(kubeconfig), "get", "deployments", "-n", namespace,
+             "-o", "json"], capture_output=True, text=True, env=env, check=True).stdout)["items"]
+        assert {d["metadata"]["name"] for d in deployments} == DEMO_SERVICES
+        deployed = {}
+        for deployment in deployments:
+            name = deployment["metadata"]["name"]
+            (container,) = deployment["spec"]["template"]["spec"]["containers"]
+            ref = container["image"]
+            assert ref.startswith(f"localhost/{project}/{name}:"), ref
+            assert ref in held, (ref, held)
+            assert container["imagePullPolicy"] == "Never"
+            status = deployment["status"]
+            assert status["readyReplicas"] == status["updatedReplicas"] == deployment["spec"]["replicas"], status
+            assert {c["type"]: c["status"] for c in status["conditions"]}["Available"] == "True"
+            deployed[name] = ref
+        # Exactly the three images this run built, and nothing else under the project.
+        assert project_images(project) == sorted(deployed.values())
+        for name in DEMO_SERVICES:
+            assert f"\n{name} " in result.stdout  # the per-service summary
+
+        down = invoke(["e2e.teardown"], env)
+        assert down.returncode == 0, down.stdout + down.stderr
+        clusters = subprocess.run([str(FAKES / "kind"), "get", "clusters"], capture_output=True, text=True,
+                                  env={**env, "KIND_EXPERIMENTAL_PROVIDER": "podman"}).stdout.split()
+        assert cluster not in clusters
+        assert subprocess.run(["podman", "container", "exists", node]).returncode == 1
+        assert not kubeconfig.exists()
+        assert project_images(project) == []
+        assert image_exists(base_image)  # never an image kindling did not build
+    finally:
+        leftover = project_images(project)
+        if leftover:
+            podman_cmd("rmi", "-f", *leftover, check=False)
