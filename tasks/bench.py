@@ -176,40 +176,6 @@ def setup(c, scale=0.03, verbose=False):
     print(f"  partial redeploy changed   {', '.join(changed) or 'nothing'}")
 
 
-@contextmanager
-def _local_registry(folder: Path):
-    """Debian's docker-registry (the CNCF distribution registry) on a loopback port."""
-    import shutil
-    import socket
-    import urllib.request
-
-    binary = shutil.which("docker-registry")
-    if binary is None:
-        raise KindlingError("bench.reload needs a local registry: apt-get install docker-registry")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    storage = folder / "registry"
-    config = folder / "registry.yml"
-    config.write_text(f"version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem: {{rootdirectory: {storage}}}\n"
-                      f"http:\n  addr: 127.0.0.1:{port}\n")
-    process = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise KindlingError("the local registry did not start")
-                time.sleep(0.1)
-        yield f"localhost:{port}", storage
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
 def _stored_bytes(storage: Path) -> int:
     return sum(p.stat().st_size for p in storage.rglob("*") if p.is_file())
 
@@ -233,7 +199,7 @@ def reload(c, size=200):
             "COPY version.txt /version.txt\n")
         project = f"bench{uuid.uuid4().hex[:6]}"
         refs = []
-        with _local_registry(folder) as (host, storage):
+        with samples.local_registry(folder) as (host, storage):
             try:
                 sizes = {}
                 for version in ("1", "2"):

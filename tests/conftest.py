@@ -145,44 +145,15 @@ def invoke(args, env=None, cwd=None, timeout=600):
                           capture_output=True, text=True, env=full_env, cwd=cwd or ROOT, timeout=timeout)
 
 
-def free_port():
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def registry(tmp_path, podman):
     """A real image registry (Debian's docker-registry: the CNCF distribution registry) on loopback."""
-    binary = shutil.which("docker-registry") or "/usr/bin/docker-registry"
-    if not Path(binary).exists():
+    if shutil.which("docker-registry") is None:
         if IN_CI:
             pytest.fail("docker-registry is needed (CI=true: install it in .ci/run)")
         pytest.skip("docker-registry not installed")
-    port = free_port()
-    storage = tmp_path / "registry"
-    config = tmp_path / "registry.yml"
-    config.write_text(f"version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem: {{rootdirectory: {storage}}}\n"
-                      f"  delete: {{enabled: true}}\nhttp:\n  addr: 127.0.0.1:{port}\n")
-    process = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    import time
-    import urllib.request
-
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise RuntimeError("the registry did not start")
-            time.sleep(0.1)
-    yield Registry(f"localhost:{port}", storage)
-    process.terminate()
-    process.wait(timeout=10)
+    with samples.local_registry(tmp_path) as (host, storage):
+        yield Registry(host, storage)
 
 
 class Registry:

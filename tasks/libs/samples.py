@@ -6,7 +6,12 @@ that sleeps for the time it is given, standing in for a compiler.
 """
 
 import shutil
+import socket
+import subprocess
 import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -99,3 +104,34 @@ def write_stack(folder: Path, services: dict, *, name: str, project: str, base_i
     path = folder / "stack.yaml"
     path.write_text(yaml.safe_dump(stack, sort_keys=False))
     return path
+
+
+@contextmanager
+def local_registry(folder: Path):
+    """Debian's docker-registry (the CNCF distribution registry) on a loopback port; yields (host, storage)."""
+
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        raise KindlingError("a local registry needs docker-registry (Debian: apt-get install docker-registry)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    storage = folder / "registry"
+    config = folder / "registry.yml"
+    config.write_text(f"version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem: {{rootdirectory: {storage}}}\n"
+                      f"http:\n  addr: 127.0.0.1:{port}\n")
+    process = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise KindlingError("the local registry did not start")
+                time.sleep(0.1)
+        yield f"localhost:{port}", storage
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

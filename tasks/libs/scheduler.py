@@ -8,7 +8,6 @@ declares more than is left waits, and one larger than the whole budget runs alon
 
 import graphlib
 import signal
-import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -93,7 +92,6 @@ class Scheduler:
         pending, running = [], {}
         running_kind, memory_in_use = {}, 0
         failed = False
-        previous_handler = self._trap_sigterm()
         pool = ThreadPoolExecutor(max_workers=max(1, len(steps)), thread_name_prefix="step")
         try:
             while True:
@@ -161,7 +159,6 @@ class Scheduler:
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-            self._restore_sigterm(previous_handler)
         result = [records[s.id] for s in step_list]
         for record in result:
             if record.status == "queued":
@@ -186,18 +183,3 @@ class Scheduler:
         pool.shutdown(wait=True, cancel_futures=True)
         for sid in running.values():
             records[sid].status = CANCELLED
-
-    @staticmethod
-    def _trap_sigterm():
-        if threading.current_thread() is not threading.main_thread():
-            return None
-
-        def handler(signum, frame):
-            raise Interrupted(signum)
-
-        return signal.signal(signal.SIGTERM, handler)
-
-    @staticmethod
-    def _restore_sigterm(previous):
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
