@@ -63,19 +63,14 @@ def image_exists(ref):
     return podman_cmd("image", "exists", ref, check=False).returncode == 0
 
 
-FAKE_NODE_IMAGE = "localhost/kindling-fake/node:1"
-
-
 @pytest.fixture(scope="session")
 def base_image(podman):
-    """A local FROM-scratch base with a static busybox at /bin/busybox (no registry reachable)."""
-    existed = image_exists(samples.BASE_IMAGE)
-    fake_node_existed = image_exists(FAKE_NODE_IMAGE)
-    yield samples.ensure_base_image(Engine(Runner()))
-    # Leave the machine's image store as the session found it.
-    for ref, was_there in ((samples.BASE_IMAGE, existed), (FAKE_NODE_IMAGE, fake_node_existed)):
-        if not was_there and image_exists(ref):
-            podman_cmd("rmi", "-f", ref, check=False)
+    """A local FROM-scratch base with a static busybox at /bin/busybox (no registry reachable).
+
+    Kept after the session, like a layer cache: removing it while another session builds
+    on it would break that session.
+    """
+    return samples.ensure_base_image(Engine(Runner()))
 
 
 class StackMaker:
@@ -98,7 +93,7 @@ class StackMaker:
     def cleanup(self):
         refs = self.images()
         if refs:
-            podman_cmd("rmi", "-f", *refs, check=False)
+            podman_cmd("rmi", *refs, check=False)  # untag: -f would remove an image ID other tags share
 
 
 @pytest.fixture

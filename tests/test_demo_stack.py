@@ -84,4 +84,4 @@ def test_demo_stack_builds_deploys_and_tears_down(base_image, fake_tools, tmp_pa
     finally:
         leftover = project_images(project)
         if leftover:
-            podman_cmd("rmi", "-f", *leftover, check=False)
+            podman_cmd("rmi", *leftover, check=False)

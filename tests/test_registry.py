@@ -72,7 +72,7 @@ def remove_registry_images(host, project):
     refs = podman_cmd("images", "--format", "{{.Repository}}:{{.Tag}}",
                       "--filter", f"reference={host}/{project}/*").stdout.split()
     if refs:
-        podman_cmd("rmi", "-f", *refs, check=False)
+        podman_cmd("rmi", *refs, check=False)  # untag: -f would remove an image ID other tags share
 
 
 def test_registry_mode_pushes_and_deploys_with_if_not_present(stack_maker, fake_tools, registry, tmp_path):
@@ -94,7 +94,7 @@ def test_registry_mode_pushes_and_deploys_with_if_not_present(stack_maker, fake_
         ref = images["a"]["ref"]
         tag = ref.rsplit(":", 1)[1]
         served = registry.digest(f"{stack_maker.project}/a", tag)
-        podman_cmd("rmi", "-f", ref)
+        podman_cmd("rmi", ref)
         podman_cmd("pull", "--tls-verify=false", ref)
         assert podman_cmd("image", "inspect", ref, "--format", "{{.Digest}}").stdout.strip() == served
         # A re-push of an unchanged image sends no layer: count the bytes on the wire through a proxy.
