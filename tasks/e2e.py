@@ -27,16 +27,19 @@ SETUP_HELP = {
     "images-from": "Load the image archives (*.tar) in this folder first, e.g. CI artifacts; with IMAGE_TAG "
                    "they are used instead of building, and teardown never removes them.",
     "output": "text (default) or json: the run report as JSON on stdout, progress on stderr.",
+    "load-via": "archive (default: podman save + kind load) or registry: push to a registry container "
+                "beside Kind (kind's local-registry pattern), so a reload sends only changed layers.",
     "dry-run": "Print the commands instead of running them.",
 }
 
 
 def _environment(c, strategy="pipelined", jobs=None, no_cache=False, memory_budget="", coverage=False,
-                 dry_run=False, registry="", context="", kubeconfig="", images_from="", output="text"):
+                 dry_run=False, registry="", context="", kubeconfig="", images_from="", output="text",
+                 load_via=""):
     env = cli.environment(c, dry_run=dry_run or bool(c.config.run.dry), no_cache=no_cache, jobs=jobs,
                           strategy=strategy, memory_budget=cli.parse_budget(memory_budget), coverage=coverage,
                           registry=registry, output=output, context=context or None,
-                          kubeconfig=kubeconfig or None)
+                          kubeconfig=kubeconfig or None, load_via=load_via or None)
     env.output = output
     if (context or kubeconfig) and not env.registry_mode:
         raise KindlingError("--context/--kubeconfig deploy to an existing cluster, which cannot receive "
@@ -100,10 +103,11 @@ def _suite_exit_code(records) -> int:
 @task(help={**SETUP_HELP, "keep-cluster": "On failure keep a cluster this run created (also KEEP_CLUSTER=1)."})
 @cli.reports_errors
 def setup(c, strategy="pipelined", jobs=None, no_cache=False, keep_cluster=False, memory_budget="",
-          coverage=False, dry_run=False, registry="", context="", kubeconfig="", images_from="", output="text"):
+          coverage=False, dry_run=False, registry="", context="", kubeconfig="", images_from="", output="text",
+          load_via=""):
     """Create the cluster, build and load the images, deploy every service in dependency order."""
     env = _environment(c, strategy, jobs, no_cache, memory_budget, coverage, dry_run, registry, context,
-                       kubeconfig, images_from, output)
+                       kubeconfig, images_from, output, load_via)
     result = _run_graph(env, env.setup_steps(env.stack.order()), "e2e.setup", keep_cluster)
     _print_report(env, result)
     if not env.existing_cluster:
@@ -163,10 +167,11 @@ def test(c, args="", coverage=False):
 )
 @cli.reports_errors
 def run(c, strategy="pipelined", jobs=None, no_cache=False, memory_budget="", coverage=False, args="",
-        no_keep=False, keep_images=False, registry="", context="", kubeconfig="", images_from="", output="text"):
+        no_keep=False, keep_images=False, registry="", context="", kubeconfig="", images_from="", output="text",
+        load_via=""):
     """Set up, run the suite, tear down on success; on failure keep the cluster and write diagnostics."""
     env = _environment(c, strategy, jobs, no_cache, memory_budget, coverage, False, registry, context,
-                       kubeconfig, images_from, output)
+                       kubeconfig, images_from, output, load_via)
     if env.stack.test is None:
         raise KindlingError(f"{env.stack.path}: test: the stack has no `test:` section")
     steps = env.setup_steps(env.stack.order())

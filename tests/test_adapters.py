@@ -120,3 +120,27 @@ def test_mask_argv_hides_secret_like_values():
     assert mask_argv(argv) == ["podman", "build", "--build-arg", "DB_PASSWORD=***", "--build-arg",
                                "GITHUB_TOKEN=***", "--build-arg", "GOFLAGS=-cover", "--label", "x=y"]
     assert mask_argv(["echo", "uses hunter22 here"], secrets={"hunter22"}) == ["echo", "uses *** here"]
+
+
+def test_local_registry_is_created_once_and_wired_into_each_node():
+    from tasks.libs.kind import LocalRegistry
+
+    runner = ScriptedRunner([(lambda a: a[1:4] == ["inspect", "-f", "{{.State.Running}}"], Result("", 125)),
+                             (lambda a: "{{json .NetworkSettings.Networks}}" in a, Result('{"podman":{}}', 0))])
+    registry = LocalRegistry(runner, "podman", port=5001)
+    assert registry.ensure() == "created"
+    registry.connect(["c-control-plane", "c-worker"])
+    argvs = [a for a, _ in runner.calls]
+    assert argvs[1] == ["podman", "run", "-d", "--restart=always", "-p", "127.0.0.1:5001:5000", "--network",
+                        "bridge", "--name", "kind-registry", "docker.io/library/registry:2"]
+    copies = [a for a in argvs if a[:3] == ["podman", "exec", "-i"]]
+    assert [a[3] for a in copies] == ["c-control-plane", "c-worker"]
+    assert copies[0][-1] == "/etc/containerd/certs.d/localhost:5001/hosts.toml"
+    assert argvs[-1] == ["podman", "network", "connect", "kind", "kind-registry"]
+
+    running = ScriptedRunner([(lambda a: a[1:4] == ["inspect", "-f", "{{.State.Running}}"], Result("true\n", 0)),
+                              (lambda a: "{{json .NetworkSettings.Networks}}" in a, Result('{"kind":{}}', 0))])
+    registry = LocalRegistry(running, "podman")
+    assert registry.ensure() == "running"
+    registry.connect(["n"])
+    assert not [a for a, _ in running.calls if a[1:3] == ["network", "connect"]]

@@ -172,3 +172,26 @@ def test_ci_artifacts_are_used_and_never_removed(stack_maker, fake_tools, tmp_pa
     refs = [f"localhost/{stack_maker.project}/{s}:ci1" for s in "ab"]
     assert invoke(["e2e.teardown"], job).returncode == 0
     assert all(image_exists(ref) for ref in refs)  # not built by this run: kept
+
+
+def test_load_via_registry_wires_kinds_local_registry_pattern(stack_maker, fake_tools, tmp_path):
+    path = stack_maker.write({"a": {}})
+    env = env_for(path, fake_tools, tmp_path)
+    result = invoke(["e2e.setup", "--load-via", "registry", "--dry-run"], env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    commands = [line.split("[dry-run] ", 1)[1] for line in result.stdout.splitlines() if "[dry-run] " in line]
+    def first(prefix):
+        return next(i for i, c in enumerate(commands) if prefix in c)
+    run_registry = first("podman run -d --restart=always -p 127.0.0.1:5001:5000")
+    push = first("podman push --tls-verify=false localhost:5001/")
+    create = first("kind create cluster")
+    hosts = first("cp /dev/stdin /etc/containerd/certs.d/localhost:5001/hosts.toml")
+    connect = first("podman network connect kind kind-registry")
+    deploy = max(i for i, c in enumerate(commands) if "kubectl" in c and "/rendered/a.yaml" in c)
+    assert run_registry < push < deploy and create < hosts < connect < deploy
+    assert not [c for c in commands if "kind load" in c or "podman save" in c]
+    config_path = commands[create].split("--config ", 1)[1]
+    assert 'config_path = \\"/etc/containerd/certs.d\\"' in open(config_path).read()
+    rendered = next((tmp_path / "home").glob("runs/*/rendered/a.yaml")).read_text()
+    assert f"image: localhost:5001/{stack_maker.project}/a:" in rendered
+    assert "imagePullPolicy: IfNotPresent" in rendered

@@ -92,3 +92,21 @@ def test_load_documents(tmp_path):
     path.write_text("just: text\n")
     with pytest.raises(render.ManifestError, match="not a Kubernetes object"):
         render.load_documents(path)
+
+
+def test_kind_registry_pieces_follow_kinds_local_registry_guide():
+    config = render.kind_registry_config({"kind": "Cluster", "apiVersion": "kind.x-k8s.io/v1alpha4",
+                                          "nodes": [{"role": "control-plane"}]})
+    assert config["containerdConfigPatches"] == [
+        '[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "/etc/containerd/certs.d"']
+    assert render.kind_registry_config(config) == config  # idempotent
+    assert render.registry_hosts_toml("kind-registry") == '[host."http://kind-registry:5000"]\n'
+    hosting = render.local_registry_hosting("localhost:5001")
+    assert hosting["metadata"] == {"name": "local-registry-hosting", "namespace": "kube-public"}
+    assert 'host: "localhost:5001"' in hosting["data"]["localRegistryHosting.v1"]
+
+
+def test_coverage_and_registry_kind_configs_compose():
+    config = render.kind_registry_config(render.coverage_kind_config(None, "/host/cov"))
+    assert config["nodes"][0]["extraMounts"] == [{"hostPath": "/host/cov", "containerPath": "/coverdata"}]
+    assert len(config["containerdConfigPatches"]) == 1

@@ -20,7 +20,7 @@ from . import cache, images, locks, preflight, render, report, runs
 from .console import Console
 from .engine import DIGEST_LABEL, STACK_LABEL, Engine
 from .errors import CommandFailed, Interrupted, KindlingError
-from .kind import KindCluster
+from .kind import KindCluster, LocalRegistry
 from .kubectl import Kubectl
 from .procs import Runner, mask_argv
 from .scheduler import FAILED, Scheduler, Step, StepFailed
@@ -62,7 +62,7 @@ def git_short_sha(runner: Runner, folder: Path) -> str | None:
 class Environment:
     def __init__(self, stack, *, dry_run=False, console=None, env=None, no_cache=False,
                  coverage=False, keep_going=False, jobs=None, memory_budget=None, strategy="pipelined",
-                 limits=None, timeouts=None, context=None, kubeconfig=None):
+                 limits=None, timeouts=None, context=None, kubeconfig=None, load_via=None):
         if strategy not in STRATEGIES:
             raise KindlingError(f"unknown strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
         self.stack = stack
@@ -90,6 +90,18 @@ class Environment:
         # With a registry, a kubeconfig/context names an existing cluster: no Kind cluster is made.
         kubeconfig = kubeconfig or (self.env.get("KUBECONFIG") if self.registry_mode else None)
         self.existing_cluster = self.registry_mode and bool(context or kubeconfig)
+        # --load-via registry: Kind pulls from a registry container beside it (kind's "Local Registry").
+        load_via = load_via or self.env.get("KINDLING_LOAD_VIA") or "archive"
+        if load_via not in ("archive", "registry"):
+            raise KindlingError(f"--load-via {load_via!r}: use archive or registry")
+        self.local_registry = None
+        if load_via == "registry" and not self.registry_mode:
+            self.local_registry = LocalRegistry(
+                self.runner, stack.engine, name=self.env.get("KINDLING_KIND_REGISTRY_NAME") or "kind-registry",
+                port=self.env.get("KINDLING_KIND_REGISTRY_PORT") or 5001,
+                image=self.env.get("KINDLING_KIND_REGISTRY_IMAGE") or "docker.io/library/registry:2")
+            self.registry = self.local_registry.host
+        self.delivery = "push" if self.registry_mode or self.local_registry else "load"
         if self.existing_cluster:
             self.cluster_state = runs.ClusterState(self.home, f"context-{context or 'current'}")
             self.kubectl = Kubectl(kubeconfig, self.runner, context)
@@ -191,12 +203,18 @@ class Environment:
             return "exists"
         log = self.run.log_path("cluster")
         config = self.stack.cluster_config
-        if self.coverage:
-            config = self.coverage_kind_config()
-            if not self.dry_run and self.cluster.exists() and not self.coverage_dir.exists():
+        if self.coverage or self.local_registry:
+            config = self.rendered_kind_config()
+            if self.coverage and not self.dry_run and self.cluster.exists() and not self.coverage_dir.exists():
                 self.console.line(f"warning: cluster {self.stack.cluster_name} was created without the "
                                   "coverage mount; run e2e.teardown first to collect coverage")
         outcome = self.cluster.ensure(config, log_path=log, timeout=self.timeouts["cluster"])
+        if self.local_registry:
+            self.local_registry.connect(self.cluster.nodes() if not self.dry_run else
+                                        [f"{self.stack.cluster_name}-control-plane"], log_path=log)
+            hosting = self.run.folder / "local-registry-hosting.yaml"
+            hosting.write_text(render.dump([render.local_registry_hosting(self.local_registry.host)]))
+            self.kubectl.ensure_namespace(hosting, log_path=log, timeout=self.timeouts["apply"])
         namespace_file = self.run.folder / "namespace.yaml"
         namespace_file.write_text(render.dump([render.namespace_doc(self.stack.namespace)]))
         self.kubectl.ensure_namespace(namespace_file, log_path=log, timeout=self.timeouts["apply"])
@@ -216,7 +234,9 @@ class Environment:
     def ensure_pushed(self, name) -> str:
         """Registry mode: push the image; layers the registry has are not sent again."""
         ref = self.known_refs()[name]
-        self.engine.push(ref, self.stack.registry_tls_verify, log_path=self.run.log_path(f"push:{name}"),
+        # The local Kind registry serves plain HTTP on loopback, as in kind's guide.
+        tls_verify = self.stack.registry_tls_verify if self.registry_mode else False
+        self.engine.push(ref, tls_verify, log_path=self.run.log_path(f"push:{name}"),
                          timeout=self.timeouts["load"])
         return "pushed"
 
@@ -242,14 +262,22 @@ class Environment:
             return None
         return yaml.safe_load(self.stack.cluster_config.read_text(encoding="utf-8")) or None
 
-    def coverage_kind_config(self) -> Path:
-        """A rendered copy of the Kind config with the coverage mount (the committed one stays clean)."""
-        self.coverage_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.coverage_dir, 0o777)  # workloads may run as any user
-        path = self.run.folder / "kind-config.coverage.yaml"
-        path.write_text(yaml.safe_dump(render.coverage_kind_config(self.kind_config(), str(self.coverage_dir)),
-                                       sort_keys=False))
+    def rendered_kind_config(self) -> Path:
+        """A rendered copy of the Kind config (the committed one stays clean): the coverage mount,
+        and containerd's registry config folder for --load-via registry."""
+        config = self.kind_config()
+        if self.coverage:
+            self.coverage_dir.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.coverage_dir, 0o777)  # workloads may run as any user
+            config = render.coverage_kind_config(config, str(self.coverage_dir))
+        if self.local_registry:
+            config = render.kind_registry_config(config)
+        path = self.run.folder / "kind-config.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
         return path
+
+    def ensure_local_registry(self) -> str:
+        return self.local_registry.ensure(log_path=self.run.log_path("registry"))
 
     def ensure_loaded(self, name) -> str:
         ref = self.known_refs()[name]
@@ -278,7 +306,7 @@ class Environment:
         if unknown:
             raise KindlingError(f"{name}: its manifests use the image of {', '.join(unknown)}, which "
                                 "has not been built yet: run `invoke build` or `invoke e2e.setup` first")
-        if self.registry_mode:
+        if self.delivery == "push":
             policies = {s: "IfNotPresent" for s, svc in self.stack.services.items() if svc.built}
         else:
             policies = {s: "Never" for s, svc in self.stack.services.items() if svc.built or svc.load}
@@ -446,14 +474,20 @@ class Environment:
                       estimate=self._estimate("cluster", 30))]
         steps += self.image_steps(names)
         with_image = {s.subject for s in steps if s.id.startswith("image:")}
-        delivery = "push" if self.registry_mode else "load"
+        delivery = self.delivery
+        if self.local_registry:
+            steps.append(Step("registry", "cluster", self.ensure_local_registry, subject=self.local_registry.name,
+                              estimate=self._estimate("registry", 2)))
         for name in names:
             if name in with_image and delivery == "push" and not self.stack.services[name].built:
                 continue  # a prebuilt image is pulled by the nodes from where it lives
             if name in with_image:
                 action = (lambda n=name: self.ensure_pushed(n)) if delivery == "push" else \
                     (lambda n=name: self.ensure_loaded(n))
-                needs = (f"image:{name}",) if delivery == "push" else ("cluster", f"image:{name}")
+                if delivery == "push":
+                    needs = (f"image:{name}",) + (("registry",) if self.local_registry else ())
+                else:
+                    needs = ("cluster", f"image:{name}")
                 steps.append(Step(f"{delivery}:{name}", "load", action, needs=needs, subject=name,
                                   estimate=self._estimate(f"{delivery}:{name}", 5)))
         delivered = {s.subject for s in steps if s.id.startswith(f"{delivery}:")}

@@ -161,7 +161,7 @@ class Runner:
                     handle.write(f"{time.strftime('%H:%M:%S')} {line}\n")
 
     def run(self, argv, *, env=None, log_path=None, timeout=None, check=True, mutating=True, cwd=None,
-            stream=None) -> Result:
+            stream=None, input=None) -> Result:
         """Run argv; env holds overrides on top of os.environ.
 
         mutating=False marks read-only queries, which still run under --dry-run so that
@@ -178,7 +178,7 @@ class Runner:
         full_env = {**os.environ, **(env or {})}
         log_handle = open(log_path, "ab") if log_path else None
         options = dict(_env=full_env, _bg=True, _bg_exc=False, _new_group=True,
-                       _tty_out=False, _truncate_exc=False, _in=None)
+                       _tty_out=False, _truncate_exc=False, _in=input)
         if cwd:
             options["_cwd"] = str(cwd)
         if log_handle:

@@ -237,3 +237,30 @@ def endpoints(docs: list, kind_config: dict | None) -> dict:
 
 def env_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+
+
+# Kind's documented local-registry pattern (kind docs, "Local Registry", kind-with-registry.sh).
+CONTAINERD_REGISTRY_PATCH = ('[plugins."io.containerd.grpc.v1.cri".registry]\n'
+                             '  config_path = "/etc/containerd/certs.d"')
+
+
+def kind_registry_config(config: dict | None) -> dict:
+    """The Kind config with containerd reading per-registry hosts.toml files from certs.d."""
+    config = copy.deepcopy(config) if config else {"kind": "Cluster", "apiVersion": "kind.x-k8s.io/v1alpha4"}
+    patches = config.setdefault("containerdConfigPatches", [])
+    if CONTAINERD_REGISTRY_PATCH not in patches:
+        patches.append(CONTAINERD_REGISTRY_PATCH)
+    return config
+
+
+def registry_hosts_toml(registry_name: str, container_port: int = 5000) -> str:
+    """Inside a node `localhost` is the node itself: send localhost:<port> to the registry container."""
+    return f'[host."http://{registry_name}:{container_port}"]\n'
+
+
+def local_registry_hosting(host: str) -> dict:
+    """KEP-1755's ConfigMap telling tools where the cluster's local registry is."""
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "local-registry-hosting", "namespace": "kube-public"},
+            "data": {"localRegistryHosting.v1": f'host: "{host}"\n'
+                                                 'help: "https://kind.sigs.k8s.io/docs/user/local-registry/"\n'}}

@@ -79,11 +79,11 @@ def table(report: dict) -> str:
 def service_table(report: dict, services) -> str:
     """service, image, build s, load s, deploy s: the end-of-setup summary."""
     by_id = {s["id"]: s for s in report["steps"]}
-    lines = [f"{'service':<24} {'build':>7} {'load':>7} {'deploy':>7}  image"]
+    lines = [f"{'service':<24} {'build':>7} {'load':>7} {'deploy':>7}  image   (load: kind load or push)"]
     for name, ref in services:
         cells = []
         for kind in ("image", "load", "deploy"):
-            step = by_id.get(f"{kind}:{name}")
+            step = by_id.get(f"{kind}:{name}") or (by_id.get(f"push:{name}") if kind == "load" else None)
             if step is None:
                 cells.append("-")
             elif step["status"] != "ok":
