@@ -24,6 +24,7 @@ from .kind import KindCluster, LocalRegistry
 from .kubectl import Kubectl
 from .procs import Runner, mask_argv
 from .scheduler import FAILED, Scheduler, Step, StepFailed
+from .stack import positive_seconds
 
 STRATEGIES = ("pipelined", "phased", "serial")
 DEFAULT_LIMITS = {"build": 4, "load": 2, "kube": 4, "cluster": 1}
@@ -48,8 +49,8 @@ def parse_timeouts(text: str) -> dict:
             result[key] = float(value)
         except ValueError:
             raise KindlingError(f"KINDLING_TIMEOUTS: {part!r} needs a number of seconds") from None
-        if result[key] <= 0:
-            raise KindlingError(f"KINDLING_TIMEOUTS: {part!r} must be positive")
+        if not positive_seconds(result[key]):
+            raise KindlingError(f"KINDLING_TIMEOUTS: {part!r} must be a positive number of seconds")
     return result
 
 
@@ -603,8 +604,11 @@ class Environment:
             self.lock_cluster("teardown")
         _ENSURED_CLUSTERS.discard((str(self.home), self.stack.cluster_name))
         if not keep_cluster:
-            if self.dry_run or self.cluster.exists():
-                self.cluster.delete(log_path=self.run.log_path("teardown"))
+            listed = self.dry_run or self.cluster.exists()
+            # `kind delete cluster` succeeds for a missing cluster and also removes the nodes of a
+            # creation that was interrupted before kind listed the cluster.
+            self.cluster.delete(log_path=self.run.log_path("teardown"))
+            if listed:
                 done.append(f"deleted cluster {self.stack.cluster_name}")
             if not self.dry_run:
                 self.cluster_state.forget()

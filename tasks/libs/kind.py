@@ -53,7 +53,10 @@ class KindCluster:
                 self._kind(*argv, log_path=log_path, timeout=timeout)
                 break
             except CommandFailed as exc:
-                transient = TRANSIENT_CREATE_ERRORS.search(exc.tail or "")
+                # Nodes left by a creation that was killed halfway: `get clusters` did not list the
+                # cluster, yet create finds its nodes. Removing them is what `kind delete` is for.
+                leftover = "already exist for a cluster" in (exc.tail or "")
+                transient = TRANSIENT_CREATE_ERRORS.search(exc.tail or "") or leftover
                 if not transient or attempt == self.create_attempts:
                     raise
                 # A half-created cluster would make the retry fail with "already exist".

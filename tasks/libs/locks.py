@@ -6,6 +6,7 @@ is released by the kernel when its holder dies, so a lock left by a crashed run 
 simply taken over; the file also records the holder for the message others see.
 """
 
+import atexit
 import fcntl
 import json
 import os
@@ -73,8 +74,24 @@ def acquire(cluster: str, what: str, wait_seconds: float = 0.0, env=None, say=No
     handle.write(json.dumps({"pid": os.getpid(), "what": what,
                              "started": time.strftime("%Y-%m-%d %H:%M:%S")}))
     handle.flush()
+    if not _HELD:
+        atexit.register(release_all)
     _HELD[str(path)] = handle
     return note
+
+
+def release_all() -> None:
+    """On a normal exit, leave the lock files empty, so the next run sees no stale holder."""
+    for handle in _HELD.values():
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.flush()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            handle.close()
+        except (OSError, ValueError):
+            pass
+    _HELD.clear()
 
 
 def _holder(path: Path) -> dict:

@@ -24,6 +24,7 @@ from .errors import CommandFailed
 SECRET_NAME_RE = re.compile(r"pass(word|wd)?|secret|token|api[_-]?key|credential|private", re.I)
 MASK = "***"
 TAIL_LINES = 20
+DEFAULT_TIMEOUT = 600  # seconds, for commands whose caller gives none
 
 
 @dataclass
@@ -134,8 +135,10 @@ def terminate_everything():
 class Runner:
     """Runs commands as argument lists. One per kindling run; thread-safe."""
 
-    def __init__(self, dry_run=False, command_log=None, echo=None, secrets=()):
+    def __init__(self, dry_run=False, command_log=None, echo=None, secrets=(), default_timeout=DEFAULT_TIMEOUT):
         _RUNNERS.add(self)
+        # Every command is bounded: callers give step timeouts; quick queries get this one.
+        self.default_timeout = default_timeout
         self.dry_run = dry_run
         self.command_log = Path(command_log) if command_log else None
         self.echo = echo
@@ -168,6 +171,7 @@ class Runner:
         a dry run can show what would be done.
         """
         argv = [str(a) for a in argv]
+        timeout = self.default_timeout if timeout is None else timeout
         shown = display(argv, env, self.secrets)
         if self.dry_run and mutating:
             self._record(f"[dry-run] {shown}")

@@ -6,6 +6,7 @@ StackError naming the file, the field and the fix, before anything runs.
 """
 
 import graphlib
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -130,10 +131,29 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     """SafeLoader that refuses duplicate keys instead of silently keeping the last."""
 
 
+MAX_ALIASES = 200
+
+
+def _compose_node(loader, parent, index):
+    # Refuse alias trees ("billion laughs"): a stack file has no use for many aliases.
+    if loader.check_event(yaml.events.AliasEvent):
+        loader.alias_count = getattr(loader, "alias_count", 0) + 1
+        if loader.alias_count > MAX_ALIASES:
+            raise yaml.composer.ComposerError(None, None, f"more than {MAX_ALIASES} aliases (*name)",
+                                              loader.peek_event().start_mark)
+    return yaml.SafeLoader.compose_node(loader, parent, index)
+
+
+_UniqueKeyLoader.compose_node = _compose_node
+
+
 def _construct_mapping(loader, node, deep=False):
     seen = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        if not isinstance(key, (str, int, float, bool, type(None))):
+            raise yaml.constructor.ConstructorError(
+                None, None, "a key must be a plain value, not a list or mapping", key_node.start_mark)
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r}", key_node.start_mark)
@@ -181,6 +201,12 @@ def read_document(path: Path) -> dict:
     return document
 
 
+def _show(value, limit=80) -> str:
+    """A value as an error message may quote it: repr, cut short (a YAML alias tree can be huge)."""
+    text = repr(value) if not isinstance(value, (dict, list)) else f"<{_type_name(value)}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _type_name(value) -> str:
     return {dict: "mapping", list: "list", str: "string", bool: "boolean", int: "number",
             float: "number", type(None): "null"}.get(type(value), type(value).__name__)
@@ -191,16 +217,26 @@ def expand_env(text: str, env) -> str:
     return _ENV_RE.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), text)
 
 
+def positive_seconds(value) -> bool:
+    """A usable timeout: a finite number above zero (YAML also reads .nan and .inf as numbers)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
 def parse_size(text) -> int:
     if isinstance(text, bool) or not isinstance(text, (str, int, float)):
         raise ValueError
     if isinstance(text, (int, float)):
+        if not math.isfinite(text) or not 0 <= text <= 2**62:
+            raise ValueError
         return int(text)
     match = _SIZE_RE.match(text)
     if not match:
         raise ValueError
     unit = (match.group(2) or "").lower().rstrip("b")
-    return int(float(match.group(1)) * _SIZE_UNITS[unit])
+    size = float(match.group(1)) * _SIZE_UNITS[unit]
+    if not math.isfinite(size) or size > 2**62:
+        raise ValueError
+    return int(size)
 
 
 class _Checker:
@@ -218,7 +254,7 @@ class _Checker:
         for key in value:
             if key not in allowed:
                 close = [k for k in sorted(allowed) if k[:3] == str(key)[:3]]
-                hint = f"did you mean {close[0]!r}? " if close else ""
+                hint = f"did you mean {_show(close[0])}? " if close else ""
                 self.fail(f"{field_name}.{key}" if field_name else str(key), "unknown key",
                           f"{hint}allowed keys: {', '.join(sorted(allowed))}")
         return value
@@ -227,7 +263,7 @@ class _Checker:
         if not isinstance(value, str) or not value.strip():
             self.fail(field_name, f"must be a non-empty string, got {_type_name(value)}", fix)
         if pattern and not pattern.match(value):
-            self.fail(field_name, f"{value!r} is not a valid name", fix)
+            self.fail(field_name, f"{_show(value)} is not a valid name", fix)
         return value
 
     def name(self, value, field_name):
@@ -245,12 +281,19 @@ class _Checker:
         resolved = Path(text)
         if not resolved.is_absolute():
             resolved = relative_to / resolved
-        return Path(os.path.normpath(resolved))
+        resolved = Path(os.path.normpath(resolved))
+        if len(str(resolved).encode()) > 4095 or any(len(p.encode()) > 255 for p in resolved.parts):
+            self.fail(field_name, "path is too long (at most 255 bytes a name, 4095 in all)",
+                      "give a shorter path")
+        return resolved
 
     def existing(self, resolved: Path, field_name, kind="file"):
         if not self.check_files:
             return resolved
-        ok = resolved.is_dir() if kind == "folder" else resolved.is_file()
+        try:
+            ok = resolved.is_dir() if kind == "folder" else resolved.is_file()
+        except OSError as exc:
+            self.fail(field_name, f"cannot be checked: {exc.strerror}", "give a shorter, valid path")
         if not ok:
             self.fail(field_name, f"{kind} {resolved} does not exist",
                       f"correct the path (relative paths start at {self._base_hint(field_name)})")
@@ -291,15 +334,19 @@ def load_stack(path, env=None, check_files: bool = True) -> Stack:
     try:
         images.parse(f"{images.LOCAL_REGISTRY}/{project}/x")
     except images.BadReference:
-        c.fail("project", f"{project!r} cannot be part of an image name",
+        c.fail("project", f"{_show(project)} cannot be part of an image name",
                "use lowercase letters, digits and separators ('.', '_', '-', '/')")
     engine = document.get("engine", "podman")
     if engine not in ENGINES:
-        c.fail("engine", f"{engine!r} is not supported", f"use one of: {', '.join(ENGINES)}")
+        c.fail("engine", f"{_show(engine)} is not supported", f"use one of: {', '.join(ENGINES)}")
     source_text = env.get("E2E_SOURCE") or document.get("source", ".")
     source_field = "source (from E2E_SOURCE)" if env.get("E2E_SOURCE") else "source"
     source = c.path_value(source_text, source_field, path.parent, None)
-    if check_files and not source.is_dir():
+    try:
+        source_missing = check_files and not source.is_dir()
+    except OSError as exc:
+        c.fail(source_field, f"cannot be checked: {exc.strerror}", "give a shorter, valid path")
+    if source_missing:
         c.fail(source_field, f"folder {source} does not exist",
                "check the sources out there, or point E2E_SOURCE at them")
     namespace = c.name(document.get("namespace", name), "namespace")
@@ -313,8 +360,8 @@ def load_stack(path, env=None, check_files: bool = True) -> Stack:
 
     timeouts = c.mapping(document.get("timeouts", {}) or {}, "timeouts", TIMEOUT_KEYS)
     for key, value in timeouts.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            c.fail(f"timeouts.{key}", f"must be a positive number of seconds, got {value!r}")
+        if not positive_seconds(value):
+            c.fail(f"timeouts.{key}", f"must be a positive number of seconds, got {_show(value)}")
 
     test = _test(c, document["test"], source) if document.get("test") is not None else None
     registry, tls_verify = _registry(c, document.get("registry"))
@@ -334,7 +381,7 @@ def load_stack(path, env=None, check_files: bool = True) -> Stack:
     for service in services.values():
         for dep in service.depends_on:
             if dep not in services:
-                c.fail(f"services.{service.name}.depends_on", f"unknown service {dep!r}",
+                c.fail(f"services.{service.name}.depends_on", f"unknown service {_show(dep)}",
                        f"depend on one of: {', '.join(n for n in services if n != service.name)}")
             if dep == service.name:
                 c.fail(f"services.{service.name}.depends_on", "a service cannot depend on itself")
@@ -362,7 +409,7 @@ def _service(c: _Checker, name, raw, where, project, source) -> Service:
         try:
             images.parse(images.repository(project, name))
         except images.BadReference:
-            c.fail(where, f"{name!r} cannot be used in an image name", "rename the service")
+            c.fail(where, f"{_show(name)} cannot be used in an image name", "rename the service")
     else:
         image = c.string(raw["image"], f"{where}.image")
         try:
@@ -387,8 +434,8 @@ def _service(c: _Checker, name, raw, where, project, source) -> Service:
         c.fail(f"{where}.depends_on", "lists a service twice")
     ready = c.mapping(raw.get("ready", {}) or {}, f"{where}.ready", READY_KEYS)
     timeout = ready.get("timeout", DEFAULT_READY_TIMEOUT)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-        c.fail(f"{where}.ready.timeout", f"must be a positive number of seconds, got {timeout!r}")
+    if not positive_seconds(timeout):
+        c.fail(f"{where}.ready.timeout", f"must be a positive number of seconds, got {_show(timeout)}")
     load = raw.get("load", False)
     if not isinstance(load, bool):
         c.fail(f"{where}.load", "must be true or false")
@@ -410,7 +457,7 @@ def _registry(c: _Checker, raw):
         except images.BadReference:
             parsed = None
         if parsed is None or parsed.registry != host:
-            c.fail(field_name, f"{host!r} is not a registry host", "write host[:port], e.g. localhost:5001")
+            c.fail(field_name, f"{_show(host)} is not a registry host", "write host[:port], e.g. localhost:5001")
         if host == images.LOCAL_REGISTRY:
             c.fail(field_name, "`localhost` without a port is podman's local image store, not a registry",
                    "give the registry's port, e.g. localhost:5001")
@@ -434,8 +481,8 @@ def _test(c: _Checker, raw, source) -> TestSpec:
     workdir = c.existing(c.path_value(raw.get("workdir", "."), "test.workdir", source, source), "test.workdir",
                          "folder")
     timeout = raw.get("timeout", DEFAULT_TEST_TIMEOUT)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-        c.fail("test.timeout", f"must be a positive number of seconds, got {timeout!r}")
+    if not positive_seconds(timeout):
+        c.fail("test.timeout", f"must be a positive number of seconds, got {_show(timeout)}")
     env = c.args(raw.get("env"), "test.env")
     return TestSpec(tuple(expand_env(str(a), c.env) for a in command), workdir, env, int(timeout))
 
@@ -444,11 +491,7 @@ def _build(c: _Checker, raw, where, source) -> Build:
     if isinstance(raw, str):
         raw = {"containerfile": raw}
     c.mapping(raw, where, BUILD_KEYS)
-    containerfile = c.existing(
-        c.path_value(raw.get("containerfile", "Containerfile"), f"{where}.containerfile", source, source),
-        f"{where}.containerfile")
-    context = c.existing(c.path_value(raw.get("context", "."), f"{where}.context", source, source),
-                         f"{where}.context", "folder")
+    # Values first, files last: the error names the first problem a reader would fix.
     target = raw.get("target", "") or ""
     if target:
         c.string(target, f"{where}.target")
@@ -457,9 +500,14 @@ def _build(c: _Checker, raw, where, source) -> Build:
         try:
             memory = parse_size(raw["memory"])
         except ValueError:
-            c.fail(f"{where}.memory", f"{raw['memory']!r} is not a size", "write e.g. 512MiB or 3GiB")
-    return Build(containerfile, context, c.args(raw.get("args"), f"{where}.args"),
-                 c.args(raw.get("coverage_args"), f"{where}.coverage_args"), target, memory)
+            c.fail(f"{where}.memory", f"{_show(raw['memory'])} is not a size", "write e.g. 512MiB or 3GiB")
+    args = c.args(raw.get("args"), f"{where}.args")
+    coverage_args = c.args(raw.get("coverage_args"), f"{where}.coverage_args")
+    containerfile = c.path_value(raw.get("containerfile", "Containerfile"), f"{where}.containerfile", source, source)
+    context = c.path_value(raw.get("context", "."), f"{where}.context", source, source)
+    c.existing(containerfile, f"{where}.containerfile")
+    c.existing(context, f"{where}.context", "folder")
+    return Build(containerfile, context, args, coverage_args, target, memory)
 
 
 def stack_path(config_value=None, env=None, root=None) -> Path:
