@@ -78,9 +78,9 @@ def _run_graph(env, steps, label, keep_cluster):
         keep = keep_cluster or cli.truthy(os.environ.get("KEEP_CLUSTER", ""))
         if not existed and not keep and not env.dry_run:
             env.runner.resume()
-            env.teardown(keep_images=True)
-            env.console.line(f"deleted cluster {env.stack.cluster_name} that this run created "
-                             "(keep it next time with --keep-cluster or KEEP_CLUSTER=1)")
+            if any(line.startswith("deleted cluster") for line in env.teardown(keep_images=True)):
+                env.console.line(f"deleted cluster {env.stack.cluster_name} that this run created "
+                                 "(keep it next time with --keep-cluster or KEEP_CLUSTER=1)")
         elif not env.dry_run and env.cluster_state.kubeconfig.exists():
             env.console.line(f"cluster kept: KUBECONFIG={env.cluster_state.kubeconfig}")
         if isinstance(exc, Interrupted):

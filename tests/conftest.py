@@ -108,7 +108,8 @@ def fake_tools(tmp_path):
     """kind and kubectl stand-ins first on PATH, with their own state folder."""
     state = tmp_path / "fake-state"
     state.mkdir()
-    env = {"PATH": f"{FAKES}{os.pathsep}{os.environ['PATH']}", "KINDLING_FAKE_STATE": str(state)}
+    env = {"PATH": f"{FAKES}{os.pathsep}{os.environ['PATH']}", "KINDLING_FAKE_STATE": str(state),
+           "KINDLING_LOCK_DIR": str(tmp_path / "locks")}  # cluster locks stay inside the test
     yield FakeTools(state, env)
     # Remove node containers of clusters a test left behind.
     for cluster in (state / "clusters").glob("*") if (state / "clusters").exists() else []:
