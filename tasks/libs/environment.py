@@ -97,9 +97,12 @@ class Environment:
             raise KindlingError(f"--load-via {load_via!r}: use archive or registry")
         self.local_registry = None
         if load_via == "registry" and not self.registry_mode:
+            port = self.env.get("KINDLING_KIND_REGISTRY_PORT") or "5001"
+            if not port.isdigit() or not 0 < int(port) < 65536:
+                raise KindlingError(f"KINDLING_KIND_REGISTRY_PORT: {port!r} is not a port number")
             self.local_registry = LocalRegistry(
                 self.runner, stack.engine, name=self.env.get("KINDLING_KIND_REGISTRY_NAME") or "kind-registry",
-                port=self.env.get("KINDLING_KIND_REGISTRY_PORT") or 5001,
+                port=int(port),
                 image=self.env.get("KINDLING_KIND_REGISTRY_IMAGE") or "docker.io/library/registry:2")
             self.registry = self.local_registry.host
         self.delivery = "push" if self.registry_mode or self.local_registry else "load"
