@@ -18,7 +18,7 @@ from pathlib import Path
 
 from invoke import Collection, task
 
-from .libs import cli, samples
+from .libs import cli, locks, samples
 from .libs.console import Console
 from .libs.engine import Engine
 from .libs.environment import Environment
@@ -143,6 +143,7 @@ def setup(c, scale=0.03, verbose=False):
                 rows.append(("warm re-run", warm))
                 deployed_before = _environment(path, home, True).cluster_state.deployed()
                 (folder / "stack" / "src" / "aianalysis" / "version.txt").write_text("changed\n")
+                locks.release_all()  # the redeploy below is another process, as a user's would be
                 started = time.monotonic()
                 partial = subprocess.run(
                     [sys.executable, "-m", "invoke", "--search-root", str(cli.PROJECT_ROOT), "deploy.aianalysis"],
