@@ -171,3 +171,14 @@ def test_dry_run_setup_changes_nothing(world):
     assert "[dry-run] KIND_EXPERIMENTAL_PROVIDER=podman kind create cluster" in result.stdout
     assert "[dry-run] podman build" in result.stdout and "[dry-run] kubectl" in result.stdout
     assert world.clusters() == [] and world.maker.images() == []
+
+
+def test_teardown_removes_only_this_stacks_archives(world):
+    ours = world.home / "runs" / "teststack-20261127-120000-1" / "a.tar"
+    theirs = world.home / "runs" / "teststack-two-20261127-120000-2" / "a.tar"
+    for tar in (ours, theirs):
+        tar.parent.mkdir(parents=True)
+        tar.write_bytes(b"partial")
+    result = world.invoke("e2e.teardown")
+    assert result.returncode == 0, result.stderr
+    assert not ours.exists() and theirs.exists()  # another stack's run may still be loading it

@@ -615,7 +615,8 @@ class Environment:
                 done.append(f"deleted cluster {self.stack.cluster_name}")
             if not self.dry_run:
                 self.cluster_state.forget()
-        for tar in (self.home / "runs").glob("*/*.tar"):
+        own_run = re.compile(rf"{re.escape(self.stack.name)}-\d{{8}}-\d{{6}}-\d+")  # this stack's runs only
+        for tar in (t for t in (self.home / "runs").glob("*/*.tar") if own_run.fullmatch(t.parent.name)):
             if not self.dry_run:
                 tar.unlink(missing_ok=True)
             done.append(f"removed {tar.name}")
