@@ -158,7 +158,7 @@ def setup(c, scale=0.03, verbose=False):
     changed = sorted(n for n in deployed_after if deployed_after[n] != deployed_before.get(n))
     warm_builds = [s["id"] for s in warm["steps"] if s["id"].startswith("image:") and s["outcome"] == "built"]
     serial = rows[0][1]["wall_seconds"]
-    print(f"bench.setup: AIAnalysis-shaped stack (postgresql, redis, 3 builds of "
+    print("bench.setup: AIAnalysis-shaped stack (postgresql, redis, 3 builds of "
           + ", ".join(f"{v * scale:.2f} s" for v in KUBERNAUT_BUILD_SECONDS.values())
           + "), real podman, kind/kubectl fakes with latencies "
           + ", ".join(f"{k} {v * scale:.2f} s" for k, v in FAKE_LATENCIES.items()))

@@ -73,7 +73,7 @@ def _run_graph(env, steps, label, keep_cluster):
             r.id == "test" and r.status == FAILED for r in exc.records)
         if suite_failed and not env.dry_run:
             env.runner.resume()
-            where = env.write_namespace_diagnostics()
+            where = env.write_diagnostics("suite")
             env.console.line(f"suite failed: diagnostics in {where}")
         keep = keep_cluster or cli.truthy(os.environ.get("KEEP_CLUSTER", ""))
         if not existed and not keep and not env.dry_run:

@@ -13,6 +13,7 @@ import pytest
 
 from tasks.libs import samples
 from tasks.libs.engine import Engine
+from tasks.libs.errors import KindlingError
 from tasks.libs.procs import Runner
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,18 +31,13 @@ runtime = "runc"
 """
 
 
-def busybox_path():
-    for candidate in (shutil.which("busybox"), "/bin/busybox", "/usr/bin/busybox"):
-        if candidate and Path(candidate).exists():
-            return candidate
-    return None
-
-
 @pytest.fixture(scope="session")
 def podman(tmp_path_factory):
     """Real podman, or a failure under CI (where it must exist) and a skip elsewhere."""
     missing = [tool for tool in ("podman",) if shutil.which(tool) is None]
-    if busybox_path() is None:
+    try:
+        samples.busybox_binary()
+    except KindlingError:
         missing.append("busybox (Debian: busybox-static)")
     if missing:
         message = f"needs {', '.join(missing)}"

@@ -17,7 +17,8 @@ def test_service_key_and_repository_are_substituted_with_never_pull():
             deployment("db", "db", imagePullPolicy="IfNotPresent")]
     refs = {"api": "localhost/proj/api:t1", "worker": "localhost/proj/worker:t2",
             "db": "docker.io/library/postgres:16"}
-    out = render.render(docs, project="proj", namespace="ns", service_refs=refs, never_pull={"api", "worker"})
+    out = render.render(docs, project="proj", namespace="ns", service_refs=refs,
+                        pull_policies={"api": "Never", "worker": "Never"})
     by_name = {d["metadata"]["name"]: d for d in out}
     for name in ("api", "worker"):
         for container in render.containers(by_name[name]):
@@ -31,7 +32,7 @@ def test_service_key_and_repository_are_substituted_with_never_pull():
 def test_unrelated_images_are_left_alone():
     docs = [deployment("x", "docker.io/library/busybox:1.36"), deployment("y", "otherproj/api:1")]
     out = render.render(docs, project="proj", namespace="ns", service_refs={"api": "localhost/proj/api:t"},
-                        never_pull={"api"})
+                        pull_policies={"api": "Never"})
     images = [c["image"] for d in out for c in render.containers(d)]
     assert images == ["docker.io/library/busybox:1.36"] * 2 + ["otherproj/api:1"] * 2
     assert all("imagePullPolicy" not in c for d in out for c in render.containers(d))
@@ -42,7 +43,7 @@ def test_namespaces_made_explicit_for_namespaced_kinds_only():
             {"kind": "ConfigMap", "metadata": {"name": "c"}},
             {"kind": "Secret", "metadata": {"name": "s", "namespace": "other"}}]
     out = {d["metadata"]["name"]: d for d in render.render(
-        docs, project="p", namespace="ns", service_refs={}, never_pull=set())}
+        docs, project="p", namespace="ns", service_refs={}, pull_policies={})}
     assert "namespace" not in out["r"]["metadata"]
     assert out["c"]["metadata"]["namespace"] == "ns"
     assert out["s"]["metadata"]["namespace"] == "other"

@@ -55,13 +55,12 @@ class Engine:
             argv.append(f"--tls-verify={'true' if tls_verify else 'false'}")
         return self._run(*argv, ref, log_path=log_path, timeout=timeout)
 
-    def load_archive(self, tar_path, log_path=None, timeout=None) -> list:
+    def load_archive(self, tar_path, timeout=None) -> list:
         """`podman load -i TAR`; returns the references it loaded."""
-        out = self._run("load", "-i", str(tar_path), log_path=log_path, timeout=timeout).stdout
-        if log_path:
-            out = open(log_path, encoding="utf-8", errors="replace").read()
-        return [line.split("Loaded image:", 1)[1].strip().split(",")[0].strip()
-                for line in out.splitlines() if "Loaded image" in line]
+        # Output captured, not logged: "Loaded image(s): REF[, REF...]" names what this archive held.
+        out = self._run("load", "-i", str(tar_path), timeout=timeout).stdout
+        return [ref.strip() for line in out.splitlines() if line.startswith("Loaded image")
+                for ref in line.split(":", 1)[1].split(",") if ref.strip()]
 
     def pull(self, ref, log_path=None, timeout=None):
         return self._run("pull", ref, log_path=log_path, timeout=timeout)

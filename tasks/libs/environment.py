@@ -22,7 +22,7 @@ from .engine import DIGEST_LABEL, STACK_LABEL, Engine
 from .errors import CommandFailed, Interrupted, KindlingError
 from .kind import KindCluster, LocalRegistry
 from .kubectl import Kubectl
-from .procs import Runner, mask_argv
+from .procs import SECRET_NAME_RE, Runner
 from .scheduler import FAILED, Scheduler, Step, StepFailed
 from .stack import positive_seconds
 
@@ -83,7 +83,7 @@ class Environment:
         self.run = runs.Run(self.home, stack.name)
         self.runner = Runner(dry_run, self.run.command_log, echo=self.console.line)
         self.runner.add_secrets(v for b in self._builds() for k, v in b.build_args(coverage).items()
-                                if mask_argv([f"{k}={v}"]) != [f"{k}={v}"])
+                                if SECRET_NAME_RE.search(k))
         self.engine = Engine(self.runner, stack.engine)
         # Registry mode: images are pushed to stack.registry and pulled by the nodes (no save/load).
         self.registry = stack.registry or images.LOCAL_REGISTRY
@@ -218,10 +218,8 @@ class Environment:
                                         [f"{self.stack.cluster_name}-control-plane"], log_path=log)
             hosting = self.run.folder / "local-registry-hosting.yaml"
             hosting.write_text(render.dump([render.local_registry_hosting(self.local_registry.host)]))
-            self.kubectl.ensure_namespace(hosting, log_path=log, timeout=self.timeouts["apply"])
-        namespace_file = self.run.folder / "namespace.yaml"
-        namespace_file.write_text(render.dump([render.namespace_doc(self.stack.namespace)]))
-        self.kubectl.ensure_namespace(namespace_file, log_path=log, timeout=self.timeouts["apply"])
+            self.kubectl.apply_file(hosting, log_path=log, timeout=self.timeouts["apply"])
+        self._ensure_namespace(log)
         if not self.dry_run:
             _ENSURED_CLUSTERS.add(key)
         return outcome
@@ -230,10 +228,13 @@ class Environment:
         """An existing cluster (registry mode with a kubeconfig/context): reachable? then the namespace."""
         log = self.run.log_path("cluster")
         self.kubectl.run("cluster-info", log_path=log, timeout=self.timeouts["apply"], mutating=False)
+        self._ensure_namespace(log)
+        return "existing"
+
+    def _ensure_namespace(self, log) -> None:
         namespace_file = self.run.folder / "namespace.yaml"
         namespace_file.write_text(render.dump([render.namespace_doc(self.stack.namespace)]))
-        self.kubectl.ensure_namespace(namespace_file, log_path=log, timeout=self.timeouts["apply"])
-        return "existing"
+        self.kubectl.apply_file(namespace_file, log_path=log, timeout=self.timeouts["apply"])
 
     def ensure_pushed(self, name) -> str:
         """Registry mode: push the image; layers the registry has are not sent again."""
@@ -252,8 +253,7 @@ class Environment:
             raise KindlingError(f"--images-from {folder}: no *.tar image archives there")
         loaded = []
         for archive in archives:
-            loaded += self.engine.load_archive(archive, log_path=self.run.log_path("images-from"),
-                                               timeout=self.timeouts["save"])
+            loaded += self.engine.load_archive(archive, timeout=self.timeouts["save"])
         return loaded
 
     @property
@@ -371,7 +371,8 @@ class Environment:
             self.cluster_state.record_deployed(name, {**wanted, "run": self.run.id, "objects": applied})
         return "ready"
 
-    def write_diagnostics(self, name, targets) -> Path:
+    def write_diagnostics(self, name, targets=()) -> Path:
+        """Pods, events, workloads, the targets' logs and `kind export logs`, secrets masked."""
         folder = self.run.folder / "diagnostics" / name
         folder.mkdir(parents=True, exist_ok=True)
         for file_name, text in self.kubectl.diagnostics(self.stack.namespace).items():
@@ -451,14 +452,6 @@ class Environment:
         self.console.line(f"coverage data: {target}\n  profile: go tool covdata textfmt -i={target} "
                           f"-o {self.run.folder / 'coverage.out'}")
         return target
-
-    def write_namespace_diagnostics(self) -> Path:
-        folder = self.run.folder / "diagnostics" / "suite"
-        folder.mkdir(parents=True, exist_ok=True)
-        for file_name, text in self.kubectl.diagnostics(self.stack.namespace).items():
-            _write_private(folder / file_name, self._mask(text))
-        self.cluster.export_logs(folder / "kind-logs", log_path=self.run.log_path("diagnostics"))
-        return folder
 
     # ---- graphs -----------------------------------------------------------------------------
 

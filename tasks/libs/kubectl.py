@@ -25,7 +25,8 @@ class Kubectl:
     def apply(self, path, namespace, log_path=None, timeout=None):
         return self.run("apply", "-n", namespace, "-f", str(path), log_path=log_path, timeout=timeout)
 
-    def ensure_namespace(self, path, log_path=None, timeout=None):
+    def apply_file(self, path, log_path=None, timeout=None):
+        """Apply objects that name their own namespace (or none: cluster-scoped)."""
         return self.run("apply", "-f", str(path), log_path=log_path, timeout=timeout)
 
     def delete(self, kind, name, namespace, log_path=None):

@@ -95,15 +95,13 @@ def match_service(image: str, project: str, service_refs: dict, registry: str = 
     return None
 
 
-def render(docs: list, *, project: str, namespace: str, service_refs: dict, never_pull: set = frozenset(),
-           pull_policies: dict | None = None, registry: str = images.LOCAL_REGISTRY) -> list:
+def render(docs: list, *, project: str, namespace: str, service_refs: dict, pull_policies: dict,
+           registry: str = images.LOCAL_REGISTRY) -> list:
     """Copy docs with image references substituted and namespaces made explicit.
 
-    service_refs: service name -> concrete reference; never_pull: services whose image
-    is loaded into the nodes (pull policy Never); pull_policies: service -> policy to set
-    (registry mode: IfNotPresent).
+    service_refs: service name -> concrete reference; pull_policies: service -> policy to set
+    (Never for images loaded into the nodes, IfNotPresent for images pulled from a registry).
     """
-    policies = {**{s: "Never" for s in never_pull}, **(pull_policies or {})}
     out = []
     for doc in docs:
         doc = copy.deepcopy(doc)
@@ -115,8 +113,8 @@ def render(docs: list, *, project: str, namespace: str, service_refs: dict, neve
             if service is None:
                 continue
             container["image"] = service_refs[service]
-            if service in policies:
-                container["imagePullPolicy"] = policies[service]
+            if service in pull_policies:
+                container["imagePullPolicy"] = pull_policies[service]
         out.append(doc)
     return sort_for_apply(out)
 

@@ -79,7 +79,7 @@ def render_file(docs: list, stack, refs: dict) -> list:
     A manifest may name a built service by its repository under the stack's registry too (registry mode).
     """
     return render.render(docs, project=stack.project, namespace=stack.namespace, service_refs=refs,
-                         never_pull={n for n, s in stack.services.items() if s.built},
+                         pull_policies={n: "Never" for n, s in stack.services.items() if s.built},
                          registry=getattr(stack, "registry", "") or images.LOCAL_REGISTRY)
 
 
