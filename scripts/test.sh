@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need on a fresh Debian machine (podman, runc,
-# busybox-static, the Python packages), then runs pytest. Extra arguments go to pytest.
+# The test command. On a fresh Debian machine it installs what the tests need (podman, runc,
+# busybox-static, chromium, docker-registry, debootstrap and the Python packages), builds the
+# test environment (scripts/testenv.sh build: real kind, kubeadm, control plane, kubectl,
+# crictl and helm from Go modules, and the kind node image; reused when already built), runs
+# the simulated kubelet's Go tests, then pytest. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for package in podman runc busybox-static chromium docker-registry; do
+for package in podman runc busybox-static chromium docker-registry debootstrap; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
 done
 if ((${#missing[@]})); then
@@ -14,4 +17,7 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 python3 -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-test.txt
+command -v go >/dev/null || { echo "test.sh: Go 1.26 is needed to build the test environment" >&2; exit 1; }
+scripts/testenv.sh build
+(cd tests/testenv/kubernetes && go vet ./kubelet/ && go test -count=1 ./kubelet/)
 exec python3 -m pytest -q "$@"

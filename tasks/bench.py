@@ -6,14 +6,12 @@ removes every image it built.
 """
 
 import io
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
 
 from invoke import Collection, task
@@ -79,35 +77,21 @@ def build(c, scale=1.0, verbose=False):
 # Kubernaut's measured builds (December 2025): Data Storage 1:22, HolmesGPT-API 2:30,
 # AIAnalysis 3:53, i.e. 82 : 150 : 233 seconds.
 KUBERNAUT_BUILD_SECONDS = {"datastorage": 82, "holmesgpt-api": 150, "aianalysis": 233}
-# Latencies given to the kind/kubectl fakes (seconds), scaled like the builds.
-FAKE_LATENCIES = {"kind.create": 100, "kind.load": 25, "kubectl.rollout": 30}
 
 
-@contextmanager
-def _fake_cluster_tools(state: Path, scale: float):
-    """Put the kind/kubectl fakes first on PATH, with latencies, for this process and its children."""
-    saved = {k: os.environ.get(k) for k in ("PATH", "KINDLING_FAKE_STATE")}
-    state.mkdir(parents=True, exist_ok=True)
-    (state / "scenario.json").write_text(json.dumps(
-        {"delays": {k: round(v * scale, 3) for k, v in FAKE_LATENCIES.items()}}))
-    os.environ["PATH"] = f"{cli.PROJECT_ROOT / 'tests' / 'fakes'}{os.pathsep}{os.environ['PATH']}"
-    os.environ["KINDLING_FAKE_STATE"] = str(state)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+def _kind_version() -> str:
+    result = Runner().run(["kind", "version"], check=False, mutating=False, timeout=30)
+    return result.stdout.split()[1] if result.exit_code == 0 and len(result.stdout.split()) > 1 else "?"
 
 
 def _aianalysis_shaped_stack(folder: Path, scale: float) -> Path:
     base = samples.ensure_base_image(Engine(Runner()))
     build_seconds = {k: f"{v * scale:.2f}" for k, v in KUBERNAUT_BUILD_SECONDS.items()}
     return samples.write_stack(folder, {
-        "postgresql": {"image": "docker.io/library/postgres:16-alpine"},
-        "redis": {"image": "docker.io/library/redis:7-alpine"},
+        # Prebuilt images stand in for PostgreSQL and Redis: loaded into Kind, since no
+        # registry may be reachable from the nodes.
+        "postgresql": {"image": base, "load": True},
+        "redis": {"image": base, "load": True},
         "datastorage": {"sleep": build_seconds["datastorage"], "depends_on": ["postgresql", "redis"],
                         "configmap": True},
         "holmesgpt-api": {"sleep": build_seconds["holmesgpt-api"], "depends_on": ["datastorage"]},
@@ -124,44 +108,46 @@ def _aianalysis_shaped_stack(folder: Path, scale: float) -> Path:
 )
 @cli.reports_errors
 def setup(c, scale=0.03, verbose=False):
-    """Cold setups (serial, phased, pipelined), a warm re-run and a partial redeploy; print ratios."""
+    """Cold setups (serial, phased, pipelined), a warm re-run and a partial redeploy; print ratios.
+
+    It uses the kind and kubectl on PATH and KINDLING_NODE_IMAGE: a real cluster, or the test
+    environment's (eval "$(scripts/testenv.sh env)")."""
     scale = float(scale)
     with tempfile.TemporaryDirectory(prefix="kindling-bench-") as folder:
         folder = Path(folder)
         home = folder / "home"
-        with _fake_cluster_tools(folder / "fake-state", scale):
-            path = _aianalysis_shaped_stack(folder / "stack", scale)
-            rows = []
-            try:
-                for strategy in ("serial", "phased", "pipelined"):
-                    _environment(path, home, True).teardown()
-                    env = _environment(path, home, not verbose, strategy=strategy, no_cache=True)
-                    report = env.execute(env.setup_steps(env.stack.order()), label=f"bench {strategy}")
-                    rows.append((f"cold {strategy}", report))
-                env = _environment(path, home, not verbose)
-                warm = env.execute(env.setup_steps(env.stack.order()), label="bench warm")
-                rows.append(("warm re-run", warm))
-                deployed_before = _environment(path, home, True).cluster_state.deployed()
-                (folder / "stack" / "src" / "aianalysis" / "version.txt").write_text("changed\n")
-                locks.release_all()  # the redeploy below is another process, as a user's would be
-                started = time.monotonic()
-                partial = subprocess.run(
-                    [sys.executable, "-m", "invoke", "--search-root", str(cli.PROJECT_ROOT), "deploy.aianalysis"],
-                    env={**os.environ, "E2E_STACK": str(path), "KINDLING_HOME": str(home), "NO_COLOR": "1"},
-                    capture_output=True, text=True)
-                partial_wall = time.monotonic() - started
-                if partial.returncode != 0:
-                    raise KindlingError("partial redeploy failed:\n" + partial.stderr[-2000:])
-                deployed_after = _environment(path, home, True).cluster_state.deployed()
-            finally:
+        path = _aianalysis_shaped_stack(folder / "stack", scale)
+        rows = []
+        try:
+            for strategy in ("serial", "phased", "pipelined"):
                 _environment(path, home, True).teardown()
+                env = _environment(path, home, not verbose, strategy=strategy, no_cache=True)
+                report = env.execute(env.setup_steps(env.stack.order()), label=f"bench {strategy}")
+                rows.append((f"cold {strategy}", report))
+            env = _environment(path, home, not verbose)
+            warm = env.execute(env.setup_steps(env.stack.order()), label="bench warm")
+            rows.append(("warm re-run", warm))
+            deployed_before = _environment(path, home, True).cluster_state.deployed()
+            (folder / "stack" / "src" / "aianalysis" / "version.txt").write_text("changed\n")
+            locks.release_all()  # the redeploy below is another process, as a user's would be
+            started = time.monotonic()
+            partial = subprocess.run(
+                [sys.executable, "-m", "invoke", "--search-root", str(cli.PROJECT_ROOT), "deploy.aianalysis"],
+                env={**os.environ, "E2E_STACK": str(path), "KINDLING_HOME": str(home), "NO_COLOR": "1"},
+                capture_output=True, text=True)
+            partial_wall = time.monotonic() - started
+            if partial.returncode != 0:
+                raise KindlingError("partial redeploy failed:\n" + partial.stderr[-2000:])
+            deployed_after = _environment(path, home, True).cluster_state.deployed()
+        finally:
+            _environment(path, home, True).teardown()
     changed = sorted(n for n in deployed_after if deployed_after[n] != deployed_before.get(n))
     warm_builds = [s["id"] for s in warm["steps"] if s["id"].startswith("image:") and s["outcome"] == "built"]
     serial = rows[0][1]["wall_seconds"]
     print("bench.setup: AIAnalysis-shaped stack (postgresql, redis, 3 builds of "
           + ", ".join(f"{v * scale:.2f} s" for v in KUBERNAUT_BUILD_SECONDS.values())
-          + "), real podman, kind/kubectl fakes with latencies "
-          + ", ".join(f"{k} {v * scale:.2f} s" for k, v in FAKE_LATENCIES.items()))
+          + f"), real podman, kind {_kind_version()}"
+          + (f", node image {os.environ['KINDLING_NODE_IMAGE']}" if os.environ.get("KINDLING_NODE_IMAGE") else ""))
     print(f"  {'run':<20} {'wall':>8} {'/ serial':>9} {'critical path':>14} {'wall / cp':>10}")
     for label, report in rows:
         print(f"  {label:<20} {report['wall_seconds']:7.1f}s {report['wall_seconds'] / serial:9.2f} "

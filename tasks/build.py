@@ -23,16 +23,22 @@ from .libs.scheduler import StepFailed
         "dry-run": "Print the commands instead of running them.",
         "registry": "Tag the images for this registry (HOST[:PORT]; also IMAGE_REGISTRY) instead of localhost/.",
         "save-to": "Afterwards save each image to FOLDER/<service>.tar (CI artifacts for --images-from).",
+        "push": "Afterwards push each built image to the registry (--registry, IMAGE_REGISTRY or the stack's "
+                "registry:; IMAGE_REGISTRY_TLS_VERIFY=false for plain HTTP). Refused without a registry.",
     },
 )
 @cli.reports_errors
 def build_images(c, parallel=False, jobs=None, only="", keep_going=False, no_cache=False,
-                 memory_budget="", dry_run=False, registry="", save_to=""):
+                 memory_budget="", dry_run=False, registry="", save_to="", push=False):
     """Build the stack's images (one after another, or --parallel)."""
     env = cli.environment(c, dry_run=dry_run, no_cache=no_cache, keep_going=keep_going,
                           jobs=(jobs or 4) if parallel else 1, registry=registry,
                           memory_budget=cli.parse_budget(memory_budget))
     stack = env.stack
+    if push and not env.registry_mode:
+        raise KindlingError(f"build --push: stack {stack.name} has no registry to push to; pass --registry "
+                            "HOST[:PORT], set IMAGE_REGISTRY, or add `registry: HOST[:PORT]` to "
+                            f"{stack.path}")
     names = stack.select(only) if only else list(stack.order())
     names = [n for n in names if stack.services[n].built]
     if not names:
@@ -47,6 +53,12 @@ def build_images(c, parallel=False, jobs=None, only="", keep_going=False, no_cac
     for name in names:
         env.console.line(f"  {name:<24} {env.refs.get(name, '-')}")
     env.console.line(f"{len(names)} image(s) in {result['wall_seconds']:.1f} s")
+    if push:
+        # After every build, so a failed build pushes nothing; the same push as registry mode
+        # (the engine's push with the registry's tls_verify; layers the registry has are not sent).
+        for name in names:
+            env.ensure_pushed(name)
+            env.console.line(f"  pushed {env.refs[name]}")
     if save_to:
         folder = Path(save_to)
         folder.mkdir(parents=True, exist_ok=True)

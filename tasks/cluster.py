@@ -3,13 +3,15 @@
 from invoke import Collection, task
 
 from .libs import cli
+from .libs.errors import KindlingError
 
 
-@task(help={"dry-run": "Print the commands instead of running them."})
+@task(help={"dry-run": "Print the commands instead of running them.",
+            "recreate": "Delete and recreate the cluster when kind lists it but it is not usable."})
 @cli.reports_errors
-def create(c, dry_run=False):
-    """Create the stack's Kind cluster, or reuse it if it exists; write its kubeconfig."""
-    env = cli.environment(c, dry_run=dry_run)
+def create(c, dry_run=False, recreate=False):
+    """Create the stack's Kind cluster, or reuse it if it exists and is usable; write its kubeconfig."""
+    env = cli.environment(c, dry_run=dry_run or bool(c.config.run.dry), recreate=recreate)
     outcome = env.ensure_cluster()
     env.console.line(f"cluster {env.stack.cluster_name}: {outcome}; kubeconfig {env.cluster_state.kubeconfig}")
 
@@ -18,7 +20,7 @@ def create(c, dry_run=False):
 @cli.reports_errors
 def delete(c, dry_run=False):
     """Delete the stack's Kind cluster and its kubeconfig (images are kept)."""
-    env = cli.environment(c, dry_run=dry_run)
+    env = cli.environment(c, dry_run=dry_run or bool(c.config.run.dry))
     for line in env.teardown(keep_images=True) or ["nothing to delete"]:
         env.console.line(line)
 
@@ -31,7 +33,12 @@ def status(c):
     if not env.cluster.exists():
         env.console.line(f"cluster {env.stack.cluster_name}: absent")
         return
-    env.console.line(f"cluster {env.stack.cluster_name}: running; kubeconfig {env.cluster_state.kubeconfig}")
+    problem = env.cluster.problem()
+    if problem:
+        raise KindlingError(f"cluster {env.stack.cluster_name}: listed by kind but not usable: {problem}\n"
+                            "  fix: `invoke cluster.delete` then `invoke cluster.create` (or e2e.setup --recreate)")
+    env.console.line(f"cluster {env.stack.cluster_name}: running, API server ready; "
+                     f"kubeconfig {env.cluster_state.kubeconfig}")
     deployed = env.cluster_state.deployed()
     for name in env.stack.order():
         info = deployed.get(name)

@@ -1,23 +1,55 @@
 """`invoke doctor`: can this machine run the stack? Tools, versions, provider, disk, memory."""
 
+import os
+from pathlib import Path
+
 from invoke import task
 
-from .libs import cli
-from .libs.errors import KindlingError
+from .libs import cli, preflight
+from .libs.console import Console
+from .libs.environment import default_memory_budget
+from .libs.errors import KindlingError, StackError
 from .libs.preflight import FAIL
+from .libs.procs import Runner
 
 
 @task
 @cli.reports_errors
 def doctor(c):
-    """Check podman/docker, kind and kubectl (with versions), the kind provider, disk and memory."""
-    env = cli.environment(c)
-    checks = env.preflight()
+    """Check podman/docker, kind and kubectl (versions, skew), kind's provider needs, disk and memory."""
+    try:
+        env = cli.environment(c)
+        console, checks = env.console, env.preflight()
+    except KindlingError as exc:
+        # A stack that does not load (say, its source checkout is missing) is one more problem:
+        # the tools and the host are still checked.
+        console, checks = Console(), _without_stack(c) + [_stack_problem(exc)]
     for check in checks:
-        env.console.line(check.line())
+        console.line(check.line())
     failed = [check.name for check in checks if check.status == FAIL]
     if failed:
         raise KindlingError(f"doctor: {len(failed)} problem(s): {', '.join(failed)}")
+
+
+def _without_stack(c) -> list:
+    """The checks a stack that does not fully load allows: all of them when the file reads without its
+    file checks (e.g. only the source checkout is missing), else the tools and the host, for podman."""
+    try:
+        stack = cli.load(c, check_files=False)
+    except KindlingError:
+        stack = None
+    if os.environ.get("KINDLING_HOME"):
+        home = Path(os.environ["KINDLING_HOME"]).resolve()
+    else:
+        home = (stack.folder if stack is not None else cli.stack_file(c).parent) / ".kindling"
+    return preflight.run_checks(stack, Runner(), home, default_memory_budget(), preflight.mem_available())
+
+
+def _stack_problem(exc: KindlingError) -> preflight.Check:
+    if isinstance(exc, StackError):
+        where = f"{exc.path}: {exc.field}: " if exc.field else f"{exc.path}: "
+        return preflight.Check("stack", FAIL, where + exc.problem, exc.fix)
+    return preflight.Check("stack", FAIL, str(exc).replace("\n", " "))
 
 
 def require_ready(env) -> None:

@@ -29,17 +29,19 @@ SETUP_HELP = {
     "output": "text (default) or json: the run report as JSON on stdout, progress on stderr.",
     "load-via": "archive (default: podman save + kind load) or registry: push to a registry container "
                 "beside Kind (kind's local-registry pattern), so a reload sends only changed layers.",
+    "recreate": "Delete and recreate the stack's Kind cluster when kind lists it but it is not usable "
+                "(nodes stopped, API server not answering). A cluster kindling created is recreated anyway.",
     "dry-run": "Print the commands instead of running them.",
 }
 
 
 def _environment(c, strategy="pipelined", jobs=None, no_cache=False, memory_budget="", coverage=False,
                  dry_run=False, registry="", context="", kubeconfig="", images_from="", output="text",
-                 load_via=""):
+                 load_via="", recreate=False):
     env = cli.environment(c, dry_run=dry_run or bool(c.config.run.dry), no_cache=no_cache, jobs=jobs,
                           strategy=strategy, memory_budget=cli.parse_budget(memory_budget), coverage=coverage,
                           registry=registry, output=output, context=context or None,
-                          kubeconfig=kubeconfig or None, load_via=load_via or None)
+                          kubeconfig=kubeconfig or None, load_via=load_via or None, recreate=recreate)
     env.output = output
     if (context or kubeconfig) and not env.registry_mode:
         raise KindlingError("--context/--kubeconfig deploy to an existing cluster, which cannot receive "
@@ -104,10 +106,10 @@ def _suite_exit_code(records) -> int:
 @cli.reports_errors
 def setup(c, strategy="pipelined", jobs=None, no_cache=False, keep_cluster=False, memory_budget="",
           coverage=False, dry_run=False, registry="", context="", kubeconfig="", images_from="", output="text",
-          load_via=""):
+          load_via="", recreate=False):
     """Create the cluster, build and load the images, deploy every service in dependency order."""
     env = _environment(c, strategy, jobs, no_cache, memory_budget, coverage, dry_run, registry, context,
-                       kubeconfig, images_from, output, load_via)
+                       kubeconfig, images_from, output, load_via, recreate=recreate)
     result = _run_graph(env, env.setup_steps(env.stack.order()), "e2e.setup", keep_cluster)
     _print_report(env, result)
     if not env.existing_cluster:
@@ -168,10 +170,10 @@ def test(c, args="", coverage=False):
 @cli.reports_errors
 def run(c, strategy="pipelined", jobs=None, no_cache=False, memory_budget="", coverage=False, args="",
         no_keep=False, keep_images=False, registry="", context="", kubeconfig="", images_from="", output="text",
-        load_via=""):
+        load_via="", recreate=False):
     """Set up, run the suite, tear down on success; on failure keep the cluster and write diagnostics."""
     env = _environment(c, strategy, jobs, no_cache, memory_budget, coverage, False, registry, context,
-                       kubeconfig, images_from, output, load_via)
+                       kubeconfig, images_from, output, load_via, recreate=recreate)
     if env.stack.test is None:
         raise KindlingError(f"{env.stack.path}: test: the stack has no `test:` section")
     steps = env.setup_steps(env.stack.order())

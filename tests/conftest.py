@@ -1,8 +1,9 @@
 """Shared test set-up: real podman configured for this kind of machine, generated stacks,
-and the kind/kubectl fakes first on PATH."""
+and the real test environment (kind, kubectl and a kind node image built from Go modules)."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,8 @@ from tasks.libs.errors import KindlingError
 from tasks.libs.procs import Runner
 
 ROOT = Path(__file__).resolve().parents[1]
-FAKES = ROOT / "tests" / "fakes"
+WRAP = ROOT / "tests" / "testenv" / "wrap"
+TESTENV_SCRIPT = ROOT / "scripts" / "testenv.sh"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 # Test set-up only (never forced on users): on these machines builds need runc (crun
@@ -26,6 +28,7 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 CONTAINERS_CONF = """\
 [containers]
 default_ulimits = []
+log_driver = "k8s-file"
 [engine]
 runtime = "runc"
 """
@@ -77,9 +80,9 @@ class StackMaker:
         self.base_image = base_image
         self.project = f"kt{uuid.uuid4().hex[:8]}"
 
-    def write(self, services: dict, name="teststack") -> Path:
+    def write(self, services: dict, name="teststack", cluster=None, namespace="testns") -> Path:
         return samples.write_stack(self.folder, services, name=name, project=self.project,
-                                   base_image=self.base_image, namespace="testns")
+                                   base_image=self.base_image, namespace=namespace, cluster=cluster)
 
     def images(self):
         out = podman_cmd("images", "--format", "{{.Repository}}:{{.Tag}}",
@@ -99,28 +102,151 @@ def stack_maker(tmp_path, base_image):
     maker.cleanup()
 
 
+@pytest.fixture(scope="session")
+def testenv(podman):
+    """The real test environment (scripts/testenv.sh): kind, kubectl, kubeadm, the control
+    plane, crictl and helm built from Go modules, and the kind node image with the simulated
+    kubelet. Its tools go first on PATH for the whole session. Missing: a failure under CI
+    (.ci/run builds it), a skip elsewhere."""
+    result = subprocess.run([str(TESTENV_SCRIPT), "env"], capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        message = f"the test environment is not built ({result.stderr.strip()}): run scripts/testenv.sh build"
+        if IN_CI:
+            pytest.fail(message + " (CI=true: .ci/run must build it)")
+        pytest.skip(message)
+    for name, value in re.findall(r'^export (\w+)="(.*)"$', result.stdout, re.M):
+        os.environ[name] = value.replace("$PATH", os.environ.get("PATH", ""))
+    return Testenv(os.environ["KINDLING_NODE_IMAGE"])
+
+
+class Testenv:
+    def __init__(self, node_image: str):
+        self.node_image = node_image
+
+    @staticmethod
+    def kind(*args, env=None, check=True, timeout=600):
+        return subprocess.run(["kind", *args], capture_output=True, text=True, check=check, timeout=timeout,
+                              env={**os.environ, "KIND_EXPERIMENTAL_PROVIDER": "podman", **(env or {})})
+
+    def clusters(self) -> list:
+        return self.kind("get", "clusters").stdout.split()
+
+    def delete_cluster(self, name: str, kubeconfig: Path) -> None:
+        self.kind("delete", "cluster", "--name", name, "--kubeconfig", str(kubeconfig), check=False)
+
+    @staticmethod
+    def kubectl(kubeconfig, *args, check=True, timeout=120):
+        return subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), *args], capture_output=True,
+                              text=True, check=check, timeout=timeout)
+
+    def kubectl_json(self, kubeconfig, *args):
+        return json.loads(self.kubectl(kubeconfig, *args, "-o", "json").stdout)
+
+    @staticmethod
+    def node_images(node: str) -> set:
+        """Every reference the node's containerd holds, as real crictl in the node lists them."""
+        out = podman_cmd("exec", node, "crictl", "images", "-o", "json").stdout
+        return {ref for image in json.loads(out)["images"]
+                for ref in (image.get("repoTags") or []) + (image.get("repoDigests") or [])}
+
+
+@pytest.fixture(scope="session")
+def shared_cluster(testenv, tmp_path_factory):
+    """One real kind cluster for the tests that only need somewhere to deploy: each such test
+    uses a namespace of its own. Tests that create, break or delete a cluster make their own."""
+    name = f"kt-shared-{uuid.uuid4().hex[:6]}"
+    kubeconfig = tmp_path_factory.mktemp("shared-cluster") / "kubeconfig"
+    testenv.kind("create", "cluster", "--name", name, "--image", testenv.node_image,
+                 "--kubeconfig", str(kubeconfig), "--wait", "120s", timeout=900)
+    yield SharedCluster(name, kubeconfig)
+    testenv.delete_cluster(name, kubeconfig)
+
+
+class SharedCluster:
+    def __init__(self, name: str, kubeconfig: Path):
+        self.name, self.kubeconfig = name, kubeconfig
+        self.node = f"{name}-control-plane"
+
+
+@pytest.fixture(scope="session")
+def kind_registry(shared_cluster, testenv):
+    """A registry container beside the shared cluster, wired as kind's local-registry guide does
+    (site/static/examples/kind-with-registry.sh): on the kind network, published on a loopback
+    port for pushes from the host, and named in the node's containerd hosts.toml, so the node
+    really pulls from it. The image is the test environment's (Debian's docker-registry)."""
+    name = f"kt-registry-{uuid.uuid4().hex[:6]}"
+    port = free_port()
+    podman_cmd("run", "-d", "--name", name, "--network", "kind", "-p", f"127.0.0.1:{port}:5000",
+               os.environ["KINDLING_KIND_REGISTRY_IMAGE"])
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/v2/")
+        folder = f"/etc/containerd/certs.d/localhost:{port}"
+        podman_cmd("exec", shared_cluster.node, "mkdir", "-p", folder)
+        subprocess.run(["podman", "exec", "-i", shared_cluster.node, "cp", "/dev/stdin", f"{folder}/hosts.toml"],
+                       input=f'[host."http://{name}:5000"]\n', text=True, check=True, capture_output=True)
+        yield KindRegistry(f"localhost:{port}", name)
+    finally:
+        podman_cmd("rm", "-f", name, check=False)
+
+
+class KindRegistry:
+    def __init__(self, host: str, name: str):
+        self.host, self.name = host, name
+
+    def catalog(self):
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://{self.host}/v2/_catalog") as response:
+            return json.load(response)["repositories"]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_http(url: str, timeout=30.0) -> None:
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 @pytest.fixture
-def fake_tools(tmp_path):
-    """kind and kubectl stand-ins first on PATH, with their own state folder."""
-    state = tmp_path / "fake-state"
+def tools(testenv, tmp_path):
+    """The real kind and kubectl behind thin wrappers (tests/testenv/wrap) that record each
+    call and inject delays or failures when a test asks; clusters a test leaves are deleted."""
+    state = tmp_path / "wrap-state"
     state.mkdir()
-    env = {"PATH": f"{FAKES}{os.pathsep}{os.environ['PATH']}", "KINDLING_FAKE_STATE": str(state),
+    env = {"PATH": f"{WRAP}{os.pathsep}{os.environ['PATH']}", "KINDLING_WRAP_STATE": str(state),
            "KINDLING_LOCK_DIR": str(tmp_path / "locks")}  # cluster locks stay inside the test
-    yield FakeTools(state, env)
-    # Remove node containers of clusters a test left behind.
-    for cluster in (state / "clusters").glob("*") if (state / "clusters").exists() else []:
-        subprocess.run([str(FAKES / "kind"), "delete", "cluster", "--name", cluster.name],
-                       env={**os.environ, **env, "KIND_EXPERIMENTAL_PROVIDER": "podman"},
-                       capture_output=True)
+    wrapped = Tools(state, env, testenv)
+    yield wrapped
+    for name in wrapped.created_clusters():
+        testenv.delete_cluster(name, tmp_path / "leftover-kubeconfig")
 
 
-class FakeTools:
-    def __init__(self, state: Path, env: dict):
-        self.state = state
-        self.env = env
+class Tools:
+    def __init__(self, state: Path, env: dict, testenv: Testenv):
+        self.state, self.env, self.testenv = state, env, testenv
 
-    def scenario(self, **data):
-        (self.state / "scenario.json").write_text(json.dumps(data))
+    def faults(self, delays=None, fail=None):
+        """Ask the wrappers for delays (seconds) or failures (a count) by "tool.verb"."""
+        path = self.state / "faults.json"
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"delays": delays or {}, "fail": fail or {}}))
+        os.replace(temporary, path)  # the wrappers read it while a run is going
 
     def calls(self, tool=None):
         path = self.state / "calls.jsonl"
@@ -128,6 +254,13 @@ class FakeTools:
             return []
         calls = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         return [c for c in calls if tool is None or c["tool"] == tool]
+
+    def created_clusters(self) -> set:
+        return {c["argv"][c["argv"].index("--name") + 1] for c in self.calls("kind")
+                if c["argv"][:2] == ["create", "cluster"] and "--name" in c["argv"]}
+
+    def clusters(self) -> list:
+        return self.testenv.clusters()
 
 
 def invoke(args, env=None, cwd=None, timeout=600):

@@ -5,7 +5,6 @@ import pytest
 from tasks.libs.engine import Engine
 from tasks.libs.errors import CommandFailed, KindlingError
 from tasks.libs.kind import KindCluster
-from tasks.libs.kubectl import workload_ready
 from tasks.libs.procs import Result, mask_argv
 
 
@@ -48,11 +47,74 @@ def test_kind_calls_carry_the_podman_provider(tmp_path):
     assert all(env == {"KIND_EXPERIMENTAL_PROVIDER": "podman"} for _, env in runner.calls)
     create = runner.calls[1][0]
     assert create[create.index("--kubeconfig") + 1] == str(tmp_path / "kubeconfig")
-    assert KindCluster("c", tmp_path / "k", ScriptedRunner(), engine="docker").env == {}
+    # docker too: a user's KIND_EXPERIMENTAL_PROVIDER=podman must not redirect a docker stack.
+    assert KindCluster("c", tmp_path / "k", ScriptedRunner(), engine="docker").env == \
+        {"KIND_EXPERIMENTAL_PROVIDER": "docker"}
+
+
+def test_create_passes_the_node_image(tmp_path):
+    runner = ScriptedRunner([(lambda a: a[1:3] == ["get", "clusters"], Result("", 0))])
+    KindCluster("c1", tmp_path / "k", runner, node_image="localhost/node:v1").ensure()
+    create = runner.calls[-1][0]
+    assert create[create.index("--image") + 1] == "localhost/node:v1"
+    runner = ScriptedRunner([(lambda a: a[1:3] == ["get", "clusters"], Result("", 0))])
+    KindCluster("c1", tmp_path / "k", runner).ensure()
+    assert "--image" not in runner.calls[-1][0]  # kind's own default
+
+
+def listed_cluster(states, readyz_exit=0):
+    """A runner for a cluster kind lists, with node containers in these states."""
+    return ScriptedRunner([
+        (lambda a: a[1:3] == ["get", "clusters"], Result("c1\n", 0)),
+        (lambda a: a[1:3] == ["ps", "-a"], Result("".join(f"{n}\t{s}\n" for n, s in states.items()), 0)),
+        (lambda a: a[0] == "kubectl" and "/readyz" in a, Result("" if readyz_exit else "ok", readyz_exit,
+                                                                "connection refused")),
+    ])
+
+
+def test_a_listed_cluster_is_used_only_when_healthy(tmp_path):
+    """kind lists half-created and stopped clusters too (podman provider ListClusters)."""
+    healthy = listed_cluster({"c1-control-plane": "running"})
+    assert KindCluster("c1", tmp_path / "k", healthy).ensure() == "exists"
+    argvs = [a for a, _ in healthy.calls]
+    # Our kubeconfig is exported again each time: a cluster recreated elsewhere has a new port.
+    assert ["kind", "export", "kubeconfig", "--name", "c1", "--kubeconfig", str(tmp_path / "k")] in argvs
+    assert not [a for a in argvs if a[1:3] == ["create", "cluster"]]
+
+    stopped = listed_cluster({"c1-control-plane": "exited"})
+    with pytest.raises(KindlingError, match=r"not usable: node container\(s\) not running: "
+                                            r"c1-control-plane \(exited\).*--recreate"):
+        KindCluster("c1", tmp_path / "k", stopped).ensure()
+    assert not [a for a, _ in stopped.calls if a[1:3] in (["create", "cluster"], ["delete", "cluster"])]
+
+    dead_api = listed_cluster({"c1-control-plane": "running"}, readyz_exit=1)
+    assert KindCluster("c1", tmp_path / "k", dead_api).ensure(recreate=True) == "recreated"
+    verbs = [a[1:3] for a, _ in dead_api.calls if a[0] == "kind"]
+    assert verbs.index(["delete", "cluster"]) < verbs.index(["create", "cluster"])
+    delete = next(a for a, _ in dead_api.calls if a[1:3] == ["delete", "cluster"])
+    assert "--kubeconfig" in delete  # never the user's kubeconfig
+
+
+def test_nodes_skip_the_external_load_balancer(tmp_path):
+    runner = ScriptedRunner([(lambda a: a[1:3] == ["get", "nodes"], Result(
+        "c1-external-load-balancer\nc1-control-plane\nc1-control-plane2\nc1-worker\n", 0))])
+    assert KindCluster("c1", tmp_path / "k", runner).nodes() == ["c1-control-plane", "c1-control-plane2",
+                                                                  "c1-worker"]
+
+
+def test_a_log_driver_failure_is_reported_with_its_fix_not_retried(tmp_path):
+    no_log = CommandFailed("kind create", 1, "ERROR: failed to create cluster: could not find a log line "
+                                             "that matches \"Reached target .*Multi-User System.*\"")
+    runner = ScriptedRunner([(lambda a: a[1:3] == ["create", "cluster"], [no_log])])
+    with pytest.raises(KindlingError, match='log_driver = "k8s-file"'):
+        KindCluster("c1", tmp_path / "k", runner, retry_delay=0).create()
+    assert len([a for a, _ in runner.calls if a[1:3] == ["create", "cluster"]]) == 1
+    delete = next(a for a, _ in runner.calls if a[1:3] == ["delete", "cluster"])  # no half cluster left
+    assert delete[delete.index("--kubeconfig") + 1] == str(tmp_path / "k")
 
 
 def test_create_retries_transient_failures_a_bounded_number_of_times(tmp_path):
-    transient = CommandFailed("kind create", 1, 'failed with error: exit status 125')
+    transient = CommandFailed("kind create", 1, 'failed with error: podman: server probably quit')
     runner = ScriptedRunner([(lambda a: a[1:3] == ["create", "cluster"], [transient, transient, Result("", 0)])])
     KindCluster("c1", tmp_path / "k", runner, retry_delay=0).create()
     creates = [a for a, _ in runner.calls if a[1:3] == ["create", "cluster"]]
@@ -65,8 +127,11 @@ def test_create_retries_transient_failures_a_bounded_number_of_times(tmp_path):
     assert len([a for a, _ in runner.calls if a[1:3] == ["create", "cluster"]]) == 2
 
 
-def test_create_does_not_retry_real_errors(tmp_path):
-    fatal = CommandFailed("kind create", 1, "invalid config: unknown field")
+@pytest.mark.parametrize("tail", ["invalid config: unknown field",
+                                  "command podman run failed with error: exit status 125"])
+def test_create_does_not_retry_real_errors(tmp_path, tail):
+    """A bare exit 125 is podman refusing the command (a bad port, a name in use): a retry repeats it."""
+    fatal = CommandFailed("kind create", 1, tail)
     runner = ScriptedRunner([(lambda a: a[1:3] == ["create", "cluster"], [fatal])])
     with pytest.raises(CommandFailed):
         KindCluster("c1", tmp_path / "k", runner, retry_delay=0).create()
@@ -92,28 +157,6 @@ def test_verify_loaded_catches_an_image_that_never_arrived(tmp_path):
     assert cluster.has_image(NodeEngine(["docker.io/library/nginx:latest"]), "nginx")
 
 
-@pytest.mark.parametrize("obj,ready", [
-    ({"kind": "Deployment", "metadata": {"generation": 2}, "spec": {"replicas": 2},
-      "status": {"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2}}, True),
-    ({"kind": "Deployment", "metadata": {"generation": 3}, "spec": {"replicas": 1},
-      "status": {"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 1}}, False),
-    ({"kind": "Deployment", "metadata": {"generation": 1}, "spec": {"replicas": 1},
-      "status": {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 1, "availableReplicas": 1}}, False),
-    ({"kind": "Deployment", "metadata": {}, "spec": {},
-      "status": {"updatedReplicas": 1, "availableReplicas": 0}}, False),
-    ({"kind": "StatefulSet", "spec": {"replicas": 1},
-      "status": {"readyReplicas": 1, "currentRevision": "r1", "updateRevision": "r1"}}, True),
-    ({"kind": "StatefulSet", "spec": {"replicas": 1},
-      "status": {"readyReplicas": 1, "currentRevision": "r1", "updateRevision": "r2"}}, False),
-    ({"kind": "Job", "status": {"succeeded": 1}}, True),
-    ({"kind": "Job", "status": {"failed": 3}}, False),
-    ({"kind": "DaemonSet", "status": {"desiredNumberScheduled": 1, "updatedNumberScheduled": 1,
-                                      "numberAvailable": 1}}, True),
-])
-def test_workload_ready(obj, ready):
-    assert workload_ready(obj) is ready
-
-
 def test_mask_argv_hides_secret_like_values():
     argv = ["podman", "build", "--build-arg", "DB_PASSWORD=hunter2", "--build-arg", "GITHUB_TOKEN=ghp_x",
             "--build-arg", "GOFLAGS=-cover", "--label", "x=y"]
@@ -132,7 +175,7 @@ def test_local_registry_is_created_once_and_wired_into_each_node():
     registry.connect(["c-control-plane", "c-worker"])
     argvs = [a for a, _ in runner.calls]
     assert argvs[1] == ["podman", "run", "-d", "--restart=always", "-p", "127.0.0.1:5001:5000", "--network",
-                        "bridge", "--name", "kind-registry", "docker.io/library/registry:2"]
+                        "bridge", "--name", "kind-registry", "docker.io/library/registry:3"]
     copies = [a for a in argvs if a[:3] == ["podman", "exec", "-i"]]
     assert [a[3] for a in copies] == ["c-control-plane", "c-worker"]
     assert copies[0][-1] == "/etc/containerd/certs.d/localhost:5001/hosts.toml"

@@ -12,7 +12,8 @@ def test_bench_build_prints_ratios(base_image, tmp_path):
     assert re.search(r"parallel / slowest\s+\d+\.\d+", result.stdout)
 
 
-def test_bench_setup_prints_every_run_and_touches_only_the_redeployed_service(base_image, tmp_path):
+def test_bench_setup_prints_every_run_and_touches_only_the_redeployed_service(base_image, testenv, tmp_path):
+    """On the real test environment: three cold setups (three real kind clusters)."""
     result = invoke(["bench.setup", "--scale", "0.005"],
                     {"KINDLING_LOCK_DIR": str(tmp_path), "KINDLING_MIN_FREE_DISK": "50MiB"})
     assert result.returncode == 0, result.stdout + result.stderr

@@ -1,18 +1,17 @@
 """The demo stack (demo.yaml) end to end: real podman builds on the local busybox base,
-e2e.setup and e2e.teardown against the kind/kubectl fakes.
+e2e.setup and e2e.teardown against the real kind and kubectl of the test environment.
 
 demo.yaml's cluster name and project are global on the host (podman container and
 image names), so the test runs a copy in tmp with its own: manifests and Kind config
 by absolute path, builds from this repository through E2E_SOURCE.
 """
 
-import json
 import subprocess
 import uuid
 
 import yaml
 
-from conftest import FAKES, ROOT, image_exists, invoke, podman_cmd
+from conftest import ROOT, image_exists, invoke, podman_cmd
 
 DEMO_SERVICES = {"store", "brain", "controller"}
 
@@ -34,13 +33,12 @@ def project_images(project):
     return sorted(out)
 
 
-def test_demo_stack_builds_deploys_and_tears_down(base_image, fake_tools, tmp_path):
+def test_demo_stack_builds_deploys_and_tears_down(base_image, tools, testenv, tmp_path):
     project = f"kd{uuid.uuid4().hex[:8]}"
     cluster = f"{project}-demo"
     path, namespace = demo_copy(tmp_path, project, cluster)
     home = tmp_path / "home"
-    fake_tools.scenario(remote_pull=False)  # a reference kindling forgot to rewrite cannot be pulled
-    env = {**fake_tools.env, "E2E_STACK": str(path), "E2E_SOURCE": str(ROOT), "BASE_IMAGE": base_image,
+    env = {**tools.env, "E2E_STACK": str(path), "E2E_SOURCE": str(ROOT), "BASE_IMAGE": base_image,
            "KINDLING_HOME": str(home), "KINDLING_MIN_FREE_DISK": "50MiB", "KINDLING_LOCK_DIR": str(tmp_path)}
     kubeconfig = home / "clusters" / cluster / "kubeconfig"
     node = f"{cluster}-control-plane"
@@ -48,12 +46,8 @@ def test_demo_stack_builds_deploys_and_tears_down(base_image, fake_tools, tmp_pa
         result = invoke(["e2e.setup"], env)
         assert result.returncode == 0, result.stdout + result.stderr
 
-        held = subprocess.run(["podman", "exec", node, "crictl", "images", "-o", "json"],
-                              capture_output=True, text=True, check=True).stdout
-        held = {tag for image in json.loads(held)["images"] for tag in image["repoTags"]}
-        deployments = json.loads(subprocess.run(
-            [str(FAKES / "kubectl"), "--kubeconfig", str(kubeconfig), "get", "deployments", "-n", namespace,
-             "-o", "json"], capture_output=True, text=True, env=env, check=True).stdout)["items"]
+        held = testenv.node_images(node)  # real crictl in the node
+        deployments = testenv.kubectl_json(kubeconfig, "get", "deployments", "-n", namespace)["items"]
         assert {d["metadata"]["name"] for d in deployments} == DEMO_SERVICES
         deployed = {}
         for deployment in deployments:
@@ -74,9 +68,7 @@ def test_demo_stack_builds_deploys_and_tears_down(base_image, fake_tools, tmp_pa
 
         down = invoke(["e2e.teardown"], env)
         assert down.returncode == 0, down.stdout + down.stderr
-        clusters = subprocess.run([str(FAKES / "kind"), "get", "clusters"], capture_output=True, text=True,
-                                  env={**env, "KIND_EXPERIMENTAL_PROVIDER": "podman"}).stdout.split()
-        assert cluster not in clusters
+        assert cluster not in testenv.clusters()
         assert subprocess.run(["podman", "container", "exists", node]).returncode == 1
         assert not kubeconfig.exists()
         assert project_images(project) == []

@@ -1,12 +1,13 @@
-"""Registry mode, existing clusters and CI artifacts, against a real registry on loopback."""
+"""Registry mode, existing clusters, CI artifacts and kind's local-registry pattern: real
+registries (Debian's docker-registry on loopback, and as a container beside Kind), real kind
+and kubectl, and nodes whose containerd really pulls."""
 
 import json
-import os
 import socket
-import subprocess
 import threading
+import uuid
 
-from conftest import FAKES, image_exists, invoke, podman_cmd
+from conftest import free_port, image_exists, invoke, podman_cmd
 
 
 class CountingProxy:
@@ -57,15 +58,9 @@ class CountingProxy:
                     pass
 
 
-def env_for(maker_path, fake_tools, tmp_path, **extra):
-    return {**fake_tools.env, "E2E_STACK": str(maker_path), "KINDLING_HOME": str(tmp_path / "home"),
-            "KINDLING_MIN_FREE_DISK": "50MiB", "KINDLING_LOCK_DIR": str(tmp_path / "locks"), **extra}
-
-
-def kubectl_json(env, kubeconfig, *args):
-    out = subprocess.run([str(FAKES / "kubectl"), "--kubeconfig", str(kubeconfig), *args, "-o", "json"],
-                         capture_output=True, text=True, env={**os.environ, **env}, check=True).stdout
-    return json.loads(out)
+def env_for(maker_path, tools, tmp_path, **extra):
+    return {**tools.env, "E2E_STACK": str(maker_path), "KINDLING_HOME": str(tmp_path / "home"),
+            "KINDLING_MIN_FREE_DISK": "50MiB", **extra}
 
 
 def remove_registry_images(host, project):
@@ -75,29 +70,48 @@ def remove_registry_images(host, project):
         podman_cmd("rmi", *refs, check=False)  # untag: -f would remove an image ID other tags share
 
 
-def test_registry_mode_pushes_and_deploys_with_if_not_present(stack_maker, fake_tools, registry, tmp_path):
-    path = stack_maker.write({"a": {}, "b": {"depends_on": ["a"]}})
-    fake_tools.scenario(remote_pull=False)
-    env = env_for(path, fake_tools, tmp_path, IMAGE_REGISTRY=registry.host, IMAGE_REGISTRY_TLS_VERIFY="false")
+def test_registry_mode_pushes_and_the_node_pulls_with_if_not_present(stack_maker, tools, testenv, shared_cluster,
+                                                                     kind_registry, tmp_path):
+    namespace = stack_maker.project
+    path = stack_maker.write({"a": {}, "b": {"depends_on": ["a"]}}, cluster=shared_cluster.name,
+                             namespace=namespace)
+    env = env_for(path, tools, tmp_path, IMAGE_REGISTRY=kind_registry.host, IMAGE_REGISTRY_TLS_VERIFY="false")
     try:
         result = invoke(["e2e.setup"], env)
         assert result.returncode == 0, result.stdout + result.stderr
-        assert sorted(registry.catalog()) == [f"{stack_maker.project}/a", f"{stack_maker.project}/b"]
-        assert not [c for c in fake_tools.calls("kind") if c["argv"][:1] == ["load"]]  # no kind load
-        kubeconfig = tmp_path / "home" / "clusters" / f"{stack_maker.project}-e2e" / "kubeconfig"
-        for deployment in kubectl_json(env, kubeconfig, "get", "deployments", "-n", "testns")["items"]:
+        assert {f"{stack_maker.project}/a", f"{stack_maker.project}/b"} <= set(kind_registry.catalog())
+        assert not [c for c in tools.calls("kind") if c["argv"][:1] == ["load"]]  # no kind load
+        kubeconfig = tmp_path / "home" / "clusters" / shared_cluster.name / "kubeconfig"
+        for deployment in testenv.kubectl_json(kubeconfig, "get", "deployments", "-n", namespace)["items"]:
             container = deployment["spec"]["template"]["spec"]["containers"][0]
-            assert container["image"].startswith(f"{registry.host}/{stack_maker.project}/")
+            assert container["image"].startswith(f"{kind_registry.host}/{stack_maker.project}/")
             assert container["imagePullPolicy"] == "IfNotPresent"
-        # Pull back: the same digest as the registry serves.
+            assert deployment["status"].get("availableReplicas") == 1
+        # The node's containerd pulled them through hosts.toml: real crictl lists them.
+        held = testenv.node_images(shared_cluster.node)
         images = json.loads(next((tmp_path / "home" / "runs").glob("*/images.json")).read_text())
-        ref = images["a"]["ref"]
-        tag = ref.rsplit(":", 1)[1]
-        served = registry.digest(f"{stack_maker.project}/a", tag)
+        assert images["a"]["ref"] in held and images["b"]["ref"] in held
+        events = testenv.kubectl_json(kubeconfig, "get", "events", "-n", namespace)["items"]
+        assert any(e["reason"] == "Pulled" and "Successfully pulled image" in e["message"] for e in events)
+    finally:
+        testenv.kubectl(shared_cluster.kubeconfig, "delete", "namespace", namespace, "--wait=false", check=False)
+        remove_registry_images(kind_registry.host, stack_maker.project)
+
+
+def test_a_repush_of_an_unchanged_image_sends_no_layer(stack_maker, registry, base_image, tmp_path):
+    ref = f"{registry.host}/{stack_maker.project}/a:1"
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "unique.txt").write_text(stack_maker.project * 1000)  # an image of this test's own
+    (context / "Containerfile").write_text(f"FROM {base_image}\nCOPY unique.txt /unique.txt\n")
+    podman_cmd("build", "-t", ref, str(context))
+    try:
+        podman_cmd("push", "--tls-verify=false", ref)
+        served = registry.digest(f"{stack_maker.project}/a", "1")
         podman_cmd("rmi", ref)
         podman_cmd("pull", "--tls-verify=false", ref)
         assert podman_cmd("image", "inspect", ref, "--format", "{{.Digest}}").stdout.strip() == served
-        # A re-push of an unchanged image sends no layer: count the bytes on the wire through a proxy.
+        # Count the bytes on the wire through a proxy: the second push sends no layer.
         before = registry.blobs()
         with CountingProxy(registry.host) as proxy:
             fresh = f"{proxy.host}/{stack_maker.project}/fresh:1"
@@ -111,87 +125,117 @@ def test_registry_mode_pushes_and_deploys_with_if_not_present(stack_maker, fake_
                           .rglob("data"))
         assert registry.blobs() == before  # same blobs: "fresh" is the same image
         assert second < 20_000 < layer_bytes <= first + 20_000, (first, second, layer_bytes)
-        assert invoke(["e2e.teardown"], env).returncode == 0
     finally:
         remove_registry_images(registry.host, stack_maker.project)
 
 
-def test_existing_cluster_keeps_the_cluster_and_deletes_only_what_was_applied(stack_maker, fake_tools, registry,
+def test_existing_cluster_keeps_the_cluster_and_deletes_only_what_was_applied(stack_maker, tools, testenv,
+                                                                              shared_cluster, kind_registry,
                                                                               tmp_path):
-    path = stack_maker.write({"a": {}})
-    fake_tools.scenario(remote_pull=False)
-    kubeconfig = tmp_path / "shared-kubeconfig"
-    cluster = f"{stack_maker.project}-shared"
-    kind_env = {**os.environ, **fake_tools.env, "KIND_EXPERIMENTAL_PROVIDER": "podman"}
-    subprocess.run([str(FAKES / "kind"), "create", "cluster", "--name", cluster, "--kubeconfig", str(kubeconfig)],
-                   env=kind_env, check=True, capture_output=True)
-    env = env_for(path, fake_tools, tmp_path, IMAGE_REGISTRY_TLS_VERIFY="false")
+    namespace = stack_maker.project
+    path = stack_maker.write({"a": {"configmap": True}}, namespace=namespace)
+    env = env_for(path, tools, tmp_path, IMAGE_REGISTRY_TLS_VERIFY="false")
+    kubeconfig = shared_cluster.kubeconfig
     try:
-        other = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "someone-elses", "namespace": "testns"}}
-        setup = invoke(["e2e.setup", "--registry", registry.host, "--kubeconfig", str(kubeconfig)], env)
+        setup = invoke(["e2e.setup", "--registry", kind_registry.host, "--kubeconfig", str(kubeconfig)], env)
         assert setup.returncode == 0, setup.stdout + setup.stderr
-        assert not [c for c in fake_tools.calls("kind") if c["argv"][:2] == ["create", "cluster"]
-                    and cluster not in c["argv"]]
-        subprocess.run([str(FAKES / "kubectl"), "--kubeconfig", str(kubeconfig), "apply", "-f", "-"],
-                       input=json.dumps(other), text=True, env={**os.environ, **env}, check=True, capture_output=True)
-        down = invoke(["e2e.teardown", "--registry", registry.host, "--kubeconfig", str(kubeconfig)], env)
-        assert down.returncode == 0, down.stderr
-        assert "deleted Deployment/a in testns" in down.stdout
-        clusters = subprocess.run([str(FAKES / "kind"), "get", "clusters"], env=kind_env, capture_output=True,
-                                  text=True).stdout.split()
-        assert cluster in clusters
-        names = {i["metadata"]["name"] for i in kubectl_json(env, kubeconfig, "get", "configmaps", "-n", "testns")["items"]}
+        assert not [c for c in tools.calls("kind") if c["argv"][:2] == ["create", "cluster"]]
+        other = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "someone-elses", "namespace": namespace}}
+        subprocess_apply(kubeconfig, other)
+        # An object a finalizer holds must not stop the rest of the teardown.
+        testenv.kubectl(kubeconfig, "patch", "configmap", "a-config", "-n", namespace, "--type=merge", "-p",
+                        json.dumps({"metadata": {"finalizers": ["kindling.test/hold"]}}))
+        down = invoke(["e2e.teardown", "--registry", kind_registry.host, "--kubeconfig", str(kubeconfig)], env)
+        assert down.returncode == 0, down.stdout + down.stderr
+        lines = down.stdout.splitlines()
+        assert f"deleted Deployment/a in {namespace}" in lines and f"deleted Service/a in {namespace}" in lines
+        assert any(f"could not delete ConfigMap/a-config in {namespace}: held by finalizers kindling.test/hold"
+                   in line for line in lines), down.stdout
+        # Reverse apply order: the workload went before the configuration it uses.
+        assert lines.index(f"deleted Deployment/a in {namespace}") < lines.index(f"deleted Service/a in {namespace}")
+        assert shared_cluster.name in testenv.clusters()
+        names = {i["metadata"]["name"] for i in testenv.kubectl_json(kubeconfig, "get", "configmaps",
+                                                                     "-n", namespace)["items"]}
         assert "someone-elses" in names
-        assert kubectl_json(env, kubeconfig, "get", "deployments", "-n", "testns")["items"] == []
+        assert testenv.kubectl_json(kubeconfig, "get", "deployments", "-n", namespace)["items"] == []
     finally:
-        subprocess.run([str(FAKES / "kind"), "delete", "cluster", "--name", cluster], env=kind_env, capture_output=True)
-        remove_registry_images(registry.host, stack_maker.project)
+        testenv.kubectl(kubeconfig, "patch", "configmap", "a-config", "-n", namespace, "--type=merge", "-p",
+                        json.dumps({"metadata": {"finalizers": None}}), check=False)
+        testenv.kubectl(kubeconfig, "delete", "namespace", namespace, "--wait=false", check=False)
+        remove_registry_images(kind_registry.host, stack_maker.project)
 
 
-def test_context_without_registry_is_refused(stack_maker, fake_tools, tmp_path):
+def subprocess_apply(kubeconfig, doc):
+    import subprocess
+
+    subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "apply", "-f", "-"], input=json.dumps(doc),
+                   text=True, check=True, capture_output=True)
+
+
+def test_context_without_registry_is_refused(stack_maker, tools, tmp_path):
     path = stack_maker.write({"a": {}})
-    result = invoke(["e2e.setup", "--context", "kind-x"], env_for(path, fake_tools, tmp_path))
+    result = invoke(["e2e.setup", "--context", "kind-x"], env_for(path, tools, tmp_path))
     assert result.returncode == 1 and "also give --registry" in result.stderr
 
 
-def test_ci_artifacts_are_used_and_never_removed(stack_maker, fake_tools, tmp_path):
-    path = stack_maker.write({"a": {}, "b": {"depends_on": ["a"]}})
-    fake_tools.scenario(remote_pull=False)
+def test_ci_artifacts_are_used_and_never_removed(stack_maker, tools, testenv, shared_cluster, tmp_path):
+    namespace = stack_maker.project
+    path = stack_maker.write({"a": {}, "b": {"depends_on": ["a"]}}, cluster=shared_cluster.name,
+                             namespace=namespace)
     artifacts = tmp_path / "artifacts"
-    builder = env_for(path, fake_tools, tmp_path, IMAGE_TAG="ci1", KINDLING_HOME=str(tmp_path / "ci-home"))
+    builder = env_for(path, tools, tmp_path, IMAGE_TAG="ci1", KINDLING_HOME=str(tmp_path / "ci-home"))
     built = invoke(["build", "--parallel", "--save-to", str(artifacts)], builder)
     assert built.returncode == 0, built.stderr
     assert sorted(p.name for p in artifacts.glob("*.tar")) == ["a.tar", "b.tar"]
     stack_maker.cleanup()  # a fresh E2E job: nothing in the image store
-    job = env_for(path, fake_tools, tmp_path, IMAGE_TAG="ci1")
-    result = invoke(["e2e.setup", "--images-from", str(artifacts), "--output", "json"], job)
-    assert result.returncode == 0, result.stdout + result.stderr
-    report = json.loads(result.stdout)
-    outcomes = {s["id"]: s["outcome"] for s in report["steps"]}
-    assert outcomes["image:a"] == outcomes["image:b"] == "present"
-    refs = [f"localhost/{stack_maker.project}/{s}:ci1" for s in "ab"]
-    assert invoke(["e2e.teardown"], job).returncode == 0
-    assert all(image_exists(ref) for ref in refs)  # not built by this run: kept
+    job = env_for(path, tools, tmp_path, IMAGE_TAG="ci1")
+    try:
+        result = invoke(["e2e.setup", "--images-from", str(artifacts), "--output", "json"], job)
+        assert result.returncode == 0, result.stdout + result.stderr
+        report = json.loads(result.stdout)
+        outcomes = {s["id"]: s["outcome"] for s in report["steps"]}
+        assert outcomes["image:a"] == outcomes["image:b"] == "present"
+        refs = [f"localhost/{stack_maker.project}/{s}:ci1" for s in "ab"]
+        assert all(ref in testenv.node_images(shared_cluster.node) for ref in refs)
+        # Teardown of a stack on the shared cluster would delete it: only the images are checked here.
+        down = invoke(["e2e.teardown", "--dry-run"], job)
+        assert down.returncode == 0, down.stderr
+        assert not [line for line in down.stdout.splitlines() if "podman rmi" in line and "ci1" in line]
+        assert all(image_exists(ref) for ref in refs)  # not built by this run: kept
+    finally:
+        testenv.kubectl(shared_cluster.kubeconfig, "delete", "namespace", namespace, "--wait=false", check=False)
 
 
-def test_load_via_registry_wires_kinds_local_registry_pattern(stack_maker, fake_tools, tmp_path):
+def test_load_via_registry_runs_kinds_local_registry_pattern_for_real(stack_maker, tools, testenv, tmp_path):
+    """The registry container starts while the image builds, the cluster is created with
+    containerd reading certs.d, each node gets hosts.toml, the registry joins the kind network
+    (only once both exist), and the node pulls the pushed image."""
     path = stack_maker.write({"a": {}})
-    env = env_for(path, fake_tools, tmp_path)
-    result = invoke(["e2e.setup", "--load-via", "registry", "--dry-run"], env)
-    assert result.returncode == 0, result.stdout + result.stderr
-    commands = [line.split("[dry-run] ", 1)[1] for line in result.stdout.splitlines() if "[dry-run] " in line]
-    def first(prefix):
-        return next(i for i, c in enumerate(commands) if prefix in c)
-    run_registry = first("podman run -d --restart=always -p 127.0.0.1:5001:5000")
-    push = first("podman push --tls-verify=false localhost:5001/")
-    create = first("kind create cluster")
-    hosts = first("cp /dev/stdin /etc/containerd/certs.d/localhost:5001/hosts.toml")
-    connect = first("podman network connect kind kind-registry")
-    deploy = max(i for i, c in enumerate(commands) if "kubectl" in c and "/rendered/a.yaml" in c)
-    assert run_registry < push < deploy and create < hosts < connect < deploy
-    assert not [c for c in commands if "kind load" in c or "podman save" in c]
-    config_path = commands[create].split("--config ", 1)[1]
-    assert 'config_path = \\"/etc/containerd/certs.d\\"' in open(config_path).read()
-    rendered = next((tmp_path / "home").glob("runs/*/rendered/a.yaml")).read_text()
-    assert f"image: localhost:5001/{stack_maker.project}/a:" in rendered
-    assert "imagePullPolicy: IfNotPresent" in rendered
+    name, port = f"kt-kind-registry-{uuid.uuid4().hex[:6]}", free_port()
+    env = env_for(path, tools, tmp_path, KINDLING_KIND_REGISTRY_NAME=name, KINDLING_KIND_REGISTRY_PORT=str(port))
+    cluster = f"{stack_maker.project}-e2e"
+    kubeconfig = tmp_path / "home" / "clusters" / cluster / "kubeconfig"
+    try:
+        result = invoke(["e2e.setup", "--load-via", "registry"], env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        commands = (next((tmp_path / "home").glob("runs/*/commands.log"))).read_text().splitlines()
+
+        def first(text):
+            return next(i for i, line in enumerate(commands) if text in line)
+        assert first(f"podman run -d --restart=always -p 127.0.0.1:{port}:5000") < first("podman push")
+        assert first(f"network connect kind {name}") > max(first("kind create cluster"),
+                                                            first(f"podman run -d --restart=always -p 127.0.0.1:{port}"))
+        assert not [line for line in commands if "kind load" in line or "podman save" in line]
+        networks = podman_cmd("inspect", "-f", "{{json .NetworkSettings.Networks}}", name).stdout
+        assert '"kind"' in networks
+        deployment = testenv.kubectl_json(kubeconfig, "get", "deployment", "a", "-n", "testns")
+        image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+        assert image.startswith(f"localhost:{port}/{stack_maker.project}/a:")
+        assert deployment["status"].get("availableReplicas") == 1
+        assert image in testenv.node_images(f"{cluster}-control-plane")  # pulled by the node
+        hosting = testenv.kubectl_json(kubeconfig, "get", "configmap", "local-registry-hosting", "-n", "kube-public")
+        assert f'host: "localhost:{port}"' in hosting["data"]["localRegistryHosting.v1"]
+        assert invoke(["e2e.teardown"], env).returncode == 0
+    finally:
+        podman_cmd("rm", "-f", name, check=False)
+        remove_registry_images(f"localhost:{port}", stack_maker.project)

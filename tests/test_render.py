@@ -111,3 +111,15 @@ def test_coverage_and_registry_kind_configs_compose():
     config = render.kind_registry_config(render.coverage_kind_config(None, "/host/cov"))
     assert config["nodes"][0]["extraMounts"] == [{"hostPath": "/host/cov", "containerPath": "/coverdata"}]
     assert len(config["containerdConfigPatches"]) == 1
+
+
+def test_teardown_order_is_the_reverse_of_the_apply_order_with_crds_last():
+    from tasks.libs.render import teardown_order
+
+    objects = [["CustomResourceDefinition", "widgets.x.io", ""], ["ConfigMap", "c", "ns"],
+               ["Deployment", "d", "ns"], ["Widget", "w", "ns"], ["Service", "s", "ns"], ["Job", "j", "ns"],
+               ["Secret", "sec", "ns"]]
+    kinds = [o[0] for o in teardown_order(objects)]
+    assert kinds[0] == "Widget" and kinds[-1] == "CustomResourceDefinition"
+    assert kinds.index("Job") < kinds.index("Deployment") < kinds.index("Service") < kinds.index("ConfigMap")
+    assert kinds.index("ConfigMap") < kinds.index("Secret")  # Secrets were applied before ConfigMaps

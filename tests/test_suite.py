@@ -1,4 +1,5 @@
-"""e2e.test, e2e.run, coverage mode and the run report: real podman, kind/kubectl fakes, headless Chromium."""
+"""e2e.test, e2e.run, coverage mode and the run report: real podman, the real kind and kubectl of the
+test environment, headless Chromium."""
 
 import json
 import os
@@ -10,7 +11,7 @@ import xml.etree.ElementTree as ET
 import pytest
 import yaml
 
-from conftest import FAKES, IN_CI, invoke
+from conftest import IN_CI, invoke
 
 SUITE = """\
 import json, os, sys
@@ -23,7 +24,7 @@ sys.exit(int(os.environ.get("SUITE_EXIT", "0")))
 
 
 @pytest.fixture
-def suite_world(stack_maker, fake_tools, tmp_path):
+def suite_world(stack_maker, tools, testenv, tmp_path):
     path = stack_maker.write({"a": {"sleep": 0}, "b": {"sleep": 0, "depends_on": ["a"]}})
     stack = yaml.safe_load(path.read_text())
     (stack_maker.folder / "suite.py").write_text(SUITE)
@@ -31,18 +32,11 @@ def suite_world(stack_maker, fake_tools, tmp_path):
     stack["services"]["b"]["build"]["coverage_args"] = {"GOFLAGS": "-cover"}
     path.write_text(yaml.safe_dump(stack, sort_keys=False))
     record = tmp_path / "suite-record.json"
-    fake_tools.scenario(remote_pull=False)
-    env = {**fake_tools.env, "E2E_STACK": str(path), "KINDLING_HOME": str(tmp_path / "home"),
+    env = {**tools.env, "E2E_STACK": str(path), "KINDLING_HOME": str(tmp_path / "home"),
            "SUITE_RECORD": str(record), "KINDLING_MIN_FREE_DISK": "50MiB",
            "KINDLING_LOCK_DIR": str(tmp_path / "locks")}
     return {"path": path, "env": env, "record": record, "home": tmp_path / "home", "maker": stack_maker,
-            "fakes": fake_tools, "cluster": f"{stack_maker.project}-e2e"}
-
-
-def clusters(env):
-    out = subprocess.run([str(FAKES / "kind"), "get", "clusters"], capture_output=True, text=True,
-                         env={**os.environ, **env, "KIND_EXPERIMENTAL_PROVIDER": "podman"}).stdout
-    return out.split()
+            "tools": tools, "testenv": testenv, "cluster": f"{stack_maker.project}-e2e"}
 
 
 def newest_run(home):
@@ -61,14 +55,14 @@ def test_run_passing_suite_tears_down(suite_world):
     steps = {s["id"]: s for s in newest_run(w["home"])["steps"]}
     assert steps["test"]["status"] == "ok"
     assert steps["test"]["start"] >= max(steps["deploy:a"]["end"], steps["deploy:b"]["end"])
-    assert w["cluster"] not in clusters(w["env"]) and w["maker"].images() == []
+    assert w["cluster"] not in w["testenv"].clusters() and w["maker"].images() == []
 
 
 def test_run_failing_suite_keeps_cluster_and_propagates_exit_code(suite_world):
     w = suite_world
     result = invoke(["e2e.run"], {**w["env"], "SUITE_EXIT": "3"})
     assert result.returncode == 3, result.stdout + result.stderr
-    assert w["cluster"] in clusters(w["env"])
+    assert w["cluster"] in w["testenv"].clusters()
     diagnostics = next(w["home"].glob("runs/*/diagnostics/suite"))
     assert (diagnostics / "describe-pods.txt").exists() and any((diagnostics / "kind-logs").iterdir())
     assert newest_run(w["home"])["status"] == "failed"
@@ -87,30 +81,32 @@ def test_coverage_mode_renders_mounts_and_env_without_touching_committed_files(s
     result = invoke(["e2e.setup", "--coverage"], w["env"])
     assert result.returncode == 0, result.stdout + result.stderr
     kubeconfig = w["home"] / "clusters" / w["cluster"] / "kubeconfig"
-    deployments = json.loads(subprocess.run(
-        [str(FAKES / "kubectl"), "--kubeconfig", str(kubeconfig), "get", "deployments", "-n", "testns", "-o", "json"],
-        capture_output=True, text=True, env={**os.environ, **w["env"]}, check=True).stdout)["items"]
+    deployments = w["testenv"].kubectl_json(kubeconfig, "get", "deployments", "-n", "testns")["items"]
     pods = {d["metadata"]["name"]: d["spec"]["template"]["spec"] for d in deployments}
     b = pods["b"]
     assert {"name": "GOCOVERDIR", "value": "/coverdata"} in b["containers"][0]["env"]
     assert any(m["mountPath"] == "/coverdata" for m in b["containers"][0]["volumeMounts"])
     assert any(v.get("hostPath", {}).get("path") == "/coverdata" for v in b["volumes"])
     assert "env" not in pods["a"]["containers"][0]  # no coverage_args: untouched
-    create = next(c for c in w["fakes"].calls("kind") if c["argv"][:2] == ["create", "cluster"])
+    create = next(c for c in w["tools"].calls("kind") if c["argv"][:2] == ["create", "cluster"])
     config = yaml.safe_load(open(create["argv"][create["argv"].index("--config") + 1]))
     mount = config["nodes"][0]["extraMounts"][0]
     assert mount["containerPath"] == "/coverdata"
     image_log = next(w["home"].glob("runs/*/logs/image-b.log")).read_text()
     assert "--build-arg GOFLAGS=-cover" in image_log
     assert {p: p.read_bytes() for p in committed} == committed
-    # The workload would write counters into the mounted folder; e2e.test collects them.
-    (open(os.path.join(mount["hostPath"], "covmeta.1"), "w")).write("counters")
+    # The node really mounts the folder (kind's extraMounts): a file written there on the node
+    # is in the host folder, as a workload's Go coverage counters would be.
+    node = f"{w['cluster']}-control-plane"
+    subprocess.run(["podman", "exec", node, "sh", "-c", "echo counters > /coverdata/covmeta.1"], check=True)
+    assert open(os.path.join(mount["hostPath"], "covmeta.1")).read() == "counters\n"
     tested = invoke(["e2e.test", "--coverage"], w["env"])
     assert tested.returncode == 0, tested.stderr
     assert "go tool covdata textfmt" in tested.stdout
     assert list(w["home"].glob("runs/*/coverdata/covmeta.1"))
-    scales = [c["argv"] for c in w["fakes"].calls("kubectl") if "scale" in c["argv"]]
+    scales = [c["argv"] for c in w["tools"].calls("kubectl") if "scale" in c["argv"]]
     assert any("deployment/b" in a and "--replicas=0" in a for a in scales)
+    assert w["testenv"].kubectl_json(kubeconfig, "get", "deployment", "b", "-n", "testns")["spec"]["replicas"] == 0
     assert invoke(["e2e.teardown"], w["env"]).returncode == 0
 
 

@@ -485,3 +485,169 @@ def test_check_runs_everything_and_survives_malformed_objects(kv):
     assert result.objects == {"svc": 2, "other": 1}
     assert [str(p) for p in result.problems] == [
         "b.yaml: Deployment/broken: spec.template.spec.volumes: {'not': 'a list'} is not of type 'array', 'null'"]
+
+
+# --------------------------------------------------------------------------
+# what the API server rejects beyond the schema (tasks/libs/apirules.py)
+
+
+def api_rules(doc, version="1.29"):
+    result = validate.Result()
+    problems = validate.check_api_rules(item(doc), result, version)
+    return problems, result.notes.get("svc", [])
+
+
+def one_container(**fields):
+    return deployment(containers=[{"name": "api", "image": "x", **fields}])
+
+
+@pytest.mark.parametrize("value", ["100m", "0.5", 2, 0.25, "512Mi", "1Gi", "1e3", "1E3", "1.5G", ".5", "1.",
+                                   "500n", "0", "+1", "1e+3"])
+def test_quantities_the_api_server_parses(value):
+    assert api_rules(one_container(resources={"limits": {"cpu": value}})) == ([], [])
+
+
+@pytest.mark.parametrize("value", ["1Gb", "1K", "1 Gi", "one", "1.5.5", "1Mi3", "e", "", True, "-100m"])
+def test_quantities_the_api_server_refuses(value):
+    problems, _ = api_rules(one_container(resources={"requests": {"memory": value}}))
+    assert len(problems) == 1, problems
+    expected = (f'container "api": resources.requests.memory "{value}" is negative' if value == "-100m" else
+                f'container "api": resources.requests.memory "{value}" is not a Kubernetes quantity: a number with '
+                "an optional suffix: Ki Mi Gi Ti Pi Ei")
+    assert problems[0].startswith(expected), problems
+
+
+def test_requests_above_limits_and_storage_quantities():
+    doc = one_container(resources={"requests": {"cpu": "1500m", "memory": "1Gi"},
+                                   "limits": {"cpu": "1", "memory": "1024Mi"}})
+    assert api_rules(doc)[0] == ['container "api": resources.requests.cpu "1500m" is more than its limit "1"; the '
+                                 "API server needs requests <= limits"]  # 1Gi == 1024Mi is fine
+    claim = {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10GB"}}}}
+    assert api_rules(claim)[0] == ['spec.resources.requests.storage "10GB" is not a Kubernetes quantity: a number '
+                                   "with an optional suffix: Ki Mi Gi Ti Pi Ei (powers of 1024), m k M G T P E "
+                                   '(powers of 1000) or an exponent (e.g. "512Mi", "500m", "1e3")']
+    sized = one_container()
+    sized["spec"]["template"]["spec"]["volumes"] = [{"name": "tmp", "emptyDir": {"sizeLimit": "1 Gi"}}]
+    assert api_rules(sized)[0][0].startswith('volume "tmp": emptyDir.sizeLimit "1 Gi" is not a Kubernetes quantity')
+
+
+def test_names_in_pod_lists_must_be_unique():
+    doc = deployment(containers=[
+        {"name": "api", "image": "x", "ports": [{"name": "http", "containerPort": 80},
+                                                {"name": "http", "containerPort": 81}],
+         "volumeMounts": [{"name": "data", "mountPath": "/data"}, {"name": "cfg", "mountPath": "/data"}]},
+        {"name": "api", "image": "y"}])
+    spec = doc["spec"]["template"]["spec"]
+    spec["initContainers"] = [{"name": "api", "image": "z"}]
+    spec["volumes"] = [{"name": "data", "emptyDir": {}}, {"name": "data", "emptyDir": {}}]
+    problems, notes = api_rules(doc)
+    assert problems == [
+        'volume "data" is defined twice; volume names must be unique in a pod',
+        'container name "api" is used twice; names must be unique across containers and initContainers',
+        'container name "api" is used twice; names must be unique across containers and initContainers',
+        'container "api": ports[1].name "http" is used twice; port names must be unique in a container',
+        'container "api": volumeMounts[1].mountPath "/data" is used twice; each mount needs its own path',
+        'container "api": volumeMounts[1].name "cfg" is not a volume of the pod (volumes: data); add the volume '
+        "or correct the name",
+    ]
+    assert notes == []
+
+
+def test_duplicates_the_api_server_accepts_are_notes_not_problems():
+    doc = one_container(ports=[{"containerPort": 8080}, {"containerPort": 8080, "protocol": "TCP"},
+                               {"containerPort": 8080, "protocol": "UDP"}],
+                        env=[{"name": "A", "value": "1"}, {"name": "A", "value": "2"}])
+    problems, notes = api_rules(doc)
+    assert problems == []
+    assert notes == [
+        'm.yaml: Deployment/api: container "api": ports[1]: containerPort 8080/TCP is declared twice (the API server '
+        "accepts it with a warning; kubectl apply may merge the entries)",
+        'm.yaml: Deployment/api: container "api": env[1] A is defined twice; the later value wins (the API server '
+        "warns that the earlier one may be dropped by kubectl apply)",
+    ]
+
+
+def test_statefulset_mounts_may_name_its_volume_claim_templates():
+    doc = one_container(volumeMounts=[{"name": "data", "mountPath": "/var/lib/data"}])
+    doc["kind"] = "StatefulSet"
+    doc["spec"]["volumeClaimTemplates"] = [{"metadata": {"name": "data"},
+                                            "spec": {"resources": {"requests": {"storage": "1Gi"}}}}]
+    assert api_rules(doc) == ([], [])
+    doc["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] = "1gi"
+    assert api_rules(doc)[0] == ['spec.volumeClaimTemplates[0].spec.resources.requests.storage "1gi" is not a '
+                                 "Kubernetes quantity: a number with an optional suffix: Ki Mi Gi Ti Pi Ei (powers "
+                                 'of 1024), m k M G T P E (powers of 1000) or an exponent (e.g. "512Mi", "500m", '
+                                 '"1e3")']
+
+
+def test_label_keys_values_and_selectors():
+    doc = deployment(labels={"app": "api"})
+    doc["metadata"]["labels"] = {"app.kubernetes.io/name": "api", "example.com/": "x", "bad key": "v",
+                                 "tier": "front end", "empty": "", "a" * 64: "v", "Example.COM/x": "v"}
+    doc["spec"]["selector"] = {"matchLabels": {"app": "api"}, "matchExpressions": [
+        {"key": "tier", "operator": "In"}, {"key": "env", "operator": "Exists", "values": ["x"]},
+        {"key": "env", "operator": "Equals", "values": ["x"]}, {"key": "env", "operator": "In", "values": ["a b"]}]}
+    problems, _ = api_rules(doc)
+    name_rule = ("its name must be 1-63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit")
+    value_rule = ("a label value must be empty or 1-63 letters, digits, '-', '_' or '.', starting and ending with a "
+                  "letter or digit")
+    assert problems == [
+        f'metadata.labels key "example.com/" is not a valid label key: {name_rule}',
+        f'metadata.labels key "bad key" is not a valid label key: {name_rule}',
+        f'metadata.labels["tier"] "front end" is not a valid label value: {value_rule}',
+        f'metadata.labels key "{"a" * 64}" is not a valid label key: {name_rule}',
+        'metadata.labels key "Example.COM/x" is not a valid label key: its prefix (before \'/\') must be a DNS-1123 '
+        "subdomain, e.g. example.com/name",
+        "spec.selector.matchExpressions[0]: operator In needs values",
+        "spec.selector.matchExpressions[1]: operator Exists takes no values; remove them",
+        'spec.selector.matchExpressions[2]: operator "Equals" is not one of In, NotIn, Exists, DoesNotExist',
+        f'spec.selector.matchExpressions[3].values "a b" is not a valid label value: {value_rule}',
+    ]
+    template = deployment(labels={"app": "my app"})
+    assert api_rules(template)[0] == [
+        f'spec.template.metadata.labels["app"] "my app" is not a valid label value: {value_rule}',
+        f'spec.selector.matchLabels["app"] "my app" is not a valid label value: {value_rule}']
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "api"},
+               "spec": {"selector": {"app/": "api"}, "ports": [{"port": 80}]}}
+    assert api_rules(service)[0] == [f'spec.selector key "app/" is not a valid label key: {name_rule}']
+
+
+@pytest.mark.parametrize("kind,name,version,problem", [
+    ("ConfigMap", "app.config-1", "1.29", None),
+    ("ConfigMap", "App_Config", "1.29", 'is not a DNS-1123 subdomain: lowercase letters, digits, \'-\' and \'.\', '
+                                        'starting and ending with a letter or digit, at most 253 characters; rename '
+                                        'it, e.g. "app-config"'),
+    ("Deployment", "a" * 254, "1.29", "is not a DNS-1123 subdomain"),
+    ("StatefulSet", "db.primary", "1.29", "is not a DNS-1123 label: lowercase letters, digits and '-', starting and "
+                                          'ending with a letter or digit, at most 63 characters; rename it, e.g. '
+                                          '"db-primary"'),
+    ("Namespace", "team-a", "1.29", None),
+    ("Namespace", "Team-A", "1.29", "is not a DNS-1123 label"),
+    ("Service", "1api", "1.29", "is not a DNS-1035 label: lowercase letters, digits and '-', starting with a letter"),
+    ("Service", "1api", "1.36", None),  # KEP-5311: DNS-1123 labels since 1.36
+    ("Service", "api.v1", "1.36", "is not a DNS-1123 label"),
+    ("ClusterRole", "system:kindling", "1.29", None),  # RBAC names are path segments
+    ("Role", "a/b", "1.29", "is not a name that is not '.' or '..' and has no '/' or '%'"),
+    ("CronJob", "c" * 53, "1.29", "has 53 characters; a CronJob name may have at most 52 (its Jobs add 11)"),
+    ("AIAnalysis", "Any_Name", "1.29", None),  # custom resources: left to the API server
+])
+def test_metadata_name_formats(kind, name, version, problem):
+    doc = {"apiVersion": "v1", "kind": kind, "metadata": {"name": name}}
+    problems, _ = api_rules(doc, version)
+    if problem is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and problems[0].startswith(f'metadata.name "{name}" {problem}'), problems
+
+
+def test_api_rule_problems_come_out_as_lines_of_stack_check(kv):
+    doc = deployment()
+    doc["metadata"]["name"] = "My_API"
+    doc["spec"]["template"]["spec"]["containers"][0]["resources"] = {"limits": {"memory": "1Gb"}}
+    result = validate.check([item(doc, file="api.yaml")], kv=kv, refs={"api": "localhost/p/api:check"})
+    lines = [str(p) for p in result.problems]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith('api.yaml: Deployment/My_API: metadata.name "My_API" is not a DNS-1123 subdomain')
+    assert lines[1].startswith('api.yaml: Deployment/My_API: container "api": resources.limits.memory "1Gb" is not '
+                               "a Kubernetes quantity")

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import yaml
 
-from . import cache, images, locks, preflight, render, report, runs
+from . import cache, images, locks, masking, preflight, render, report, runs
 from .console import Console
 from .engine import DIGEST_LABEL, STACK_LABEL, Engine
-from .errors import CommandFailed, Interrupted, KindlingError
-from .kind import KindCluster, LocalRegistry
+from .errors import CommandFailed, Interrupted, KindlingError, NotReady
+from .kind import KindCluster, LocalRegistry, kind_network
 from .kubectl import Kubectl
 from .procs import SECRET_NAME_RE, Runner
 from .scheduler import FAILED, Scheduler, Step, StepFailed
@@ -30,6 +30,8 @@ STRATEGIES = ("pipelined", "phased", "serial")
 DEFAULT_LIMITS = {"build": 4, "load": 2, "kube": 4, "cluster": 1}
 DEFAULT_TIMEOUTS = {"build": 3600, "save": 900, "load": 900, "cluster": 600, "apply": 300}
 TRANSIENT_BUILD_FAILURE = re.compile(r"server probably quit", re.I)
+NODEPORT_TAKEN = re.compile(r'Service "(?P<service>[^"]+)" is invalid: spec\.ports\[\d+\]\.nodePort: '
+                            r"Invalid value: (?P<port>\d+): provided port is already allocated")
 _ENSURED_CLUSTERS = set()  # (state home, cluster) ensured by this process
 
 
@@ -63,10 +65,11 @@ def git_short_sha(runner: Runner, folder: Path) -> str | None:
 class Environment:
     def __init__(self, stack, *, dry_run=False, console=None, env=None, no_cache=False,
                  coverage=False, keep_going=False, jobs=None, memory_budget=None, strategy="pipelined",
-                 limits=None, timeouts=None, context=None, kubeconfig=None, load_via=None):
+                 limits=None, timeouts=None, context=None, kubeconfig=None, load_via=None, recreate=False):
         if strategy not in STRATEGIES:
             raise KindlingError(f"unknown strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
         self.stack = stack
+        self.recreate = recreate
         self.env = os.environ if env is None else env
         self.console = console or Console()
         self.no_cache = no_cache
@@ -103,7 +106,8 @@ class Environment:
             self.local_registry = LocalRegistry(
                 self.runner, stack.engine, name=self.env.get("KINDLING_KIND_REGISTRY_NAME") or "kind-registry",
                 port=int(port),
-                image=self.env.get("KINDLING_KIND_REGISTRY_IMAGE") or "docker.io/library/registry:2")
+                image=self.env.get("KINDLING_KIND_REGISTRY_IMAGE") or LocalRegistry.DEFAULT_IMAGE,
+                network=kind_network(stack.engine, self.env))
             self.registry = self.local_registry.host
         self.delivery = "push" if self.registry_mode or self.local_registry else "load"
         if self.existing_cluster:
@@ -113,7 +117,7 @@ class Environment:
             self.cluster_state = runs.ClusterState(self.home, stack.cluster_name)
             self.kubectl = Kubectl(self.cluster_state.kubeconfig, self.runner)
         self.cluster = KindCluster(stack.cluster_name, self.cluster_state.kubeconfig, self.runner,
-                                   stack.engine)
+                                   stack.engine, node_image=stack.node_image)
         self.refs = {}  # service -> reference chosen by this run
         self.image_tag = self.env.get("IMAGE_TAG") or None
         if self.image_tag:
@@ -212,13 +216,11 @@ class Environment:
             if self.coverage and not self.dry_run and self.cluster.exists() and not self.coverage_dir.exists():
                 self.console.line(f"warning: cluster {self.stack.cluster_name} was created without the "
                                   "coverage mount; run e2e.teardown first to collect coverage")
-        outcome = self.cluster.ensure(config, log_path=log, timeout=self.timeouts["cluster"])
-        if self.local_registry:
-            self.local_registry.connect(self.cluster.nodes() if not self.dry_run else
-                                        [f"{self.stack.cluster_name}-control-plane"], log_path=log)
-            hosting = self.run.folder / "local-registry-hosting.yaml"
-            hosting.write_text(render.dump([render.local_registry_hosting(self.local_registry.host)]))
-            self.kubectl.apply_file(hosting, log_path=log, timeout=self.timeouts["apply"])
+        # A broken cluster kindling made is ours to recreate; one made elsewhere only on --recreate.
+        outcome = self.cluster.ensure(config, log_path=log, timeout=self.timeouts["cluster"],
+                                      recreate=self.recreate or self.cluster_state.created_by_kindling())
+        if outcome != "exists" and not self.dry_run:
+            self.cluster_state.mark_created()
         self._ensure_namespace(log)
         if not self.dry_run:
             _ENSURED_CLUSTERS.add(key)
@@ -283,6 +285,17 @@ class Environment:
     def ensure_local_registry(self) -> str:
         return self.local_registry.ensure(log_path=self.run.log_path("registry"))
 
+    def wire_local_registry(self) -> str:
+        """Once both the cluster and the registry container exist (kind's local-registry guide):
+        each node's hosts.toml, the registry on the cluster's network, the hosting ConfigMap."""
+        log = self.run.log_path("registry")
+        nodes = self.cluster.nodes() if not self.dry_run else [f"{self.stack.cluster_name}-control-plane"]
+        self.local_registry.connect(nodes, log_path=log)
+        hosting = self.run.folder / "local-registry-hosting.yaml"
+        hosting.write_text(render.dump([render.local_registry_hosting(self.local_registry.host)]))
+        self.kubectl.apply_file(hosting, log_path=log, timeout=self.timeouts["apply"])
+        return "wired"
+
     def ensure_loaded(self, name) -> str:
         ref = self.known_refs()[name]
         if not self.dry_run and self.cluster.has_image(self.engine, ref):
@@ -331,8 +344,11 @@ class Environment:
         targets = render.readiness_targets(docs)
         wanted = {"image": ref, "manifests": digest}
         previous = self.cluster_state.deployed().get(name)
+        # Ready against the manifest: a workload scaled to zero since (coverage mode, a person)
+        # is not up to date, whatever its live status says.
+        replicas = render.manifest_replicas(docs)
         if (not self.dry_run and previous and {k: previous.get(k) for k in wanted} == wanted
-                and all(self.kubectl.is_ready(*t) for t in targets)):
+                and all(self.kubectl.is_ready(*t, replicas=replicas.get(t)) for t in targets)):
             return "up to date"
         log = self.run.log_path(f"deploy:{name}")
         crds, rest = render.split_crds(docs)
@@ -347,29 +363,54 @@ class Environment:
                     self.kubectl.wait_crd_established(crd["metadata"]["name"], 60, log_path=log)
             for kind, object_name, namespace in targets:
                 if kind == "Job":
-                    # A Job's pod template cannot be changed in place; a new image means a new Job.
-                    self.kubectl.delete("job", object_name, namespace, log_path=log)
+                    # A Job's pod template is immutable: a new one replaces it. Foreground deletion
+                    # waits for the old pods, so an old migration never runs beside the new one.
+                    self.kubectl.delete("job", object_name, namespace, log_path=log, cascade="foreground")
             if rest:
                 path = folder / f"{name}.yaml"
                 _write_private(path, render.dump(rest))
                 self.kubectl.apply(path, self.stack.namespace, log_path=log, timeout=self.timeouts["apply"])
-            for kind, object_name, namespace in targets:
-                if kind == "Job":
-                    self.kubectl.wait_job_complete(object_name, namespace, service.ready_timeout, log_path=log)
-                else:
-                    self.kubectl.rollout_status(kind, object_name, namespace, service.ready_timeout,
-                                                log_path=log)
-        except CommandFailed as exc:
+            if not self.dry_run:
+                for kind, object_name, namespace in targets:
+                    self.kubectl.wait_ready(kind, object_name, namespace or self.stack.namespace,
+                                            service.ready_timeout, log_path=log)
+        except (CommandFailed, NotReady) as exc:
             self.cluster_state.record_deployed(name, None)
+            taken = NODEPORT_TAKEN.search(str(exc))
+            if taken:
+                # The API server's words (pkg/registry/core/service/portallocator): on a shared
+                # cluster another Service may hold the port.
+                raise KindlingError(
+                    f"{name}: Service {taken['service']}: nodePort {taken['port']} is already allocated "
+                    f"in this cluster\n  fix: change or remove `nodePort: {taken['port']}` in "
+                    f"{', '.join(str(p) for p in service.manifests)} (without it Kubernetes picks a free "
+                    "port), or free the port in the cluster") from None
             if not self.dry_run and not self.runner.stopping:
                 where = self.write_diagnostics(name, targets)
-                raise KindlingError(f"{name}: not ready: {exc}\n  diagnostics: {where}") from None
+                detail = self._not_ready_detail(exc) if isinstance(exc, NotReady) else str(exc)
+                raise KindlingError(f"{name}: not ready: {detail}\n  diagnostics: {where}") from None
             raise
         if not self.dry_run:
             applied = [[d["kind"], d["metadata"]["name"], d["metadata"].get("namespace", "")] for d in docs
-                       if d["kind"] not in render.CLUSTER_SCOPED]
+                       if d["kind"] not in render.CLUSTER_SCOPED or d["kind"] == "CustomResourceDefinition"]
             self.cluster_state.record_deployed(name, {**wanted, "run": self.run.id, "objects": applied})
         return "ready"
+
+    def _not_ready_detail(self, exc: NotReady) -> str:
+        """The failure as the kubelet put it; for ErrImageNeverPull, what the pod asked for and what
+        the nodes hold under that repository (the usual cause: a localhost/ prefix missing or doubled)."""
+        verdict = exc.verdict
+        text = str(exc)
+        if verdict is None or verdict.reason != "ErrImageNeverPull" or not verdict.image:
+            return text
+        try:
+            wanted_repo = images.normalize(verdict.image).rsplit(":", 1)[0].split("@")[0]
+        except images.BadReference:
+            return text
+        held = sorted({ref for names in self.cluster.node_images(self.engine).values() for ref in names
+                       if ref.split("@")[0].rsplit(":", 1)[0] == wanted_repo})
+        return (f"{text}\n  the pod asked for: {verdict.image} ({images.normalize(verdict.image)})\n"
+                f"  the nodes hold: {', '.join(held) or 'nothing under ' + wanted_repo}")
 
     def write_diagnostics(self, name, targets=()) -> Path:
         """Pods, events, workloads, the targets' logs and `kind export logs`, secrets masked."""
@@ -381,6 +422,8 @@ class Environment:
             text = self.kubectl.logs(kind, object_name, namespace)
             _write_private(folder / f"logs-{object_name}.txt", self._mask(text))
         self.cluster.export_logs(folder / "kind-logs", log_path=self.run.log_path("diagnostics"))
+        # `kind export logs` copies pod and node logs, which may print secret values.
+        masking.mask_folder(folder / "kind-logs", self._mask)
         return folder
 
     def _mask(self, text: str) -> str:
@@ -440,6 +483,10 @@ class Environment:
         if not covered:
             return None
         log = self.run.log_path("coverage")
+        for service in self.stack.order():
+            if any(name in {n for _, n, _, _ in covered} for _, name, _ in
+                   render.readiness_targets(self.rendered(service))):
+                self.cluster_state.record_deployed(service, None)  # scaled to zero: no longer as deployed
         for kind, name, namespace, labels in covered:
             self.kubectl.run("scale", f"{kind.lower()}/{name}", "--replicas=0", "-n", namespace, log_path=log)
             if labels:
@@ -475,6 +522,9 @@ class Environment:
         if self.local_registry:
             steps.append(Step("registry", "cluster", self.ensure_local_registry, subject=self.local_registry.name,
                               estimate=self._estimate("registry", 2)))
+            # After both exist: `podman network connect` needs the container and kind's network.
+            steps.append(Step("registry-wiring", "kube", self.wire_local_registry, needs=("cluster", "registry"),
+                              subject=self.local_registry.name, estimate=self._estimate("registry-wiring", 2)))
         for name in names:
             if name in with_image and delivery == "push" and not self.stack.services[name].built:
                 continue  # a prebuilt image is pulled by the nodes from where it lives
@@ -491,6 +541,7 @@ class Environment:
         selected = set(names)
         for name in names:
             needs = ["cluster"] + ([f"{delivery}:{name}"] if name in delivered else [])
+            needs += ["registry-wiring"] if self.local_registry else []
             needs += [f"deploy:{dep}" for dep in self.stack.services[name].depends_on if dep in selected]
             steps.append(Step(f"deploy:{name}", "kube", lambda n=name: self.ensure_deployed(n),
                               needs=tuple(needs), subject=name, estimate=self._estimate(f"deploy:{name}", 10)))
@@ -578,15 +629,27 @@ class Environment:
     # ---- teardown ---------------------------------------------------------------------------
 
     def _delete_applied_objects(self) -> list:
-        """Existing cluster: delete exactly the namespaced objects kindling applied, newest service first."""
+        """Existing cluster: delete exactly what kindling applied, in reverse apply order. Every
+        wait is bounded; an object a finalizer holds is reported, and the rest still go."""
         done = []
         deployed = self.cluster_state.deployed()
-        for name in reversed(self.stack.order()):
-            for kind, object_name, namespace in (deployed.get(name) or {}).get("objects", []):
-                self.kubectl.run("delete", kind.lower(), object_name, "-n", namespace, "--ignore-not-found",
-                                 log_path=self.run.log_path("teardown"), timeout=self.timeouts["apply"])
-                done.append(f"deleted {kind}/{object_name} in {namespace}")
-            if not self.dry_run:
+        objects = [o for name in reversed(self.stack.order()) for o in (deployed.get(name) or {}).get("objects", [])]
+        log = self.run.log_path("teardown")
+        for kind, object_name, namespace in render.teardown_order(objects):
+            where = ["-n", namespace] if namespace else []
+            result = self.kubectl.run("delete", kind.lower(), object_name, *where, "--ignore-not-found",
+                                      "--wait=true", "--timeout=30s", log_path=log, check=False, timeout=60)
+            if result.exit_code == 0:
+                done.append(f"deleted {kind}/{object_name}" + (f" in {namespace}" if namespace else ""))
+                continue
+            live = self.kubectl.get_json(f"{kind.lower()}/{object_name}", namespace or "default") or {}
+            finalizers = (live.get("metadata") or {}).get("finalizers") or []
+            done.append(f"could not delete {kind}/{object_name}"
+                        + (f" in {namespace}" if namespace else "")
+                        + (f": held by finalizers {', '.join(finalizers)}" if finalizers else
+                           f" (kubectl exit {result.exit_code}; see {log})"))
+        if not self.dry_run:
+            for name in self.stack.order():
                 self.cluster_state.record_deployed(name, None)
         return done
 

@@ -41,3 +41,11 @@ class Interrupted(KindlingError):
         self.signum = signum
         self.exit_code = 128 + signum
         super().__init__(f"interrupted by {signal.Signals(signum).name}")
+
+
+class NotReady(KindlingError):
+    """A workload failed, or did not become ready in time; carries the verdict that said so."""
+
+    def __init__(self, text, verdict=None):
+        self.verdict = verdict
+        super().__init__(text)

@@ -100,6 +100,18 @@ def normalize(reference: str) -> str:
     return str(ImageRef(registry, path, tag, ref.digest))
 
 
+def node_name(reference: str) -> str:
+    """The name a node's containerd lists a reference under, as `crictl images -o json` shows it.
+
+    A reference pinned by digest resolves by that digest alone (containerd's
+    reference/docker.ParseDockerRef drops the tag of `name:tag@sha256:...`), and
+    crictl lists it in repoDigests as `repository@sha256:...`; any other reference
+    is a repoTags entry, `repository:tag`.
+    """
+    ref = parse(normalize(reference))
+    return str(ImageRef(ref.registry, ref.path, "", ref.digest)) if ref.digest else str(ref)
+
+
 def same_image(a: str, b: str) -> bool:
     return normalize(a) == normalize(b)
 

@@ -14,16 +14,30 @@ from .errors import CommandFailed, KindlingError
 from .procs import Runner
 
 # Podman-provider failures that go away on a retry: the podman service restarting
-# ("server probably quit", exit 125) and port or network races while nodes start.
+# ("server probably quit") and timing races while the control plane starts. A bare
+# "exit status 125" is podman refusing the command: retrying repeats the refusal.
 TRANSIENT_CREATE_ERRORS = re.compile(
-    r"exit status 125|server probably quit|address already in use|"
-    r"could not find a log line|failed to init node|context deadline exceeded", re.I)
+    r"server probably quit|failed to init node|context deadline exceeded", re.I)
+# kind follows `podman logs -f NODE` until the node's entrypoint logs its start
+# (pkg/cluster/internal/providers/podman/provision.go); a log driver podman cannot
+# follow makes that wait fail every time. The fix is a setting, not a retry
+# (kind's "Rootless" page: log_driver = "k8s-file").
+LOG_LINE_ERROR = "could not find a log line"
+LOG_DRIVER_FIX = ("podman could not follow the node's log: set `log_driver = \"k8s-file\"` under "
+                  "[containers] in containers.conf (/etc/containers/containers.conf, or "
+                  "~/.config/containers/containers.conf for rootless podman)")
+
+
+# kind labels every node container of a cluster (pkg/cluster/internal/providers/podman/constants.go).
+CLUSTER_LABEL = "io.x-k8s.kind.cluster"
+EXTERNAL_LOAD_BALANCER_SUFFIX = "-external-load-balancer"
 
 
 class KindCluster:
     def __init__(self, name, kubeconfig, runner: Runner, engine: str = "podman", wait="60s",
-                 create_attempts=3, retry_delay=2.0):
+                 create_attempts=3, retry_delay=2.0, node_image=""):
         self.name = name
+        self.node_image = node_image
         self.kubeconfig = kubeconfig
         self.runner = runner
         self.engine = engine
@@ -33,7 +47,9 @@ class KindCluster:
 
     @property
     def env(self) -> dict:
-        return {"KIND_EXPERIMENTAL_PROVIDER": self.engine} if self.engine == "podman" else {}
+        # Always explicit, docker too: a user's own KIND_EXPERIMENTAL_PROVIDER must not
+        # send kind to the other engine (pkg/internal/runtime/runtime.go reads it).
+        return {"KIND_EXPERIMENTAL_PROVIDER": self.engine}
 
     def _kind(self, *args, **options):
         return self.runner.run(["kind", *args], env=self.env, **options)
@@ -47,6 +63,8 @@ class KindCluster:
                 "--wait", self.wait]
         if config:
             argv += ["--config", str(config)]
+        if self.node_image:
+            argv += ["--image", self.node_image]
         self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
         for attempt in range(1, self.create_attempts + 1):
             try:
@@ -56,82 +74,153 @@ class KindCluster:
                 # Nodes left by a creation that was killed halfway: `get clusters` did not list the
                 # cluster, yet create finds its nodes. Removing them is what `kind delete` is for.
                 leftover = "already exist for a cluster" in (exc.tail or "")
+                if LOG_LINE_ERROR in (exc.tail or ""):
+                    self.delete(log_path=log_path, check=False)
+                    raise KindlingError(f"kind create cluster {self.name}: {LOG_DRIVER_FIX}") from None
                 transient = TRANSIENT_CREATE_ERRORS.search(exc.tail or "") or leftover
                 if not transient or attempt == self.create_attempts:
                     raise
                 # A half-created cluster would make the retry fail with "already exist".
-                self._kind("delete", "cluster", "--name", self.name, check=False, log_path=log_path)
+                self.delete(log_path=log_path, check=False)
                 time.sleep(self.retry_delay * attempt)
         self._protect_kubeconfig()
 
-    def ensure(self, config=None, log_path=None, timeout=None) -> str:
-        """Create the cluster unless it exists; always leave a kubeconfig file. Returns what happened."""
-        if self.exists():
-            if not self.runner.dry_run and not self.kubeconfig.exists():
-                self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
-                self._kind("export", "kubeconfig", "--name", self.name, "--kubeconfig", str(self.kubeconfig))
-                self._protect_kubeconfig()
+    def ensure(self, config=None, log_path=None, timeout=None, recreate=False) -> str:
+        """Create the cluster unless a usable one exists; always (re)write our kubeconfig.
+
+        kind lists every cluster whose labelled node containers exist, also half-created or
+        stopped ones (pkg/cluster/internal/providers/podman/provider.go ListClusters), so a
+        listed cluster is checked before it is used. A broken one is recreated when
+        `recreate` is set; otherwise the error says so and what to do."""
+        if not self.exists():
+            self.create(config, log_path, timeout)
+            return "created"
+        if self.runner.dry_run:
             return "exists"
+        problem = self.problem(log_path)
+        if problem is None:
+            return "exists"
+        if not recreate:
+            raise KindlingError(
+                f"cluster {self.name} is listed by kind but not usable: {problem}. Delete it "
+                "(`invoke cluster.delete`) and run again, or pass --recreate")
+        self.delete(log_path=log_path, check=False)
         self.create(config, log_path, timeout)
-        return "created"
+        return "recreated"
+
+    def node_states(self) -> dict:
+        """node container -> its state (running, exited, created, ...), as the engine reports it."""
+        out = self.runner.run([self.engine, "ps", "-a", "--filter", f"label={CLUSTER_LABEL}={self.name}",
+                               "--format", "{{.Names}}\t{{.State}}"], mutating=False, timeout=60).stdout
+        return dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line)
+
+    def problem(self, log_path=None) -> str | None:
+        """Why the listed cluster cannot be used, or None: node containers running, our kubeconfig
+        re-exported (a cluster recreated elsewhere has a new API port), the API server ready."""
+        states = self.node_states()
+        # docker prints "running"; podman 4 prints "Up 5 minutes ago" for the same column.
+        stopped = sorted(f"{node} ({state})" for node, state in states.items()
+                         if state.lower() != "running" and not state.startswith("Up "))
+        if not states:
+            return "it has no node containers"
+        if stopped:
+            return (f"node container(s) not running: {', '.join(stopped)}; kind's nodes have no "
+                    "restart policy, so a host reboot or a killed create leaves them so")
+        try:
+            self.export_kubeconfig(log_path)
+        except CommandFailed as exc:
+            return f"`kind export kubeconfig` failed: {exc.tail.strip()[-300:]}"
+        ready = self.runner.run(["kubectl", "--kubeconfig", str(self.kubeconfig), "get", "--raw", "/readyz",
+                                 "--request-timeout=10s"], check=False, mutating=False, timeout=30,
+                                log_path=log_path)
+        if ready.exit_code != 0:
+            detail = (ready.stderr or ready.stdout).strip().splitlines()[-1:] or ["no answer"]
+            return f"its API server does not answer /readyz ({detail[0][:200]})"
+        return None
+
+    def export_kubeconfig(self, log_path=None) -> None:
+        self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+        self._kind("export", "kubeconfig", "--name", self.name, "--kubeconfig", str(self.kubeconfig),
+                   log_path=log_path, timeout=60)
+        self._protect_kubeconfig()
 
     def _protect_kubeconfig(self):
         if self.kubeconfig.exists():
             os.chmod(self.kubeconfig, 0o600)
 
-    def delete(self, log_path=None) -> None:
+    def delete(self, log_path=None, check=True) -> None:
+        # Always our kubeconfig: without --kubeconfig kind locks and edits $KUBECONFIG or
+        # ~/.kube/config (pkg/cluster/internal/kubeconfig), which kindling never touches.
         self._kind("delete", "cluster", "--name", self.name, "--kubeconfig", str(self.kubeconfig),
-                   log_path=log_path)
+                   log_path=log_path, check=check)
 
     def nodes(self) -> list:
-        return self._kind("get", "nodes", "--name", self.name, mutating=False).stdout.split()
+        """The nodes that run containerd: kind also lists the external load balancer of a cluster
+        with several control planes (an haproxy container with no crictl; kind's
+        pkg/cluster/constants ExternalLoadBalancerNodeRoleValue), which holds no images."""
+        names = self._kind("get", "nodes", "--name", self.name, mutating=False).stdout.split()
+        return [n for n in names if not n.endswith(EXTERNAL_LOAD_BALANCER_SUFFIX)]
 
     def load_archive(self, tar_path, log_path=None, timeout=None) -> None:
         self._kind("load", "image-archive", str(tar_path), "--name", self.name,
                    log_path=log_path, timeout=timeout)
 
     def node_images(self, engine) -> dict:
-        """node name -> set of normalised image names the node's containerd holds.
+        """node name -> set of the names (images.node_name) the node's containerd holds.
 
         kind's docs ("Loading an Image Into Your Cluster") check a node with
-        `docker exec <node> crictl images`; the JSON form lists repoTags.
+        `docker exec <node> crictl images`; the JSON form lists each image's repoTags
+        (`repository:tag`) and repoDigests (`repository@sha256:...`, what a reference
+        pinned by digest resolves to).
         """
         result = {}
         for node in self.nodes():
             data = engine.exec_json(node, ["crictl", "images", "-o", "json"])
             names = set()
             for image in data.get("images", []):
-                for tag in image.get("repoTags") or []:
+                for name in (image.get("repoTags") or []) + (image.get("repoDigests") or []):
                     try:
-                        names.add(images.normalize(tag))
+                        names.add(images.node_name(name))
                     except images.BadReference:
                         continue
             result[node] = names
         return result
 
     def has_image(self, engine, ref) -> bool:
-        wanted = images.normalize(ref)
+        wanted = images.node_name(ref)
         holdings = self.node_images(engine)
         return bool(holdings) and all(wanted in names for names in holdings.values())
 
     def verify_loaded(self, engine, ref) -> None:
-        wanted = images.normalize(ref)
+        wanted = images.node_name(ref)
         missing = [node for node, names in self.node_images(engine).items() if wanted not in names]
         if missing:
+            pinned = "; it is pinned by digest, so the node must list that digest in repoDigests" \
+                if "@" in wanted else ""
             raise KindlingError(
                 f"kind reported success loading {ref}, but node(s) {', '.join(missing)} do not hold "
-                f"{wanted}: the manifests would fail with ErrImageNeverPull. Check that the archive "
+                f"{wanted}{pinned}: the manifests would fail with ErrImageNeverPull. Check that the archive "
                 "was saved from this exact reference (podman save -o TAR REF).")
 
     def export_logs(self, folder, log_path=None) -> None:
         self._kind("export", "logs", str(folder), "--name", self.name, log_path=log_path, check=False)
 
 
+def kind_network(engine: str, env) -> str:
+    """The network kind puts its nodes on: "kind", unless overridden the way kind reads it
+    (pkg/cluster/internal/providers/{podman,docker}/provider.go)."""
+    variable = "KIND_EXPERIMENTAL_PODMAN_NETWORK" if engine == "podman" else "KIND_EXPERIMENTAL_DOCKER_NETWORK"
+    return env.get(variable) or "kind"
+
+
 class LocalRegistry:
-    """A registry container beside Kind, as kind's "Local Registry" guide sets it up."""
+    """A registry container beside Kind, as kind's "Local Registry" guide sets it up
+    (site/static/examples/kind-with-registry.sh)."""
+
+    DEFAULT_IMAGE = "docker.io/library/registry:3"  # the guide's image
 
     def __init__(self, runner: Runner, engine: str = "podman", name="kind-registry", port=5001,
-                 image="docker.io/library/registry:2", network="kind"):
+                 image=DEFAULT_IMAGE, network="kind"):
         self.runner, self.engine, self.name, self.port = runner, engine, name, int(port)
         self.image, self.network = image, network
 

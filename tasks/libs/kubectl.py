@@ -1,8 +1,14 @@
 """kubectl adapter: always with the cluster's own kubeconfig."""
 
 import json
+import time
 
+from . import readiness
+from .errors import NotReady
 from .procs import Runner
+
+# A tight bounded poll: a dependant starts within this long of its dependency being ready.
+READY_POLL_SECONDS = 0.5
 
 WORKLOAD_KINDS = {"Deployment": "deployment", "StatefulSet": "statefulset", "DaemonSet": "daemonset"}
 
@@ -29,69 +35,89 @@ class Kubectl:
         """Apply objects that name their own namespace (or none: cluster-scoped)."""
         return self.run("apply", "-f", str(path), log_path=log_path, timeout=timeout)
 
-    def delete(self, kind, name, namespace, log_path=None):
+    def delete(self, kind, name, namespace, log_path=None, cascade="background"):
         return self.run("delete", kind, name, "-n", namespace, "--ignore-not-found", "--wait=true",
-                        "--timeout=120s", log_path=log_path, timeout=150)
+                        f"--cascade={cascade}", "--timeout=120s", log_path=log_path, timeout=150)
 
     def wait_crd_established(self, name, timeout, log_path=None):
         return self.run("wait", "--for=condition=Established", f"customresourcedefinition/{name}",
                         f"--timeout={int(timeout)}s", log_path=log_path, timeout=timeout + 30)
 
-    def rollout_status(self, kind, name, namespace, timeout, log_path=None):
-        return self.run("rollout", "status", f"{WORKLOAD_KINDS[kind]}/{name}", "-n", namespace,
-                        f"--timeout={int(timeout)}s", log_path=log_path, timeout=timeout + 30)
-
-    def wait_job_complete(self, name, namespace, timeout, log_path=None):
-        return self.run("wait", "--for=condition=complete", f"job/{name}", "-n", namespace,
-                        f"--timeout={int(timeout)}s", log_path=log_path, timeout=timeout + 30)
-
-    def is_ready(self, kind, name, namespace) -> bool:
-        """A quick, read-only readiness check (used to decide whether a deploy can be skipped)."""
-        resource = {"Job": "job", **WORKLOAD_KINDS}[kind]
-        result = self.run("get", resource, name, "-n", namespace, "-o", "json", check=False,
-                          mutating=False, timeout=30)
+    def get_json(self, resource, namespace, *args, timeout=30):
+        """One object or list as JSON; None when it cannot be read (absent, or the server refused)."""
+        result = self.run("get", resource, *args, "-n", namespace, "-o", "json", check=False, mutating=False,
+                          timeout=timeout)
         if result.exit_code != 0:
-            return False
+            return None
         try:
-            return workload_ready(json.loads(result.stdout))
+            return json.loads(result.stdout)
         except ValueError:
+            return None
+
+    def wait_ready(self, kind, name, namespace, timeout, log_path=None) -> readiness.Verdict:
+        """Wait until the workload is ready as `kubectl rollout status` (or a Job's Complete
+        condition) means it; stop at once when it or one of its pods has failed."""
+        resource = {"Job": "job", **WORKLOAD_KINDS}[kind]
+        deadline = time.monotonic() + timeout
+        verdict = readiness.Verdict(readiness.State.WAITING, f"{resource} {name}: not found yet")
+        while True:
+            obj = self.get_json(f"{resource}/{name}", namespace)
+            if obj is not None:
+                verdict = readiness.workload(obj)
+                if verdict.state == readiness.State.READY:
+                    return verdict
+                selector = readiness.selector_of(obj)
+                pods = self.get_json("pods", namespace, "-l", selector) if selector else None
+                failed = readiness.pods((pods or {}).get("items") or [])
+                if verdict.state == readiness.State.FAILED or failed:
+                    verdict = failed or verdict
+                    raise NotReady(verdict.message, verdict)
+            if time.monotonic() >= deadline:
+                raise NotReady(f"not ready after {timeout:g} s: {verdict.message}", verdict)
+            time.sleep(READY_POLL_SECONDS)
+
+    def is_ready(self, kind, name, namespace, replicas=None) -> bool:
+        """A quick, read-only readiness check (used to decide whether a deploy can be skipped);
+        with replicas, the live object must also still ask for that many."""
+        obj = self.get_json(f"{({'Job': 'job', **WORKLOAD_KINDS})[kind]}/{name}", namespace)
+        if obj is None:
             return False
+        if replicas is not None and (obj.get("spec") or {}).get("replicas", 1) != replicas:
+            return False
+        return readiness.workload(obj).state == readiness.State.READY
 
     def diagnostics(self, namespace) -> dict:
         """Read-only views a person needs after a failed wait; file name -> text."""
         views = {
             "pods.txt": ("get", "pods", "-n", namespace, "-o", "wide"),
             "describe-pods.txt": ("describe", "pods", "-n", namespace),
-            "events.txt": ("get", "events", "-n", namespace, "--sort-by=.lastTimestamp"),
+            # `kubectl events` orders by the newest of eventTime, lastTimestamp and firstTimestamp;
+            # --sort-by=.lastTimestamp misorders events.k8s.io events, whose lastTimestamp is empty.
+            "events.txt": ("events", "-n", namespace),
             "workloads.yaml": ("get", "deployments,statefulsets,jobs", "-n", namespace, "-o", "yaml"),
         }
         out = {}
         for name, args in views.items():
             result = self.run(*args, check=False, mutating=False, timeout=60)
-            out[name] = result.stdout
+            out[name] = result.stdout + (f"\n[stderr]\n{result.stderr}" if result.stderr.strip() else "")
         return out
 
     def logs(self, kind, name, namespace) -> str:
-        return self.run("logs", f"{WORKLOAD_KINDS.get(kind, kind.lower())}/{name}", "-n", namespace,
-                        "--all-containers", "--tail", "200", check=False, mutating=False, timeout=60).stdout
-
-
-def workload_ready(obj: dict) -> bool:
-    """The conditions `kubectl rollout status` waits for, read from one object's status
-    (kubectl's rollout status viewers, k8s.io/kubectl/pkg/polymorphichelpers/rollout_status.go)."""
-    kind, spec, status = obj.get("kind"), obj.get("spec") or {}, obj.get("status") or {}
-    if kind == "Job":
-        return any(c.get("type") == "Complete" and c.get("status") == "True"
-                   for c in status.get("conditions") or []) or (status.get("succeeded") or 0) >= 1
-    generation = (obj.get("metadata") or {}).get("generation", 0)
-    if (status.get("observedGeneration") or 0) < generation:
-        return False
-    if kind == "DaemonSet":
-        desired = status.get("desiredNumberScheduled", 0)
-        return status.get("updatedNumberScheduled", 0) >= desired and status.get("numberAvailable", 0) >= desired
-    replicas = spec.get("replicas", 1)
-    if kind == "StatefulSet":
-        return (status.get("readyReplicas") or 0) >= replicas and \
-            status.get("currentRevision") == status.get("updateRevision")
-    return ((status.get("updatedReplicas") or 0) >= replicas and (status.get("availableReplicas") or 0) >= replicas
-            and (status.get("replicas") or 0) <= replicas)
+        """Logs of every pod of the workload, not the one `kubectl logs deployment/x` picks (often a
+        healthy old pod). A container that never started has no log: kubectl says why on stderr
+        ("... is waiting to start: ErrImageNeverPull"), which is kept."""
+        resource = {"Job": "job", **WORKLOAD_KINDS}.get(kind, kind.lower())
+        obj = self.get_json(f"{resource}/{name}", namespace)
+        selector = readiness.selector_of(obj) if obj else ""
+        pods = (self.get_json("pods", namespace, "-l", selector) or {}).get("items", []) if selector else []
+        parts = []
+        for pod in pods:
+            pod_name = pod["metadata"]["name"]
+            restarted = any(c.get("restartCount") for c in (pod.get("status") or {}).get("containerStatuses") or [])
+            for previous in ([False, True] if restarted else [False]):
+                args = ["logs", pod_name, "-n", namespace, "--all-containers", "--tail", "200"]
+                args += ["--previous"] if previous else []
+                result = self.run(*args, check=False, mutating=False, timeout=60)
+                title = f"=== pod {pod_name}{' (previous containers)' if previous else ''}"
+                parts.append(f"{title}\n{result.stdout}{result.stderr}")
+        return "\n".join(parts) or f"no pods of {resource}/{name} in {namespace}\n"

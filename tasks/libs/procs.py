@@ -31,6 +31,7 @@ DEFAULT_TIMEOUT = 600  # seconds, for commands whose caller gives none
 class Result:
     stdout: str
     exit_code: int
+    stderr: str = ""  # empty when the command logged to a file (stderr went there)
 
 
 def mask_argv(argv, secrets=()) -> list:
@@ -205,7 +206,8 @@ class Runner:
                 self._live[process.pid] = process
             try:
                 process.wait(timeout=timeout)
-                return Result(_text(process.stdout), process.exit_code)
+                _drain(process)
+                return Result(_text(process.stdout), process.exit_code, _text(process.stderr))
             except sh.TimeoutException:
                 kill_tree(process.pid)
                 output = tail(Path(log_path)) if log_path else tail(_text(process.stdout) + _text(process.stderr))
@@ -215,8 +217,10 @@ class Runner:
                 raise CommandFailed(shown, 128 + abs(exc.exit_code), output, log_path,
                                     reason="stopped by a signal")
             except sh.ErrorReturnCode as exc:
+                _drain(process)
+                exc = _refreshed(exc, process)
                 if not check:
-                    return Result(_text(exc.stdout), exc.exit_code)
+                    return Result(_text(exc.stdout), exc.exit_code, _text(exc.stderr))
                 output = tail(Path(log_path)) if log_path else tail(_text(exc.stderr) or _text(exc.stdout))
                 raise CommandFailed(shown, exc.exit_code, output, log_path)
             finally:
@@ -245,6 +249,22 @@ class Runner:
 
     def resume(self):
         self._stopping = False
+
+
+def _drain(process) -> None:
+    """Wait for sh's reader threads too: a bounded `wait` can return while they still copy the
+    output of a command that exited at once, leaving stdout or stderr cut short."""
+    try:
+        process.process.wait()
+    except sh.ErrorReturnCode:
+        pass
+
+
+def _refreshed(exc, process):
+    """The exception with the output as it is once the readers are done."""
+    exc.stdout = process.process.stdout
+    exc.stderr = process.process.stderr
+    return exc
 
 
 def _text(data) -> str:

@@ -124,6 +124,14 @@ def sort_for_apply(docs: list) -> list:
     return sorted(docs, key=lambda d: rank.get(d.get("kind"), len(KIND_ORDER)))
 
 
+def teardown_order(objects: list) -> list:
+    """[kind, name, namespace] entries in reverse apply order: custom resources first (their
+    controllers may still need the rest), then workloads, then configuration, CRDs last."""
+    rank = {kind: i for i, kind in enumerate(KIND_ORDER)}
+    return sorted(objects, key=lambda o: 1 if o[0] == "CustomResourceDefinition"
+                  else -rank.get(o[0], len(KIND_ORDER)))
+
+
 def split_crds(docs: list):
     crds = [d for d in docs if d.get("kind") == "CustomResourceDefinition"]
     rest = [d for d in docs if d.get("kind") != "CustomResourceDefinition"]
@@ -134,6 +142,13 @@ def readiness_targets(docs: list) -> list:
     """(kind, name, namespace) of every object whose readiness the deploy waits for."""
     return [(d["kind"], d["metadata"]["name"], d["metadata"].get("namespace", ""))
             for d in docs if d.get("kind") in WORKLOADS]
+
+
+def manifest_replicas(docs: list) -> dict:
+    """(kind, name, namespace) -> the replica count the manifest asks for (the API default is 1)."""
+    return {(d["kind"], d["metadata"]["name"], d["metadata"].get("namespace", "")):
+            (d.get("spec") or {}).get("replicas", 1)
+            for d in docs if d.get("kind") in ("Deployment", "StatefulSet")}
 
 
 def secret_values(docs: list) -> set:

@@ -102,6 +102,14 @@ class ClusterState:
         self.folder = home / "clusters" / cluster
         self.kubeconfig = self.folder / "kubeconfig"
         self.deployed_path = self.folder / "deployed.json"
+        self.created_marker = self.folder / "created-by-kindling"
+
+    def mark_created(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.created_marker.touch()
+
+    def created_by_kindling(self) -> bool:
+        return self.created_marker.exists()
 
     def deployed(self) -> dict:
         return read_json(self.deployed_path, {})
@@ -115,7 +123,7 @@ class ClusterState:
         update_json(self.deployed_path, change)
 
     def forget(self) -> None:
-        for path in (self.kubeconfig, self.deployed_path):
+        for path in (self.kubeconfig, self.deployed_path, self.created_marker):
             try:
                 path.unlink()
             except FileNotFoundError:

@@ -49,10 +49,23 @@ CMD ["/bin/busybox", "httpd", "-f", "-p", "8080"]
 """
 
 
+# Pod annotations the test environment's simulated kubelet reads
+# (tests/testenv/kubernetes/kubelet): a fault to act out, how long a container runs.
+FAULT_ANNOTATION = "kindling.test/fault"
+RUN_SECONDS_ANNOTATION = "kindling.test/run-seconds"
+
+
 def manifests(service: str, spec: dict) -> list:
-    """A Deployment and a Service (and a mounted ConfigMap if spec['configmap']); a Job if spec['job']."""
+    """A Deployment and a Service (and a mounted ConfigMap if spec['configmap']); a Job if spec['job'].
+    spec['fault'] (crashloop, never-ready, exit=N) is acted out by the test environment's kubelet."""
     docs = []
     pod = {"containers": [{"name": service, "image": service, "ports": [{"containerPort": 8080}]}]}
+    annotations = {}
+    if spec.get("fault"):
+        annotations[FAULT_ANNOTATION] = str(spec["fault"])
+    if spec.get("run_seconds") is not None:
+        annotations[RUN_SECONDS_ANNOTATION] = str(spec["run_seconds"])
+    template_metadata = {"annotations": annotations} if annotations else {}
     if spec.get("configmap"):
         docs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"{service}-config"},
                      "data": {"config.yaml": "port: 8080\n"}})
@@ -61,11 +74,12 @@ def manifests(service: str, spec: dict) -> list:
     if spec.get("job"):
         pod["restartPolicy"] = "Never"
         docs.append({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": service},
-                     "spec": {"template": {"spec": pod}}})
+                     "spec": {"backoffLimit": 0, "template": {"metadata": template_metadata, "spec": pod}}})
         return docs
     docs.append({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": service},
                  "spec": {"replicas": 1, "selector": {"matchLabels": {"app": service}},
-                          "template": {"metadata": {"labels": {"app": service}}, "spec": pod}}})
+                          "template": {"metadata": {"labels": {"app": service}, **template_metadata},
+                                       "spec": pod}}})
     docs.append({"apiVersion": "v1", "kind": "Service", "metadata": {"name": service},
                  "spec": {"selector": {"app": service}, "ports": [{"port": 8080}]}})
     return docs
@@ -77,7 +91,7 @@ def write_stack(folder: Path, services: dict, *, name: str, project: str, base_i
 
     services: name -> {"sleep": seconds, "depends_on": [...], "fail": bool, "memory": "1GiB",
     "configmap": bool, "job": bool, "image": "prebuilt ref" (no build), "timeout": seconds,
-    "version": text}
+    "version": text, "fault": "crashloop", "run_seconds": 1, "load": bool (prebuilt: load into Kind)}
     """
     (folder / "src").mkdir(parents=True, exist_ok=True)
     (folder / "manifests").mkdir(exist_ok=True)
@@ -90,6 +104,8 @@ def write_stack(folder: Path, services: dict, *, name: str, project: str, base_i
                  "ready": {"timeout": spec.get("timeout", 30)}}
         if spec.get("image"):
             entry["image"] = spec["image"]
+            if spec.get("load"):
+                entry["load"] = True
         else:
             context = folder / "src" / service
             context.mkdir(exist_ok=True)

@@ -33,7 +33,10 @@ REGISTRY_KEYS = {"host", "tls_verify"}
 TEST_KEYS = {"command", "workdir", "env", "timeout"}
 DEFAULT_TEST_TIMEOUT = 3600
 TIMEOUT_KEYS = {"build", "save", "load", "cluster", "apply"}
-CLUSTER_KEYS = {"name", "config"}
+CLUSTER_KEYS = {"name", "config", "image"}
+# kind warns above this: node names append "-control-plane" or "-external-load-balancer"
+# (sigs.k8s.io/kind pkg/cluster/internal/create/create.go clusterNameMax).
+CLUSTER_NAME_MAX = 50
 SERVICE_KEYS = {"image", "build", "manifests", "depends_on", "ready", "load"}
 BUILD_KEYS = {"containerfile", "context", "args", "coverage_args", "target", "memory"}
 READY_KEYS = {"timeout"}
@@ -90,6 +93,7 @@ class Stack:
     test: TestSpec | None = None
     registry: str = ""  # registry mode: images are pushed to <registry>/<project>/<service>:<tag>
     registry_tls_verify: bool = True
+    node_image: str = ""  # kind's --image for new clusters; "" lets kind choose its default
 
     @property
     def folder(self) -> Path:
@@ -353,6 +357,11 @@ def load_stack(path, env=None, check_files: bool = True) -> Stack:
 
     cluster = c.mapping(document.get("cluster", {}) or {}, "cluster", CLUSTER_KEYS)
     cluster_name = c.name(cluster.get("name", f"{name}-e2e"), "cluster.name")
+    if len(cluster_name) > CLUSTER_NAME_MAX:
+        c.fail("cluster.name", f"{_show(cluster_name)} is {len(cluster_name)} characters; kind's node "
+               f"names add up to 23 more, and kind allows at most {CLUSTER_NAME_MAX}",
+               f"set cluster.name to at most {CLUSTER_NAME_MAX} characters")
+    node_image = _node_image(c, env, cluster)
     cluster_config = None
     if cluster.get("config") is not None:
         cluster_config = c.existing(
@@ -392,7 +401,22 @@ def load_stack(path, env=None, check_files: bool = True) -> Stack:
         c.fail(f"services.{cycle[0]}.depends_on", "dependency cycle: " + " -> ".join(cycle),
                "remove one of these depends_on entries")
     return Stack(path, name, project, engine, source, namespace, cluster_name, cluster_config, services,
-                 dict(timeouts), test, registry, tls_verify)
+                 dict(timeouts), test, registry, tls_verify, node_image)
+
+
+def _node_image(c: _Checker, env, cluster) -> str:
+    """The kind node image: KINDLING_NODE_IMAGE, else cluster.image, else kind's default."""
+    from_env = env.get("KINDLING_NODE_IMAGE")
+    field_name = "cluster.image (from KINDLING_NODE_IMAGE)" if from_env else "cluster.image"
+    value = from_env or cluster.get("image")
+    if value is None:
+        return ""
+    image = c.string(value, field_name)
+    try:
+        images.parse(image)
+    except images.BadReference as exc:
+        c.fail(field_name, str(exc), "write a node image reference like kindest/node:v1.36.1")
+    return image
 
 
 def _service(c: _Checker, name, raw, where, project, source) -> Service:

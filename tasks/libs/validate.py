@@ -10,23 +10,23 @@ problem as `FILE: KIND/NAME: problem`:
   left to the API server (noted); other kinds without a schema are problems.
 - images: a workload container runs a service of the stack or one of its prebuilt images.
 - probes: httpGet/tcpSocket/grpc probe ports are ports the container declares.
-- references: ConfigMaps and Secrets a pod uses (volumes, env valueFrom, envFrom;
-  `optional: true` excepted) are defined by the stack's manifests, keys included.
-- selectors: a Service's selector matches a pod template of the stack (and its named
-  targetPorts are ports those pods declare); a workload's selector matches its template.
+- references and selectors (tasks/libs/crossrefs.py): ConfigMaps and Secrets a pod uses
+  are defined by the stack; Service and workload selectors match pod templates.
+- API server rules beyond the schema (tasks/libs/apirules.py): quantities, unique names in
+  pod lists, label keys/values and selectors, metadata.name formats; duplicates the API
+  server only warns about become notes.
 """
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import images, render
+from . import apirules, images, render
+# The checks across objects live in crossrefs; they are part of this module's interface.
+from .crossrefs import check_references, check_selectors, defined_objects, pod_templates, shape_ok, well_formed
 
 KUBERNETES_VERSION = "1.29"
-# Objects the cluster creates in every namespace, so manifests may use them without defining them.
-CLUSTER_CONFIGMAPS = {"kube-root-ca.crt"}
 PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
 PROBE_HANDLERS = ("httpGet", "tcpSocket", "grpc")
-SELECTING_WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"}
 
 
 @dataclass(frozen=True)
@@ -63,10 +63,6 @@ def object_label(doc: dict) -> str:
     return f"{doc.get('kind', '?')}/{(doc.get('metadata') or {}).get('name') or '(no name)'}"
 
 
-def namespace_of(doc: dict) -> str:
-    return (doc.get("metadata") or {}).get("namespace") or ""
-
-
 def sample_refs(stack) -> dict:
     """service -> the reference the check renders with: localhost/<project>/<service>:check, or the prebuilt image."""
     return {name: images.local_ref(stack.project, name, "check") if service.built else service.image
@@ -89,42 +85,6 @@ def display_path(path, stack_folder) -> str:
     return str(path.relative_to(folder)) if path.is_relative_to(folder) else str(path)
 
 
-def _shape_ok(doc: dict) -> bool:
-    """Whether the parts the checks walk have the types Kubernetes gives them (else the schema check reports it)."""
-    def ok(value, kind):
-        return value is None or isinstance(value, kind)
-
-    spec = doc.get("spec")
-    if not ok(doc.get("metadata"), dict) or not ok(spec, dict):
-        return False
-    for key in ("data", "binaryData", "stringData"):
-        if not ok(doc.get(key), dict):
-            return False
-    spec = spec or {}
-    for key in ("template", "selector", "jobTemplate", "names"):
-        if not ok(spec.get(key), dict):
-            return False
-    for key in ("ports", "versions"):
-        if not ok(spec.get(key), list):
-            return False
-    try:
-        pod = render.pod_spec(doc)
-    except AttributeError:
-        return False
-    if pod is None:
-        return True
-    if not isinstance(pod, dict):
-        return False
-    for key in ("volumes", "initContainers", "containers", "ephemeralContainers"):
-        if not ok(pod.get(key), list):
-            return False
-    return True
-
-
-def _well_formed(items):
-    return [item for item in items if isinstance(item.doc, dict) and _shape_ok(item.doc)]
-
-
 # ---- custom resources ---------------------------------------------------------------------
 
 
@@ -141,7 +101,7 @@ def is_builtin_group(group: str) -> bool:
 def stack_crds(items) -> dict:
     """(group, kind) -> (CRD name, versions) for every CustomResourceDefinition of the stack."""
     found = {}
-    for item in _well_formed(items):
+    for item in well_formed(items):
         doc = item.doc
         if doc.get("kind") != "CustomResourceDefinition":
             continue
@@ -276,140 +236,13 @@ def check_probes(item: Item) -> list:
     return problems
 
 
-# ---- (d) ConfigMaps and Secrets -----------------------------------------------------------
+# ---- (f) what the API server rejects beyond the schema ------------------------------------
 
 
-def defined_objects(items) -> dict:
-    """(kind, namespace, name) -> set of keys, for every ConfigMap and Secret of the stack."""
-    found = {}
-    for item in _well_formed(items):
-        doc = item.doc
-        kind = doc.get("kind")
-        if kind == "ConfigMap":
-            keys = set(doc.get("data") or {}) | set(doc.get("binaryData") or {})
-        elif kind == "Secret":
-            keys = set(doc.get("data") or {}) | set(doc.get("stringData") or {})
-        else:
-            continue
-        found[(kind, namespace_of(doc), (doc.get("metadata") or {}).get("name"))] = keys
-    return found
-
-
-def pod_references(spec: dict) -> list:
-    """(where, kind, name, [keys]) of every non-optional ConfigMap/Secret reference in a pod spec."""
-    refs = []
-
-    def add(where, kind, source, name_key):
-        if not isinstance(source, dict) or source.get("optional") is True:
-            return
-        keys = [i.get("key") for i in source.get("items") or [] if isinstance(i, dict) and i.get("key")]
-        if "key" in source:
-            keys.append(source["key"])
-        refs.append((where, kind, source.get(name_key), keys))
-
-    for volume in spec.get("volumes") or []:
-        if not isinstance(volume, dict):
-            continue
-        where = f'volume "{volume.get("name", "?")}"'
-        add(where, "ConfigMap", volume.get("configMap"), "name")
-        add(where, "Secret", volume.get("secret"), "secretName")
-        for source in (volume.get("projected") or {}).get("sources") or []:
-            if isinstance(source, dict):
-                add(where, "ConfigMap", source.get("configMap"), "name")
-                add(where, "Secret", source.get("secret"), "name")
-    for key in ("initContainers", "containers", "ephemeralContainers"):
-        for container in spec.get(key) or []:
-            if not isinstance(container, dict):
-                continue
-            name = container.get("name", "?")
-            for env in container.get("env") or []:
-                value_from = (env or {}).get("valueFrom") if isinstance(env, dict) else None
-                if isinstance(value_from, dict):
-                    where = f'container "{name}" env {env.get("name", "?")}'
-                    add(where, "ConfigMap", value_from.get("configMapKeyRef"), "name")
-                    add(where, "Secret", value_from.get("secretKeyRef"), "name")
-            for env_from in container.get("envFrom") or []:
-                if isinstance(env_from, dict):
-                    where = f'container "{name}" envFrom'
-                    add(where, "ConfigMap", env_from.get("configMapRef"), "name")
-                    add(where, "Secret", env_from.get("secretRef"), "name")
-    return refs
-
-
-def check_references(item: Item, defined: dict) -> list:
-    spec = render.pod_spec(item.doc)
-    if not isinstance(spec, dict):
-        return []
-    namespace = namespace_of(item.doc)
-    problems = []
-    for where, kind, name, keys in pod_references(spec):
-        if kind == "ConfigMap" and name in CLUSTER_CONFIGMAPS:
-            continue
-        found = defined.get((kind, namespace, name))
-        if found is None:
-            problems.append(f'{where} references {kind} "{name}", which no manifest of the stack defines '
-                            f"(namespace {namespace}); define it, or mark the reference `optional: true`")
-            continue
-        for key in keys:
-            if key not in found:
-                problems.append(f'{where} references key "{key}" of {kind} "{name}", which has no such key '
-                                f"(keys: {', '.join(sorted(found)) or 'none'})")
-    return problems
-
-
-# ---- (e) selectors ------------------------------------------------------------------------
-
-
-def pod_templates(items) -> list:
-    """(namespace, labels, declared port names) of every pod template (or Pod) of the stack."""
-    found = []
-    for item in _well_formed(items):
-        doc = item.doc
-        kind, spec = doc.get("kind"), doc.get("spec") or {}
-        if kind == "Pod":
-            metadata = doc.get("metadata") or {}
-        elif kind == "CronJob":
-            metadata = (((spec.get("jobTemplate") or {}).get("spec") or {}).get("template") or {}).get("metadata")
-        elif render.pod_spec(doc) is not None:
-            metadata = (spec.get("template") or {}).get("metadata")
-        else:
-            continue
-        names = {p.get("name") for c in render.containers(doc) for p in c.get("ports") or []
-                 if isinstance(p, dict) and p.get("name")}
-        found.append((namespace_of(doc), dict((metadata or {}).get("labels") or {}), names))
-    return found
-
-
-def _labels_text(labels: dict) -> str:
-    return ",".join(f"{k}={v}" for k, v in labels.items())
-
-
-def check_selectors(item: Item, templates: list) -> list:
-    doc = item.doc
-    kind, spec = doc.get("kind"), doc.get("spec") or {}
-    problems = []
-    if kind in SELECTING_WORKLOADS:
-        match_labels = (spec.get("selector") or {}).get("matchLabels") or {}
-        labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
-        if match_labels and not match_labels.items() <= labels.items():
-            problems.append(f"spec.selector {_labels_text(match_labels)} does not match the pod template's "
-                            f"labels ({_labels_text(labels) or 'none'})")
-    if kind != "Service" or spec.get("type") == "ExternalName":
-        return problems
-    selector = spec.get("selector")
-    if not isinstance(selector, dict) or not selector:
-        return problems  # endpoints managed by hand
-    namespace = namespace_of(doc)
-    matched = [t for t in templates if t[0] == namespace and selector.items() <= t[1].items()]
-    if not matched:
-        return problems + [f"selector {_labels_text(selector)} matches no pod template of the stack "
-                           f"(namespace {namespace})"]
-    port_names = set().union(*(t[2] for t in matched))
-    for port in spec.get("ports") or []:
-        target = port.get("targetPort") if isinstance(port, dict) else None
-        if isinstance(target, str) and not target.isdigit() and target not in port_names:
-            problems.append(f'port {port.get("name") or port.get("port")}: targetPort "{target}" is not a port '
-                            f"name the selected pods declare ({', '.join(sorted(port_names)) or 'none'})")
+def check_api_rules(item: Item, result: Result, version: str = KUBERNETES_VERSION) -> list:
+    problems, warnings = apirules.check(item.doc, version)
+    for warning in warnings:
+        result.note(item.service, f"{item.file}: {object_label(item.doc)}: {warning}")
     return problems
 
 
@@ -436,14 +269,15 @@ def check(items, *, kv, refs: dict, prebuilt=(), version: str = KUBERNETES_VERSI
         checks = (lambda: check_images(item, allowed, list(refs), prebuilt_images),
                   lambda: check_probes(item),
                   lambda: check_references(item, defined),
-                  lambda: check_selectors(item, templates))
-        shape_ok, crashed = _shape_ok(item.doc), False
-        for run in checks if shape_ok else ():
+                  lambda: check_selectors(item, templates),
+                  lambda: check_api_rules(item, result, version))
+        well_shaped, crashed = shape_ok(item.doc), False
+        for run in checks if well_shaped else ():
             try:
                 texts += run()
             except (AttributeError, TypeError, ValueError):
                 crashed = True  # a field of an unexpected type deep inside
-        if not texts and (crashed or not shape_ok):
+        if not texts and (crashed or not well_shaped):
             texts.append("a field has the wrong type (a mapping or list where another type is given)")
         result.problems += [Problem(item.file, object_label(item.doc), text) for text in texts]
     return result
