@@ -6,9 +6,11 @@ tests that create, fail or delete a cluster make their own.
 """
 
 import json
+import re
 import subprocess
 
 import pytest
+import yaml
 
 from conftest import image_exists, invoke
 
@@ -65,7 +67,9 @@ def world(stack_maker, tools, testenv, shared_cluster, tmp_path):
 @pytest.fixture
 def own_world(stack_maker, tools, testenv, tmp_path):
     """A stack whose cluster kindling creates (and the test deletes)."""
-    return World(stack_maker, tools, testenv, tmp_path / "home", f"{stack_maker.project}-e2e", "testns")
+    w = World(stack_maker, tools, testenv, tmp_path / "home", f"{stack_maker.project}-e2e", "testns")
+    yield w
+    testenv.delete_cluster(w.cluster, tmp_path / "cleanup-kubeconfig")
 
 
 def spans(calls, predicate):
@@ -216,3 +220,94 @@ def test_teardown_removes_only_this_stacks_archives(own_world):
     result = w.invoke("e2e.teardown")
     assert result.returncode == 0, result.stderr
     assert not ours.exists() and theirs.exists()  # another stack's run may still be loading it
+
+
+# ---------------------------------------------------------------- failing fast, on the real cluster
+
+def test_an_image_missing_from_the_node_fails_in_seconds_naming_what_the_pod_asked_for(world, base_image):
+    """ErrImageNeverPull ends the wait at once (kubectl would wait out ready.timeout)."""
+    missing = f"localhost/{world.maker.project}/absent:1"  # no service's: kindling leaves it as written
+    world.write({"a": {"timeout": 300}})
+    manifest = world.maker.folder / "manifests" / "a.yaml"
+    docs = list(yaml.safe_load_all(manifest.read_text()))
+    for doc in docs:
+        if doc["kind"] == "Deployment":
+            doc["spec"]["template"]["spec"]["containers"][0].update(image=missing, imagePullPolicy="Never")
+    manifest.write_text(yaml.safe_dump_all(docs))
+    result = world.invoke("e2e.setup")
+    assert result.returncode == 1, result.stdout + result.stderr
+    seconds = {s["id"]: s["seconds"] for s in world.last_run()["steps"]}
+    assert seconds["deploy:a"] < 60, seconds  # not the 300 s ready timeout
+    err = result.stderr
+    assert "ErrImageNeverPull" in err and f'Container image "{missing}" is not present' in err, err
+    assert f"the pod asked for: {missing}" in err and "the nodes hold:" in err, err
+    logs = next(world.home.glob("runs/*/diagnostics/a/logs-a.txt")).read_text()
+    assert "is waiting to start" in logs  # kubectl's stderr, kept
+
+
+def test_a_crash_loop_and_a_failed_job_fail_in_seconds(world):
+    world.write({"a": {"fault": "crashloop", "run_seconds": 0.5, "timeout": 300}})
+    crash = world.invoke("e2e.setup")
+    assert crash.returncode == 1 and "CrashLoopBackOff" in crash.stderr, crash.stdout + crash.stderr
+    world.write({"m": {"job": True, "fault": "exit=3", "run_seconds": 0.5, "timeout": 300}})
+    job = world.invoke("e2e.setup")
+    assert job.returncode == 1, job.stdout + job.stderr
+    assert "job m failed" in job.stderr and "BackoffLimitExceeded" in job.stderr, job.stderr
+    seconds = {s["id"]: s["seconds"] for s in world.last_run()["steps"]}
+    assert seconds["deploy:m"] < 60, seconds
+
+
+def test_a_nodeport_another_service_holds_is_named_with_its_fix(world, testenv, shared_cluster):
+    port = 30000 + int(world.maker.project[-4:], 16) % 2000
+    holder = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "holder", "namespace": "default"},
+              "spec": {"type": "NodePort", "selector": {"app": "x"}, "ports": [{"port": 80, "nodePort": port}]}}
+    subprocess.run(["kubectl", "--kubeconfig", str(shared_cluster.kubeconfig), "apply", "-f", "-"],
+                   input=json.dumps(holder), text=True, check=True, capture_output=True)
+    try:
+        world.write({"a": {}})
+        manifest = world.maker.folder / "manifests" / "a.yaml"
+        manifest.write_text(manifest.read_text().replace("- port: 8080", f"- port: 8080\n    nodePort: {port}")
+                            .replace("spec:\n  ports:", "spec:\n  type: NodePort\n  ports:"))
+        result = world.invoke("e2e.setup")
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert f"Service a: nodePort {port} is already allocated" in result.stderr, result.stderr
+        assert f"change or remove `nodePort: {port}` in {manifest}" in result.stderr
+    finally:
+        testenv.kubectl(shared_cluster.kubeconfig, "delete", "service", "holder", "-n", "default", check=False)
+
+
+def test_a_stopped_cluster_is_not_used_and_one_kindling_made_is_recreated(own_world, testenv):
+    """kind still lists a cluster whose node is stopped (podman nodes have no restart policy)."""
+    w = own_world
+    w.write({"a": {}})
+    assert w.invoke("e2e.setup").returncode == 0
+    node = f"{w.cluster}-control-plane"
+    subprocess.run(["podman", "stop", "-t", "2", node], check=True, capture_output=True)
+    assert w.cluster in w.clusters()
+    status = w.invoke("cluster.status")
+    assert status.returncode == 1 and "listed by kind but not usable" in status.stderr, status.stderr
+    assert "not running" in status.stderr
+    again = w.invoke("e2e.setup")
+    assert again.returncode == 0, again.stdout + again.stderr
+    outcomes = {s["id"]: s["outcome"] for s in w.last_run()["steps"]}
+    assert outcomes["cluster"] == "recreated"
+    assert set(w.deployed_images()) == {"a"}
+    # Our kubeconfig follows a cluster recreated elsewhere: a stale port is replaced on ensure.
+    text = w.kubeconfig.read_text()
+    w.kubeconfig.write_text(re.sub(r"server: https://127\.0\.0\.1:\d+", "server: https://127.0.0.1:1", text))
+    assert w.invoke("cluster.create").returncode == 0
+    assert w.kubeconfig.read_text() == text
+
+
+def test_a_cluster_made_elsewhere_is_only_replaced_on_request(own_world, testenv, tmp_path):
+    w = own_world
+    w.write({"a": {}})
+    testenv.kind("create", "cluster", "--name", w.cluster, "--image", testenv.node_image,
+                 "--kubeconfig", str(tmp_path / "theirs"), timeout=600)
+    subprocess.run(["podman", "stop", "-t", "2", f"{w.cluster}-control-plane"], check=True, capture_output=True)
+    refused = w.invoke("e2e.setup")
+    assert refused.returncode == 1 and "--recreate" in refused.stderr, refused.stdout + refused.stderr
+    assert w.cluster in w.clusters()  # not ours: left alone
+    replaced = w.invoke("e2e.setup", "--recreate")
+    assert replaced.returncode == 0, replaced.stdout + replaced.stderr
+    assert {s["id"]: s["outcome"] for s in w.last_run()["steps"]}["cluster"] == "recreated"

@@ -186,3 +186,25 @@ def test_expand_env_and_sizes():
     for bad in ("", "lots", "3 parsecs", True):
         with pytest.raises(ValueError):
             parse_size(bad)
+
+
+def test_cluster_names_longer_than_kind_allows_are_refused(tree):
+    """kind warns above 50 characters (pkg/cluster/internal/create/create.go clusterNameMax):
+    node names append -control-plane or -external-load-balancer."""
+    long_name = "c" * 51
+    path = write(tree, VALID.replace("cluster: {name: demo-e2e", f"cluster: {{name: {long_name}"))
+    with pytest.raises(StackError) as info:
+        load_stack(path, env={})
+    assert info.value.field == "cluster.name" and "at most 50" in str(info.value)
+    path = write(tree, VALID.replace("cluster: {name: demo-e2e", "cluster: {name: " + "c" * 50))
+    assert load_stack(path, env={}).cluster_name == "c" * 50
+
+
+def test_node_image_from_the_stack_or_the_environment(tree):
+    path = write(tree, VALID.replace("config: kind.yaml}", "config: kind.yaml, image: 'kindest/node:v1.36.1'}"))
+    assert load_stack(path, env={}).node_image == "kindest/node:v1.36.1"
+    assert load_stack(path, env={"KINDLING_NODE_IMAGE": "localhost/node:v1"}).node_image == "localhost/node:v1"
+    assert load_stack(write(tree, VALID), env={}).node_image == ""  # kind's own default
+    with pytest.raises(StackError) as info:
+        load_stack(path, env={"KINDLING_NODE_IMAGE": "Bad Image!"})
+    assert info.value.field == "cluster.image (from KINDLING_NODE_IMAGE)"

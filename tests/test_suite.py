@@ -107,6 +107,13 @@ def test_coverage_mode_renders_mounts_and_env_without_touching_committed_files(s
     scales = [c["argv"] for c in w["tools"].calls("kubectl") if "scale" in c["argv"]]
     assert any("deployment/b" in a and "--replicas=0" in a for a in scales)
     assert w["testenv"].kubectl_json(kubeconfig, "get", "deployment", "b", "-n", "testns")["spec"]["replicas"] == 0
+    # The scale-down made b no longer "as deployed": the next setup rolls it out again.
+    again = invoke(["e2e.setup", "--coverage"], w["env"])
+    assert again.returncode == 0, again.stdout + again.stderr
+    outcomes = {s["id"]: s["outcome"] for s in newest_run(w["home"])["steps"]}
+    assert outcomes["deploy:b"] == "ready" and outcomes["deploy:a"] == "up to date", outcomes
+    b = w["testenv"].kubectl_json(kubeconfig, "get", "deployment", "b", "-n", "testns")
+    assert b["spec"]["replicas"] == 1 and b["status"].get("availableReplicas") == 1
     assert invoke(["e2e.teardown"], w["env"]).returncode == 0
 
 

@@ -22,8 +22,8 @@ from .stack import parse_size
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 # Oldest versions kindling is known to need: podman 4 for `podman image exists`/label
-# filters as used here, kind 0.20 for the podman provider's stability, kubectl 1.25.
-MINIMUM_VERSIONS = {"podman": (4, 0), "docker": (20, 10), "kind": (0, 20), "kubectl": (1, 25)}
+# filters as used here, kind 0.20 for the podman provider's stability, kubectl 1.26 for `kubectl events`.
+MINIMUM_VERSIONS = {"podman": (4, 0), "docker": (20, 10), "kind": (0, 20), "kubectl": (1, 26)}
 INSTALL_HINTS = {
     "podman": "install podman (Debian/Ubuntu: apt-get install podman runc)",
     "docker": "install Docker Engine, or set `engine: podman` in the stack",

@@ -63,6 +63,11 @@ def manifests(service: str, spec: dict) -> list:
     annotations = {}
     if spec.get("fault"):
         annotations[FAULT_ANNOTATION] = str(spec["fault"])
+        if not spec.get("job"):
+            # A crashing server that never answers its probe: without one, the container would
+            # count as ready in the moment between its start and its crash.
+            pod["containers"][0]["readinessProbe"] = {"httpGet": {"path": "/", "port": 8080},
+                                                      "initialDelaySeconds": 30, "periodSeconds": 5}
     if spec.get("run_seconds") is not None:
         annotations[RUN_SECONDS_ANNOTATION] = str(spec["run_seconds"])
     template_metadata = {"annotations": annotations} if annotations else {}
