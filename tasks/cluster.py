@@ -11,7 +11,7 @@ from .libs.errors import KindlingError
 @cli.reports_errors
 def create(c, dry_run=False, recreate=False):
     """Create the stack's Kind cluster, or reuse it if it exists and is usable; write its kubeconfig."""
-    env = cli.environment(c, dry_run=dry_run or bool(c.config.run.dry), recreate=recreate)
+    env = cli.environment(c, dry_run=dry_run, recreate=recreate)
     outcome = env.ensure_cluster()
     env.console.line(f"cluster {env.stack.cluster_name}: {outcome}; kubeconfig {env.cluster_state.kubeconfig}")
 
@@ -20,7 +20,7 @@ def create(c, dry_run=False, recreate=False):
 @cli.reports_errors
 def delete(c, dry_run=False):
     """Delete the stack's Kind cluster and its kubeconfig (images are kept)."""
-    env = cli.environment(c, dry_run=dry_run or bool(c.config.run.dry))
+    env = cli.environment(c, dry_run=dry_run)
     for line in env.teardown(keep_images=True) or ["nothing to delete"]:
         env.console.line(line)
 

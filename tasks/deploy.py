@@ -18,7 +18,7 @@ HELP = {
 
 
 def ensure_services(c, names, no_cache=False):
-    env = cli.environment(c, dry_run=bool(c.config.run.dry), no_cache=no_cache)
+    env = cli.environment(c, no_cache=no_cache)
     unknown = [n for n in names if n not in env.stack.services]
     if unknown:
         raise KindlingError(f"{env.stack.path}: no service named {', '.join(unknown)}")

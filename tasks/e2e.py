@@ -38,7 +38,7 @@ SETUP_HELP = {
 def _environment(c, strategy="pipelined", jobs=None, no_cache=False, memory_budget="", coverage=False,
                  dry_run=False, registry="", context="", kubeconfig="", images_from="", output="text",
                  load_via="", recreate=False):
-    env = cli.environment(c, dry_run=dry_run or bool(c.config.run.dry), no_cache=no_cache, jobs=jobs,
+    env = cli.environment(c, dry_run=dry_run, no_cache=no_cache, jobs=jobs,
                           strategy=strategy, memory_budget=cli.parse_budget(memory_budget), coverage=coverage,
                           registry=registry, output=output, context=context or None,
                           kubeconfig=kubeconfig or None, load_via=load_via or None, recreate=recreate)

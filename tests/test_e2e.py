@@ -311,3 +311,29 @@ def test_a_cluster_made_elsewhere_is_only_replaced_on_request(own_world, testenv
     replaced = w.invoke("e2e.setup", "--recreate")
     assert replaced.returncode == 0, replaced.stdout + replaced.stderr
     assert {s["id"]: s["outcome"] for s in w.last_run()["steps"]}["cluster"] == "recreated"
+
+
+@pytest.mark.parametrize("task", ["build", "cluster.create", "e2e.setup", "deploy.b"])
+def test_invokes_own_dry_changes_nothing_in_any_task(own_world, task):
+    """`invoke --dry TASK` is the task's --dry-run: nothing is built, created or applied."""
+    w = own_world
+    w.write(THREE)
+    result = invoke(["--dry", task], w.env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[dry-run]" in result.stdout
+    commands = "".join(p.read_text() for p in w.home.glob("runs/*/commands.log"))
+    for mutating in ("podman build", "kind create", "kubectl apply", "kind load"):
+        assert not [line for line in commands.splitlines() if mutating in line and "[dry-run]" not in line]
+    assert w.cluster not in w.clusters() and w.maker.images() == []
+    assert not [c for c in w.tools.calls() if c["argv"][:2] == ["create", "cluster"] or "apply" in c["argv"]]
+
+
+def test_a_pre_chain_of_three_services_leaves_three_run_folders(world):
+    assert world.invoke("e2e.setup").returncode == 0
+    before = set(world.home.glob("runs/*"))
+    result = world.invoke("deploy.c")
+    assert result.returncode == 0, result.stdout + result.stderr
+    made = set(world.home.glob("runs/*")) - before
+    assert len(made) == 3, made  # deploy.a, deploy.b (pre=) and deploy.c
+    tasks = sorted(json.loads((folder / "run.json").read_text())["task"] for folder in made)
+    assert tasks == ["deploy a", "deploy b", "deploy c"], tasks

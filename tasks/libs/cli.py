@@ -46,6 +46,8 @@ def environment(ctx, registry="", output="text", **options) -> Environment:
     """An Environment for the configured stack; registry= overrides IMAGE_REGISTRY; output=json sends
     progress to stderr so stdout carries only the JSON report."""
     coverage = options.pop("coverage", False) or truthy(os.environ.get("E2E_COVERAGE", ""))
+    # Invoke's own --dry means what each task's --dry-run means, in every task.
+    options["dry_run"] = bool(options.get("dry_run")) or bool(ctx.config.run.dry)
     env = {**os.environ, **({"IMAGE_REGISTRY": registry} if registry else {})}
     if output not in ("text", "json"):
         raise KindlingError(f"--output {output!r}: use text or json")

@@ -84,6 +84,10 @@ class Environment:
                          **(timeouts or {})}
         self.home = runs.state_home(stack, self.env)
         self.run = runs.Run(self.home, stack.name)
+        keep = self.env.get("KINDLING_KEEP_RUNS") or str(runs.DEFAULT_KEEP_RUNS)
+        if not keep.isdigit() or int(keep) < 1:
+            raise KindlingError(f"KINDLING_KEEP_RUNS: {keep!r} must be a number of runs, 1 or more")
+        runs.prune_runs(self.home, int(keep), current=self.run.id)
         self.runner = Runner(dry_run, self.run.command_log, echo=self.console.line)
         self.runner.add_secrets(v for b in self._builds() for k, v in b.build_args(coverage).items()
                                 if SECRET_NAME_RE.search(k))
@@ -671,8 +675,7 @@ class Environment:
                 done.append(f"deleted cluster {self.stack.cluster_name}")
             if not self.dry_run:
                 self.cluster_state.forget()
-        own_run = re.compile(rf"{re.escape(self.stack.name)}-\d{{8}}-\d{{6}}-\d+")  # this stack's runs only
-        for tar in (t for t in (self.home / "runs").glob("*/*.tar") if own_run.fullmatch(t.parent.name)):
+        for tar in (t for t in (self.home / "runs").glob("*/*.tar") if runs.is_run_of(self.stack.name, t.parent.name)):
             if not self.dry_run:
                 tar.unlink(missing_ok=True)
             done.append(f"removed {tar.name}")

@@ -9,13 +9,41 @@ Layout under KINDLING_HOME (default: `.kindling` beside the stack file):
     clusters/<cluster>/deployed.json  image and manifest digest last rolled out per service
 """
 
+import itertools
 import json
 import os
+import re
+import shutil
 import threading
 import time
 from pathlib import Path
 
 _LOCK = threading.Lock()
+# Several Environments of one process (a pre= chain of deploy tasks) start in the same second:
+# a per-process sequence number keeps their run folders apart.
+_RUN_SEQUENCE = itertools.count(1)
+DEFAULT_KEEP_RUNS = 50
+
+
+def new_run_id(stack_name: str) -> str:
+    return f"{stack_name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{next(_RUN_SEQUENCE)}"
+
+
+def is_run_of(stack_name: str, folder_name: str) -> bool:
+    """Whether a run folder's name is one of this stack's run ids (another stack's name may
+    start with this one's: "app" and "app-two")."""
+    return re.fullmatch(rf"{re.escape(stack_name)}-\d{{8}}-\d{{6}}-\d+(-\d+)?", folder_name) is not None
+
+
+def prune_runs(home: Path, keep: int, current: str = "") -> list:
+    """Remove all but the newest `keep` run folders (never `current`); returns the removed ids."""
+    folders = sorted((p for p in (home / "runs").glob("*") if p.is_dir() and p.name != current),
+                     key=lambda p: p.stat().st_mtime, reverse=True)
+    removed = []
+    for folder in folders[max(keep - 1, 0):]:
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder.name)
+    return removed
 
 
 def state_home(stack, env=None) -> Path:
@@ -58,7 +86,7 @@ class Run:
     def __init__(self, home: Path, stack_name: str, run_id: str | None = None):
         self.home = home
         self.stack_name = stack_name
-        self.id = run_id or f"{stack_name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+        self.id = run_id or new_run_id(stack_name)
         self.folder = home / "runs" / self.id
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "logs").mkdir(exist_ok=True)
