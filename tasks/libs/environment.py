@@ -408,11 +408,11 @@ class Environment:
         if verdict is None or verdict.reason != "ErrImageNeverPull" or not verdict.image:
             return text
         try:
-            wanted_repo = images.normalize(verdict.image).rsplit(":", 1)[0].split("@")[0]
+            wanted_repo = images.parse(images.normalize(verdict.image)).repository
         except images.BadReference:
             return text
         held = sorted({ref for names in self.cluster.node_images(self.engine).values() for ref in names
-                       if ref.split("@")[0].rsplit(":", 1)[0] == wanted_repo})
+                       if images.parse(ref).repository == wanted_repo})
         return (f"{text}\n  the pod asked for: {verdict.image} ({images.normalize(verdict.image)})\n"
                 f"  the nodes hold: {', '.join(held) or 'nothing under ' + wanted_repo}")
 
@@ -487,10 +487,11 @@ class Environment:
         if not covered:
             return None
         log = self.run.log_path("coverage")
+        # Scaled to zero, these services are no longer as deployed: the next setup rolls them out.
+        scaled = {name for _, name, _, _ in covered}
         for service in self.stack.order():
-            if any(name in {n for _, n, _, _ in covered} for _, name, _ in
-                   render.readiness_targets(self.rendered(service))):
-                self.cluster_state.record_deployed(service, None)  # scaled to zero: no longer as deployed
+            if scaled & {name for _, name, _ in render.readiness_targets(self.rendered(service))}:
+                self.cluster_state.record_deployed(service, None)
         for kind, name, namespace, labels in covered:
             self.kubectl.run("scale", f"{kind.lower()}/{name}", "--replicas=0", "-n", namespace, log_path=log)
             if labels:

@@ -118,11 +118,11 @@ class KindCluster:
         """Why the listed cluster cannot be used, or None: node containers running, our kubeconfig
         re-exported (a cluster recreated elsewhere has a new API port), the API server ready."""
         states = self.node_states()
+        if not states:
+            return "it has no node containers"
         # docker prints "running"; podman 4 prints "Up 5 minutes ago" for the same column.
         stopped = sorted(f"{node} ({state})" for node, state in states.items()
                          if state.lower() != "running" and not state.startswith("Up "))
-        if not states:
-            return "it has no node containers"
         if stopped:
             return (f"node container(s) not running: {', '.join(stopped)}; kind's nodes have no "
                     "restart policy, so a host reboot or a killed create leaves them so")

@@ -10,7 +10,8 @@ from .procs import Runner
 # A tight bounded poll: a dependant starts within this long of its dependency being ready.
 READY_POLL_SECONDS = 0.5
 
-WORKLOAD_KINDS = {"Deployment": "deployment", "StatefulSet": "statefulset", "DaemonSet": "daemonset"}
+# The resource name kubectl takes for each kind whose readiness a deploy waits for.
+RESOURCES = {"Deployment": "deployment", "StatefulSet": "statefulset", "DaemonSet": "daemonset", "Job": "job"}
 
 
 class Kubectl:
@@ -57,7 +58,7 @@ class Kubectl:
     def wait_ready(self, kind, name, namespace, timeout, log_path=None) -> readiness.Verdict:
         """Wait until the workload is ready as `kubectl rollout status` (or a Job's Complete
         condition) means it; stop at once when it or one of its pods has failed."""
-        resource = {"Job": "job", **WORKLOAD_KINDS}[kind]
+        resource = RESOURCES[kind]
         deadline = time.monotonic() + timeout
         verdict = readiness.Verdict(readiness.State.WAITING, f"{resource} {name}: not found yet")
         while True:
@@ -79,7 +80,7 @@ class Kubectl:
     def is_ready(self, kind, name, namespace, replicas=None) -> bool:
         """A quick, read-only readiness check (used to decide whether a deploy can be skipped);
         with replicas, the live object must also still ask for that many."""
-        obj = self.get_json(f"{({'Job': 'job', **WORKLOAD_KINDS})[kind]}/{name}", namespace)
+        obj = self.get_json(f"{RESOURCES[kind]}/{name}", namespace)
         if obj is None:
             return False
         if replicas is not None and (obj.get("spec") or {}).get("replicas", 1) != replicas:
@@ -106,7 +107,7 @@ class Kubectl:
         """Logs of every pod of the workload, not the one `kubectl logs deployment/x` picks (often a
         healthy old pod). A container that never started has no log: kubectl says why on stderr
         ("... is waiting to start: ErrImageNeverPull"), which is kept."""
-        resource = {"Job": "job", **WORKLOAD_KINDS}.get(kind, kind.lower())
+        resource = RESOURCES.get(kind, kind.lower())
         obj = self.get_json(f"{resource}/{name}", namespace)
         selector = readiness.selector_of(obj) if obj else ""
         pods = (self.get_json("pods", namespace, "-l", selector) or {}).get("items", []) if selector else []
