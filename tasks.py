@@ -14,35 +14,35 @@ __path__ = [os.path.join(os.path.dirname(os.path.abspath(__file__)), "tasks")]
 
 from invoke import Collection  # noqa: E402
 
-from tasks import bench, build, cluster, deploy, doctor, e2e, stackcheck  # noqa: E402
+from tasks import bench, build, cache, cluster, deploy, doctor, e2e, stackcheck  # noqa: E402
 from tasks.libs import cli  # noqa: E402
 from tasks.libs.errors import KindlingError  # noqa: E402
 
 
 def _stack_for_task_list():
-    """The stack whose services get deploy.<service> tasks; None (with a warning) if unusable."""
-    try:
-        configured = None
-        config_file = os.path.join(os.path.dirname(os.path.abspath(__file__)), "invoke.yaml")
-        if os.path.exists(config_file):
-            import yaml
+    """The stack whose services get deploy.<service> tasks; None (with a warning) if unusable.
 
-            with open(config_file) as handle:
-                configured = ((yaml.safe_load(handle) or {}).get("e2e") or {}).get("stack")
+    The task list is made before Invoke parses the command line, so the `e2e.stack` setting is
+    read here through Invoke's own config loading (system, user and project files,
+    INVOKE_E2E_STACK, and a `-f FILE` on the command line), as the tasks later see it."""
+    try:
         from tasks.libs.stack import load_stack, stack_path
 
-        return load_stack(stack_path(configured, root=cli.PROJECT_ROOT), check_files=False)
+        return load_stack(
+            stack_path(cli.configured_stack(sys.argv), root=cli.PROJECT_ROOT), check_files=False
+        )
     except KindlingError as exc:
         print(f"kindling: no deploy.<service> tasks: {exc}", file=sys.stderr)
         return None
 
 
 ns = Collection()
-ns.add_collection(build.collection)
-ns.add_collection(cluster.collection)
+ns.add_collection(build.ns)
+ns.add_collection(cluster.ns)
 ns.add_collection(deploy.make_collection(_stack_for_task_list()))
-ns.add_collection(e2e.collection)
-ns.add_collection(bench.collection)
+ns.add_collection(e2e.ns)
+ns.add_collection(bench.ns)
 ns.add_collection(stackcheck.collection)
+ns.add_collection(cache.ns)
 ns.add_task(doctor.doctor)
-ns.configure({"e2e": {"stack": None}})
+ns.configure(cli.CONFIG_DEFAULTS)

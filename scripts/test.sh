@@ -3,7 +3,7 @@
 # busybox-static, chromium, docker-registry, debootstrap and the Python packages), builds the
 # test environment (scripts/testenv.sh build: real kind, kubeadm, control plane, kubectl,
 # crictl and helm from Go modules, and the kind node image; reused when already built), runs
-# the simulated kubelet's Go tests, then pytest. Extra arguments go to pytest.
+# the simulated kubelet's Go tests, then pytest. ruff lints the Python first. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +17,7 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 python3 -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-test.txt
+python3 -m ruff check .  # lint first (ruff.toml): a style slip fails in seconds, not after the suite
 command -v go >/dev/null || { echo "test.sh: Go 1.26 is needed to build the test environment" >&2; exit 1; }
 scripts/testenv.sh build
 (cd tests/testenv/kubernetes && go vet ./kubelet/ && go test -count=1 ./kubelet/)

@@ -16,12 +16,15 @@ from pathlib import Path
 
 from invoke import Collection, task
 
-from .libs import cli, locks, samples
+from .libs import cli, innerloop, locks, samples, scalebench
 from .libs.console import Console
 from .libs.engine import Engine
 from .libs.environment import Environment
 from .libs.errors import KindlingError
+from .libs.phases import cluster as cluster_phase
+from .libs.phases import teardown as teardown_phase
 from .libs.procs import Runner
+from .libs.settings import build_settings
 from .libs.stack import load_stack
 
 
@@ -32,7 +35,12 @@ def _scaled(seconds: float, scale: float) -> str:
 def _environment(stack_path, home, quiet, **options):
     env = {**os.environ, "KINDLING_HOME": str(home)}
     console = Console(io.StringIO() if quiet else None)
-    return Environment(load_stack(stack_path, env=env), env=env, console=console, **options)
+    stack = load_stack(stack_path, env=env)
+    return Environment(stack, build_settings(stack, env, **options), env, console=console)
+
+
+def _teardown(stack_path, home, **options):
+    return teardown_phase.teardown(_environment(stack_path, home, True).ctx, **options)
 
 
 @task(
@@ -49,11 +57,17 @@ def build(c, scale=1.0, verbose=False):
         folder = Path(folder)
         base = samples.ensure_base_image(Engine(Runner()))
         project = f"bench{uuid.uuid4().hex[:6]}"
-        path = samples.write_stack(folder, {
-            "fast": {"sleep": _scaled(1, scale)},
-            "medium": {"sleep": _scaled(3, scale)},
-            "slow": {"sleep": _scaled(5, scale)},
-        }, name="bench-build", project=project, base_image=base)
+        path = samples.write_stack(
+            folder,
+            {
+                "fast": {"sleep": _scaled(1, scale)},
+                "medium": {"sleep": _scaled(3, scale)},
+                "slow": {"sleep": _scaled(5, scale)},
+            },
+            name="bench-build",
+            project=project,
+            base_image=base,
+        )
         results = {}
         try:
             for label, jobs in (("serial", 1), ("parallel", 3)):
@@ -61,12 +75,13 @@ def build(c, scale=1.0, verbose=False):
                 report = env.execute(env.image_steps(["fast", "medium", "slow"]), label=f"bench {label}")
                 results[label] = report
         finally:
-            cleanup = _environment(path, folder / "home", True)
-            cleanup.teardown(keep_cluster=True)
+            _teardown(path, folder / "home", keep_cluster=True)
     serial, parallel = results["serial"]["wall_seconds"], results["parallel"]["wall_seconds"]
     slowest = max(s["seconds"] for s in results["serial"]["steps"])
-    print("bench.build: 3 images, RUN steps of "
-          f"{_scaled(1, scale)} s, {_scaled(3, scale)} s, {_scaled(5, scale)} s (real podman, --no-cache)")
+    print(
+        "bench.build: 3 images, RUN steps of "
+        f"{_scaled(1, scale)} s, {_scaled(3, scale)} s, {_scaled(5, scale)} s (real podman, --no-cache)"
+    )
     print(f"  serial wall            {serial:7.1f} s")
     print(f"  parallel wall          {parallel:7.1f} s")
     print(f"  slowest single build   {slowest:7.1f} s")
@@ -87,17 +102,29 @@ def _kind_version() -> str:
 def _aianalysis_shaped_stack(folder: Path, scale: float) -> Path:
     base = samples.ensure_base_image(Engine(Runner()))
     build_seconds = {k: f"{v * scale:.2f}" for k, v in KUBERNAUT_BUILD_SECONDS.items()}
-    return samples.write_stack(folder, {
-        # Prebuilt images stand in for PostgreSQL and Redis: loaded into Kind, since no
-        # registry may be reachable from the nodes.
-        "postgresql": {"image": base, "load": True},
-        "redis": {"image": base, "load": True},
-        "datastorage": {"sleep": build_seconds["datastorage"], "depends_on": ["postgresql", "redis"],
-                        "configmap": True},
-        "holmesgpt-api": {"sleep": build_seconds["holmesgpt-api"], "depends_on": ["datastorage"]},
-        "aianalysis": {"sleep": build_seconds["aianalysis"], "depends_on": ["datastorage", "holmesgpt-api"]},
-    }, name="bench-setup", project=f"bench{uuid.uuid4().hex[:6]}", base_image=base,
-        namespace="kubernaut-system")
+    return samples.write_stack(
+        folder,
+        {
+            # Prebuilt images stand in for PostgreSQL and Redis: loaded into Kind, since no
+            # registry may be reachable from the nodes.
+            "postgresql": {"image": base, "load": True},
+            "redis": {"image": base, "load": True},
+            "datastorage": {
+                "sleep": build_seconds["datastorage"],
+                "depends_on": ["postgresql", "redis"],
+                "configmap": True,
+            },
+            "holmesgpt-api": {"sleep": build_seconds["holmesgpt-api"], "depends_on": ["datastorage"]},
+            "aianalysis": {
+                "sleep": build_seconds["aianalysis"],
+                "depends_on": ["datastorage", "holmesgpt-api"],
+            },
+        },
+        name="bench-setup",
+        project=f"bench{uuid.uuid4().hex[:6]}",
+        base_image=base,
+        namespace="kubernaut-system",
+    )
 
 
 @task(
@@ -108,7 +135,7 @@ def _aianalysis_shaped_stack(folder: Path, scale: float) -> Path:
 )
 @cli.reports_errors
 def setup(c, scale=0.03, verbose=False):
-    """Cold setups (serial, phased, pipelined), a warm re-run and a partial redeploy; print ratios.
+    """Cold setups (serial, phased, batched, pipelined), a warm re-run and a partial redeploy; print ratios.
 
     It uses the kind and kubectl on PATH and KINDLING_NODE_IMAGE: a real cluster, or the test
     environment's (eval "$(scripts/testenv.sh env)")."""
@@ -119,47 +146,64 @@ def setup(c, scale=0.03, verbose=False):
         path = _aianalysis_shaped_stack(folder / "stack", scale)
         rows = []
         try:
-            for strategy in ("serial", "phased", "pipelined"):
-                _environment(path, home, True).teardown()
+            for strategy in ("serial", "phased", "batched", "pipelined"):
+                _teardown(path, home)
                 env = _environment(path, home, not verbose, strategy=strategy, no_cache=True)
-                report = env.execute(env.setup_steps(env.stack.order()), label=f"bench {strategy}")
+                report = env.execute(env.setup_steps(env.ctx.stack.order()), label=f"bench {strategy}")
                 rows.append((f"cold {strategy}", report))
             env = _environment(path, home, not verbose)
-            warm = env.execute(env.setup_steps(env.stack.order()), label="bench warm")
+            cluster_phase.forget_ensured(env.ctx)  # as a new `invoke e2e.setup` would, check the cluster
+            warm = env.execute(env.setup_steps(env.ctx.stack.order()), label="bench warm")
             rows.append(("warm re-run", warm))
-            deployed_before = _environment(path, home, True).cluster_state.deployed()
+            deployed_before = _environment(path, home, True).ctx.cluster_state.deployed()
             (folder / "stack" / "src" / "aianalysis" / "version.txt").write_text("changed\n")
             locks.release_all()  # the redeploy below is another process, as a user's would be
             started = time.monotonic()
             partial = subprocess.run(
                 [sys.executable, "-m", "invoke", "--search-root", str(cli.PROJECT_ROOT), "deploy.aianalysis"],
                 env={**os.environ, "E2E_STACK": str(path), "KINDLING_HOME": str(home), "NO_COLOR": "1"},
-                capture_output=True, text=True)
+                capture_output=True,
+                text=True,
+            )
             partial_wall = time.monotonic() - started
             if partial.returncode != 0:
                 raise KindlingError("partial redeploy failed:\n" + partial.stderr[-2000:])
-            deployed_after = _environment(path, home, True).cluster_state.deployed()
+            deployed_after = _environment(path, home, True).ctx.cluster_state.deployed()
         finally:
-            _environment(path, home, True).teardown()
+            _teardown(path, home)
     changed = sorted(n for n in deployed_after if deployed_after[n] != deployed_before.get(n))
-    warm_builds = [s["id"] for s in warm["steps"] if s["id"].startswith("image:") and s["outcome"] == "built"]
+    warm_builds = [s["id"] for s in warm["steps"] if s["kind"] == "image" and s["outcome"] == "built"]
     serial = rows[0][1]["wall_seconds"]
-    print("bench.setup: AIAnalysis-shaped stack (postgresql, redis, 3 builds of "
-          + ", ".join(f"{v * scale:.2f} s" for v in KUBERNAUT_BUILD_SECONDS.values())
-          + f"), real podman, kind {_kind_version()}"
-          + (f", node image {os.environ['KINDLING_NODE_IMAGE']}" if os.environ.get("KINDLING_NODE_IMAGE") else ""))
+    print(
+        "bench.setup: AIAnalysis-shaped stack (postgresql, redis, 3 builds of "
+        + ", ".join(f"{v * scale:.2f} s" for v in KUBERNAUT_BUILD_SECONDS.values())
+        + f"), real podman, kind {_kind_version()}"
+        + (
+            f", node image {os.environ['KINDLING_NODE_IMAGE']}"
+            if os.environ.get("KINDLING_NODE_IMAGE")
+            else ""
+        )
+    )
     print(f"  {'run':<20} {'wall':>8} {'/ serial':>9} {'critical path':>14} {'wall / cp':>10}")
     for label, report in rows:
-        print(f"  {label:<20} {report['wall_seconds']:7.1f}s {report['wall_seconds'] / serial:9.2f} "
-              f"{report['critical_path_seconds']:13.1f}s {report['wall_over_critical_path'] or 0:10.2f}")
-    print(f"  {'partial redeploy':<20} {partial_wall:7.1f}s {partial_wall / serial:9.2f}   "
-          f"(deploy.aianalysis via invoke, pre= chain included)")
+        print(
+            f"  {label:<20} {report['wall_seconds']:7.1f}s {report['wall_seconds'] / serial:9.2f} "
+            f"{report['critical_path_seconds']:13.1f}s {report['wall_over_critical_path'] or 0:10.2f}"
+        )
+    print(
+        f"  {'partial redeploy':<20} {partial_wall:7.1f}s {partial_wall / serial:9.2f}   "
+        f"(deploy.aianalysis via invoke, pre= chain included)"
+    )
     cold = dict(rows)
     pipelined, phased = cold["cold pipelined"]["wall_seconds"], cold["cold phased"]["wall_seconds"]
     print(f"  pipelined / critical path  {cold['cold pipelined']['wall_over_critical_path']:.2f}")
-    print(f"  pipelined / phased         {pipelined / phased:.2f}")
-    print(f"  warm / cold pipelined      {warm['wall_seconds'] / pipelined:.2f}   (builds in warm run: "
-          f"{len(warm_builds)})")
+    batched = cold["cold batched"]["wall_seconds"]
+    print(f"  pipelined / phased         {pipelined / phased:.2f}   (Kubernaut, December 2025)")
+    print(f"  pipelined / batched        {pipelined / batched:.2f}   (Kubernaut's DD-TEST-002 today)")
+    print(
+        f"  warm / cold pipelined      {warm['wall_seconds'] / pipelined:.2f}   (builds in warm run: "
+        f"{len(warm_builds)}; commands {warm['commands']['total']}, mutating {warm['commands']['mutating']})"
+    )
     print(f"  partial redeploy changed   {', '.join(changed) or 'nothing'}")
 
 
@@ -183,7 +227,8 @@ def reload(c, size=200):
         (context / "Containerfile").write_text(
             f"ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}}\n"
             f'RUN ["/bin/busybox", "dd", "if=/dev/urandom", "of=/big", "bs=1048576", "count={size}"]\n'
-            "COPY version.txt /version.txt\n")
+            "COPY version.txt /version.txt\n"
+        )
         project = f"bench{uuid.uuid4().hex[:6]}"
         refs = []
         with samples.local_registry(folder) as (host, storage):
@@ -204,18 +249,75 @@ def reload(c, size=200):
             finally:
                 engine.remove_images(refs)
     reload_registry, reload_archive = sizes["push v2"], sizes["archive v2"]
-    print(f"bench.reload: an image with a {size} MiB layer, then a reload after a one-line change "
-          "(real podman, real registry)")
-    print(f"  first load:  registry push {_mib(sizes['push v1'])}, archive (kind load) {_mib(sizes['archive v1'])}")
+    print(
+        f"bench.reload: an image with a {size} MiB layer, then a reload after a one-line change "
+        "(real podman, real registry)"
+    )
+    print(
+        f"  first load:  registry push {_mib(sizes['push v1'])}, "
+        f"archive (kind load) {_mib(sizes['archive v1'])}"
+    )
     print(f"  reload:      registry push {_mib(reload_registry)}, archive (kind load) {_mib(reload_archive)}")
     print(f"  reload bytes, archive / registry: {reload_archive / max(reload_registry, 1):.0f} x")
 
 
+@task(
+    help={
+        "sizes": f"Numbers of services to measure, comma-separated (default {scalebench.DEFAULT_SIZES}).",
+        "archive-baseline": "Also set the largest stack up cold once more with archive-file loads (as where "
+        "streaming is unavailable) and print the bytes both wrote to disk (default on).",
+    }
+)
+@cli.reports_errors
+def scale(c, sizes=scalebench.DEFAULT_SIZES, archive_baseline=True):
+    """Cold and warm `e2e.setup` of stacks of 3, 20 and 50 services: wall times, commands, disk bytes.
+
+    It uses the kind and kubectl on PATH and KINDLING_NODE_IMAGE: a real cluster, or the test
+    environment's (eval "$(scripts/testenv.sh env)")."""
+    counts = scalebench.parse_sizes(sizes)
+    base = samples.ensure_base_image(Engine(Runner()))
+    with tempfile.TemporaryDirectory(prefix="kindling-bench-") as folder:
+        bench = scalebench.ScaleBench(Path(folder), cli.PROJECT_ROOT, Runner())
+        rows, baseline = bench.run(counts, base, archive_baseline=archive_baseline)
+    print(scalebench.header(counts, _kind_version(), os.environ.get("KINDLING_NODE_IMAGE", "")))
+    print(scalebench.table(rows))
+    if len(rows) > 1:
+        print(scalebench.ratios(rows))
+    if baseline:
+        print(scalebench.baseline_lines(baseline, counts[-1]))
+
+
+@task(
+    help={
+        "packages": "Generated Go packages in the service (default 8).",
+        "functions": "Generated types and functions per package (default 300; about 25 lines each).",
+        "verbose": "Show every step's progress lines.",
+    }
+)
+@cli.reports_errors
+def inner(c, packages=8, functions=300, verbose=False):
+    """The inner loop: a Go service rebuilt after a one-line change without and with build caches,
+    and deploy.<service> end to end on a real kind cluster (KINDLING_NODE_IMAGE, as bench.setup)."""
+    with tempfile.TemporaryDirectory(prefix="kindling-bench-") as folder:
+        figures = innerloop.measure(
+            Path(folder),
+            _environment,
+            _teardown,
+            packages=int(packages),
+            functions=int(functions),
+            quiet=not verbose,
+        )
+    for line in innerloop.report_lines(figures):
+        print(line)
+
+
 def _mib(value: int) -> str:
-    return f"{value / 1024 ** 2:8.2f} MiB" if value >= 1024 ** 2 else f"{value / 1024:8.1f} KiB"
+    return f"{value / 1024**2:8.2f} MiB" if value >= 1024**2 else f"{value / 1024:8.1f} KiB"
 
 
-collection = Collection("bench")
-collection.add_task(build)
-collection.add_task(setup)
-collection.add_task(reload)
+ns = Collection("bench")
+ns.add_task(build)
+ns.add_task(setup)
+ns.add_task(reload)
+ns.add_task(inner)
+ns.add_task(scale)

@@ -6,7 +6,7 @@ from invoke import Collection, task
 
 from .libs import cli
 from .libs.errors import KindlingError
-from .libs.scheduler import StepFailed
+from .libs.phases import delivery
 
 
 @task(
@@ -17,59 +17,75 @@ from .libs.scheduler import StepFailed
         "jobs": "With --parallel: at most this many builds at once (default 4).",
         "only": "Comma-separated services to build (default: every built service).",
         "keep-going": "Do not stop at the first failed build; build everything that can be built.",
-        "no-cache": "Build even when an image with the same inputs exists (and pass --no-cache to the engine).",
+        "no-cache": "Build even when an image with the same inputs exists "
+        "(and pass --no-cache to the engine).",
         "memory-budget": "Memory the concurrent builds may declare together, e.g. 12GiB "
-                         "(default: three quarters of available memory).",
+        "(default: three quarters of available memory).",
         "dry-run": "Print the commands instead of running them.",
-        "registry": "Tag the images for this registry (HOST[:PORT]; also IMAGE_REGISTRY) instead of localhost/.",
+        "registry": "Tag the images for this registry (HOST[:PORT]; also IMAGE_REGISTRY) "
+        "instead of localhost/.",
         "save-to": "Afterwards save each image to FOLDER/<service>.tar (CI artifacts for --images-from).",
         "push": "Afterwards push each built image to the registry (--registry, IMAGE_REGISTRY or the stack's "
-                "registry:; IMAGE_REGISTRY_TLS_VERIFY=false for plain HTTP). Refused without a registry.",
+        "registry:; IMAGE_REGISTRY_TLS_VERIFY=false for plain HTTP). Refused without a registry.",
     },
 )
 @cli.reports_errors
-def build_images(c, parallel=False, jobs=None, only="", keep_going=False, no_cache=False,
-                 memory_budget="", dry_run=False, registry="", save_to="", push=False):
+def build_images(
+    c,
+    parallel=False,
+    jobs=None,
+    only="",
+    keep_going=False,
+    no_cache=False,
+    memory_budget="",
+    dry_run=False,
+    registry="",
+    save_to="",
+    push=False,
+):
     """Build the stack's images (one after another, or --parallel)."""
-    env = cli.environment(c, dry_run=dry_run, no_cache=no_cache, keep_going=keep_going,
-                          jobs=(jobs or 4) if parallel else 1, registry=registry,
-                          memory_budget=cli.parse_budget(memory_budget))
-    stack = env.stack
-    if push and not env.registry_mode:
-        raise KindlingError(f"build --push: stack {stack.name} has no registry to push to; pass --registry "
-                            "HOST[:PORT], set IMAGE_REGISTRY, or add `registry: HOST[:PORT]` to "
-                            f"{stack.path}")
+    env = cli.environment(
+        c,
+        dry_run=dry_run,
+        no_cache=no_cache,
+        keep_going=keep_going,
+        jobs=(jobs or 4) if parallel else 1,
+        registry=registry,
+        memory_budget=cli.parse_budget(memory_budget),
+    )
+    ctx = env.ctx
+    stack = ctx.stack
+    if push and not ctx.settings.delivery.pushes:
+        raise KindlingError(
+            f"build --push: stack {stack.name} has no registry to push to; pass --registry "
+            "HOST[:PORT], set IMAGE_REGISTRY, or add `registry: HOST[:PORT]` to "
+            f"{stack.path}"
+        )
     names = stack.select(only) if only else list(stack.order())
     names = [n for n in names if stack.services[n].built]
     if not names:
         raise KindlingError(f"{stack.path}: no service to build (services with `build:`)")
-    env.console.line(f"building {len(names)} image(s) of stack {stack.name} "
-                     f"({'parallel, ' + str(env.limits['build']) + ' at once' if parallel else 'serial'}); "
-                     f"logs in {env.run.folder / 'logs'}")
-    try:
-        result = env.execute(env.image_steps(names), label="build")
-    except StepFailed as exc:
-        raise KindlingError(_failure(env, exc)) from None
+    how = f"parallel, {ctx.settings.limits['build']} at once" if parallel else "serial"
+    ctx.console.line(
+        f"building {len(names)} image(s) of stack {stack.name} ({how}); logs in {ctx.run.folder / 'logs'}"
+    )
+    result = env.execute(env.image_steps(names), label="build")
     for name in names:
-        env.console.line(f"  {name:<24} {env.refs.get(name, '-')}")
-    env.console.line(f"{len(names)} image(s) in {result['wall_seconds']:.1f} s")
+        ctx.console.line(f"  {name:<24} {ctx.refs.get(name, '-')}")
+    ctx.console.line(f"{len(names)} image(s) in {result['wall_seconds']:.1f} s")
     if push:
         # After every build, so a failed build pushes nothing; the same push as registry mode
         # (the engine's push with the registry's tls_verify; layers the registry has are not sent).
         for name in names:
-            env.ensure_pushed(name)
-            env.console.line(f"  pushed {env.refs[name]}")
+            delivery.ensure_pushed(ctx, name)
+            ctx.console.line(f"  pushed {ctx.refs[name]}")
     if save_to:
         folder = Path(save_to)
         folder.mkdir(parents=True, exist_ok=True)
         for name in names:
-            env.engine.save(env.refs[name], folder / f"{name}.tar", log_path=env.run.log_path(f"save:{name}"))
-            env.console.line(f"  saved {folder / (name + '.tar')}")
+            ctx.engine.save(ctx.refs[name], folder / f"{name}.tar", log_path=ctx.run.log_path(f"save:{name}"))
+            ctx.console.line(f"  saved {folder / (name + '.tar')}")
 
 
-def _failure(env, exc) -> str:
-    return "build failed\n" + env.failure_details(exc.records)
-
-
-collection = Collection("build")
-collection.add_task(build_images)
+ns = Collection("build")
+ns.add_task(build_images)

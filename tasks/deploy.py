@@ -9,8 +9,9 @@ quick checks and changes nothing.
 from invoke import Collection, Task
 
 from .libs import cli
+from .libs.environment import outcome_of
 from .libs.errors import KindlingError
-from .libs.scheduler import StepFailed
+from .libs.plan import StepKind
 
 HELP = {
     "no-cache": "Rebuild this service's image even if its inputs are unchanged.",
@@ -19,34 +20,39 @@ HELP = {
 
 def ensure_services(c, names, no_cache=False):
     env = cli.environment(c, no_cache=no_cache)
-    unknown = [n for n in names if n not in env.stack.services]
+    stack = env.ctx.stack
+    unknown = [n for n in names if n not in stack.services]
     if unknown:
-        raise KindlingError(f"{env.stack.path}: no service named {', '.join(unknown)}")
-    try:
-        result = env.execute(env.setup_steps(names), label="deploy " + ",".join(names))
-    except StepFailed as exc:
-        raise KindlingError("deploy failed\n" + env.failure_details(exc.records)) from None
-    return env, result
+        raise KindlingError(f"{stack.path}: no service named {', '.join(unknown)}")
+    return env, env.execute(env.setup_steps(names), label="deploy " + ",".join(names))
 
 
-def service_task(name, pre):
+def service_task(name, pre, runs=False):
     def deploy_service(c, no_cache=False):
         env, result = ensure_services(c, [name], no_cache=no_cache)
-        outcome = next(s["outcome"] for s in result["steps"] if s["id"] == f"deploy:{name}")
-        env.console.line(f"{name}: {outcome} ({env.known_refs().get(name)}) in {result['wall_seconds']:.1f} s")
+        outcome = outcome_of(result, StepKind.DEPLOY, name)
+        env.ctx.console.line(
+            f"{name}: {outcome} ({env.ctx.known_refs().get(name) or 'no image'}) "
+            f"in {result['wall_seconds']:.1f} s"
+        )
 
     deploy_service.__name__ = f"deploy_{name.replace('-', '_')}"
-    deploy_service.__doc__ = (f"Build, load and roll out {name}"
-                              + (f" (after ensuring {', '.join(t.name for t in pre)})." if pre else "."))
+    what = f"Deploy {name}, then run its `run:` step" if runs else f"Build, load and roll out {name}"
+    deploy_service.__doc__ = what + (f" (after ensuring {', '.join(t.name for t in pre)})." if pre else ".")
     return Task(cli.reports_errors(deploy_service), name=name, pre=pre, help=HELP)
 
 
 def make_collection(stack) -> Collection:
-    collection = Collection("deploy")
+    """deploy.<service> for each service of the stack, each with its dependencies as pre= tasks."""
+    ns = Collection("deploy")
     if stack is None:
-        return collection
+        return ns
     made = {}
     for name in stack.order():
-        made[name] = service_task(name, [made[d] for d in stack.services[name].depends_on])
-        collection.add_task(made[name])
-    return collection
+        made[name] = service_task(
+            name,
+            [made[d] for d in stack.services[name].depends_on],
+            runs=stack.services[name].run is not None,
+        )
+        ns.add_task(made[name])
+    return ns

@@ -7,7 +7,6 @@ from invoke import task
 
 from .libs import cli, preflight
 from .libs.console import Console
-from .libs.environment import default_memory_budget
 from .libs.errors import KindlingError, StackError
 from .libs.preflight import FAIL
 from .libs.procs import Runner
@@ -19,7 +18,7 @@ def doctor(c):
     """Check podman/docker, kind and kubectl (versions, skew), kind's provider needs, disk and memory."""
     try:
         env = cli.environment(c)
-        console, checks = env.console, env.preflight()
+        console, checks = env.ctx.console, preflight_checks(env.ctx)
     except KindlingError as exc:
         # A stack that does not load (say, its source checkout is missing) is one more problem:
         # the tools and the host are still checked.
@@ -42,7 +41,9 @@ def _without_stack(c) -> list:
         home = Path(os.environ["KINDLING_HOME"]).resolve()
     else:
         home = (stack.folder if stack is not None else cli.stack_file(c).parent) / ".kindling"
-    return preflight.run_checks(stack, Runner(), home, default_memory_budget(), preflight.mem_available())
+    return preflight.run_checks(
+        stack, Runner(), home, preflight.mem_available() * 3 // 4, preflight.mem_available()
+    )
 
 
 def _stack_problem(exc: KindlingError) -> preflight.Check:
@@ -52,13 +53,22 @@ def _stack_problem(exc: KindlingError) -> preflight.Check:
     return preflight.Check("stack", FAIL, str(exc).replace("\n", " "))
 
 
-def require_ready(env) -> None:
+def preflight_checks(ctx) -> list:
+    return preflight.run_checks(
+        ctx.stack, ctx.runner, ctx.home, ctx.settings.memory_budget, preflight.mem_available(), ctx.env
+    )
+
+
+def require_ready(ctx) -> None:
     """The same checks before a setup: say nothing when all is well, stop before any work if not."""
-    checks = env.preflight()
+    checks = preflight_checks(ctx)
     for check in checks:
         if check.status != "ok":
-            env.console.line(check.line())
+            ctx.console.line(check.line())
     failed = [check for check in checks if check.status == FAIL]
     if failed:
-        raise KindlingError("preflight failed: " + "; ".join(f"{c.name}: {c.detail}" for c in failed)
-                            + "\n  (run `invoke doctor` for the fixes)")
+        raise KindlingError(
+            "preflight failed: "
+            + "; ".join(f"{c.name}: {c.detail}" for c in failed)
+            + "\n  (run `invoke doctor` for the fixes)"
+        )

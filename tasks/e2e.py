@@ -1,119 +1,166 @@
 """`invoke e2e.*`: the whole environment and the suite around it."""
 
 import json
-import os
 import shlex
 
 from invoke import Collection, task
 
 from . import doctor
 from .libs import cli, report, runs
-from .libs.environment import STRATEGIES
+from .libs.environment import deploy_ids, suite_exit_code
 from .libs.errors import Interrupted, KindlingError
-from .libs.scheduler import FAILED, StepFailed
+from .libs.phases import deploy, images, suite
+from .libs.phases import teardown as teardown_phase
+from .libs.scheduler import StepFailed
+from .libs.settings import Strategy
 
 SETUP_HELP = {
-    "strategy": f"How steps are scheduled: {', '.join(STRATEGIES)} (default pipelined: each step "
-                "as soon as its inputs are ready).",
+    "strategy": f"How steps are scheduled: {', '.join(s.value for s in Strategy)} (default pipelined: "
+    "each step as soon as its inputs are ready; batched is Kubernaut's DD-TEST-002 order).",
     "jobs": "At most this many image builds at once (default 4).",
     "no-cache": "Rebuild every image even when one with the same inputs exists.",
     "memory-budget": "Memory the concurrent builds may declare together, e.g. 12GiB "
-                     "(default: three quarters of available memory).",
+    "(default: three quarters of available memory).",
     "coverage": "Coverage mode (also E2E_COVERAGE=true): coverage build args, /coverdata mounts, GOCOVERDIR.",
     "registry": "Registry mode (also IMAGE_REGISTRY, or the stack's registry:): push images to HOST[:PORT] "
-                "and let the nodes pull them, instead of kind load.",
+    "and let the nodes pull them, instead of kind load.",
     "context": "With a registry: deploy to this kubeconfig context of an existing cluster (no Kind cluster).",
     "kubeconfig": "With a registry: the kubeconfig of an existing cluster (default: KUBECONFIG).",
     "images-from": "Load the image archives (*.tar) in this folder first, e.g. CI artifacts; with IMAGE_TAG "
-                   "they are used instead of building, and teardown never removes them.",
+    "they are used instead of building, and teardown never removes them.",
     "output": "text (default) or json: the run report as JSON on stdout, progress on stderr.",
     "load-via": "archive (default: podman save + kind load) or registry: push to a registry container "
-                "beside Kind (kind's local-registry pattern), so a reload sends only changed layers.",
+    "beside Kind (kind's local-registry pattern), so a reload sends only changed layers.",
     "recreate": "Delete and recreate the stack's Kind cluster when kind lists it but it is not usable "
-                "(nodes stopped, API server not answering). A cluster kindling created is recreated anyway.",
+    "(nodes stopped, API server not answering). A cluster kindling created is recreated anyway.",
     "dry-run": "Print the commands instead of running them.",
 }
 
 
-def _environment(c, strategy="pipelined", jobs=None, no_cache=False, memory_budget="", coverage=False,
-                 dry_run=False, registry="", context="", kubeconfig="", images_from="", output="text",
-                 load_via="", recreate=False):
-    env = cli.environment(c, dry_run=dry_run, no_cache=no_cache, jobs=jobs,
-                          strategy=strategy, memory_budget=cli.parse_budget(memory_budget), coverage=coverage,
-                          registry=registry, output=output, context=context or None,
-                          kubeconfig=kubeconfig or None, load_via=load_via or None, recreate=recreate)
-    env.output = output
-    if (context or kubeconfig) and not env.registry_mode:
-        raise KindlingError("--context/--kubeconfig deploy to an existing cluster, which cannot receive "
-                            "`kind load`: also give --registry (or IMAGE_REGISTRY)")
+def _environment(
+    c,
+    strategy=None,
+    jobs=None,
+    no_cache=False,
+    memory_budget="",
+    coverage=False,
+    dry_run=False,
+    registry="",
+    context="",
+    kubeconfig="",
+    images_from="",
+    output="text",
+    load_via="",
+    recreate=False,
+    keep_cluster=False,
+):
+    env = cli.environment(
+        c,
+        dry_run=dry_run,
+        no_cache=no_cache,
+        jobs=jobs,
+        strategy=strategy,
+        memory_budget=cli.parse_budget(memory_budget),
+        coverage=coverage,
+        registry=registry,
+        output=output,
+        context=context or None,
+        kubeconfig=kubeconfig or None,
+        load_via=load_via or None,
+        recreate=recreate,
+        keep_cluster=keep_cluster,
+    )
     if images_from:
-        for ref in env.import_archives(images_from):
-            env.console.line(f"loaded {ref} from {images_from}")
+        for ref in images.import_archives(env.ctx, images_from):
+            env.ctx.console.line(f"loaded {ref} from {images_from}")
     return env
 
 
-def _print_report(env, result):
-    if getattr(env, "output", "text") == "json":
+def _print_report(env, result, output):
+    ctx = env.ctx
+    if output == "json":
         print(json.dumps(result, indent=2, sort_keys=True))
         return
-    env.console.line(report.table(result))
-    env.console.line(report.service_table(result, [(n, env.known_refs().get(n, "")) for n in env.stack.order()]))
+    ctx.console.line(report.table(result))
+    refs = ctx.known_refs()
+    ctx.console.line(report.service_table(result, [(n, refs.get(n, "")) for n in ctx.stack.order()]))
 
 
-def _run_graph(env, steps, label, keep_cluster):
-    """Run setup steps (and maybe the suite); on failure delete a cluster this run created, unless kept."""
-    doctor.require_ready(env)
-    existed = env.dry_run or env.cluster.exists()
-    env.console.line(f"{label}: stack {env.stack.name} on cluster {env.stack.cluster_name} "
-                     f"({env.strategy}); run folder {env.run.folder}")
+def _run_graph(env, steps, label):
+    """Run setup steps (and maybe the suite); on failure delete a cluster this run created, unless
+    the settings keep it."""
+    ctx = env.ctx
+    doctor.require_ready(ctx)
+    existed = ctx.dry_run or ctx.cluster.exists()
+    ctx.console.line(
+        f"{label}: stack {ctx.stack.name} on cluster {ctx.stack.cluster_name} "
+        f"({ctx.settings.strategy.value}); run folder {ctx.run.folder}"
+    )
     try:
         return env.execute(steps, label=label)
     except (StepFailed, Interrupted) as exc:
         if env.last_report:
-            env.console.line(report.table(env.last_report))
-        suite_failed = isinstance(exc, StepFailed) and any(
-            r.id == "test" and r.status == FAILED for r in exc.records)
-        if suite_failed and not env.dry_run:
-            env.runner.resume()
-            where = env.write_diagnostics("suite")
-            env.console.line(f"suite failed: diagnostics in {where}")
-        keep = keep_cluster or cli.truthy(os.environ.get("KEEP_CLUSTER", ""))
-        if not existed and not keep and not env.dry_run:
-            env.runner.resume()
-            if any(line.startswith("deleted cluster") for line in env.teardown(keep_images=True)):
-                env.console.line(f"deleted cluster {env.stack.cluster_name} that this run created "
-                                 "(keep it next time with --keep-cluster or KEEP_CLUSTER=1)")
-        elif not env.dry_run and env.cluster_state.kubeconfig.exists():
-            env.console.line(f"cluster kept: KUBECONFIG={env.cluster_state.kubeconfig}")
-        if isinstance(exc, Interrupted):
-            raise
-        error = KindlingError(f"{label} failed\n" + env.failure_details(exc.records))
-        if suite_failed:
-            error.exit_code = _suite_exit_code(exc.records)
-        raise error from None
+            ctx.console.line(report.table(env.last_report))
+        if isinstance(exc, StepFailed) and suite_exit_code(exc.records) and not ctx.dry_run:
+            ctx.runner.resume()
+            where = deploy.write_diagnostics(ctx, "suite")
+            ctx.console.line(f"suite failed: diagnostics in {where}")
+        if not existed and not ctx.settings.keep_cluster and not ctx.dry_run:
+            ctx.runner.resume()
+            if teardown_phase.teardown(ctx, keep_images=True).cluster_deleted:
+                ctx.console.line(
+                    f"deleted cluster {ctx.stack.cluster_name} that this run created "
+                    "(keep it next time with --keep-cluster or KEEP_CLUSTER=1)"
+                )
+        elif not ctx.dry_run and ctx.cluster_state.kubeconfig.exists():
+            ctx.console.line(f"cluster kept: KUBECONFIG={ctx.cluster_state.kubeconfig}")
+        raise
 
 
-def _suite_exit_code(records) -> int:
-    for record in records:
-        if record.id == "test" and record.status == FAILED:
-            code = record.extra.get("exit_code")
-            if code:
-                return code
-    return 1
-
-
-@task(help={**SETUP_HELP, "keep-cluster": "On failure keep a cluster this run created (also KEEP_CLUSTER=1)."})
+@task(
+    help={**SETUP_HELP, "keep-cluster": "On failure keep a cluster this run created (also KEEP_CLUSTER=1)."}
+)
 @cli.reports_errors
-def setup(c, strategy="pipelined", jobs=None, no_cache=False, keep_cluster=False, memory_budget="",
-          coverage=False, dry_run=False, registry="", context="", kubeconfig="", images_from="", output="text",
-          load_via="", recreate=False):
+def setup(
+    c,
+    strategy=None,
+    jobs=None,
+    no_cache=False,
+    keep_cluster=False,
+    memory_budget="",
+    coverage=False,
+    dry_run=False,
+    registry="",
+    context="",
+    kubeconfig="",
+    images_from="",
+    output="text",
+    load_via="",
+    recreate=False,
+):
     """Create the cluster, build and load the images, deploy every service in dependency order."""
-    env = _environment(c, strategy, jobs, no_cache, memory_budget, coverage, dry_run, registry, context,
-                       kubeconfig, images_from, output, load_via, recreate=recreate)
-    result = _run_graph(env, env.setup_steps(env.stack.order()), "e2e.setup", keep_cluster)
-    _print_report(env, result)
-    if not env.existing_cluster:
-        env.console.line(f"kubeconfig: {env.cluster_state.kubeconfig}")
+    env = _environment(
+        c,
+        strategy,
+        jobs,
+        no_cache,
+        memory_budget,
+        coverage,
+        dry_run,
+        registry,
+        context,
+        kubeconfig,
+        images_from,
+        output,
+        load_via,
+        recreate=recreate,
+        keep_cluster=keep_cluster,
+    )
+    ctx = env.ctx
+    result = _run_graph(env, env.setup_steps(ctx.stack.order()), "e2e.setup")
+    _print_report(env, result, output)
+    if not ctx.settings.delivery.existing_cluster:
+        ctx.console.line(f"kubeconfig: {ctx.cluster_state.kubeconfig}")
 
 
 @task(
@@ -122,22 +169,23 @@ def setup(c, strategy="pipelined", jobs=None, no_cache=False, keep_cluster=False
         "dry-run": "Print the commands instead of running them.",
         "registry": SETUP_HELP["registry"],
         "context": "With a registry: the existing cluster's context; only the objects kindling applied "
-                   "are deleted, never the cluster.",
+        "are deleted, never the cluster.",
         "kubeconfig": SETUP_HELP["kubeconfig"],
     }
 )
 @cli.reports_errors
 def teardown(c, keep_images=False, dry_run=False, registry="", context="", kubeconfig=""):
     """Delete the cluster, its kubeconfig, leftover archives and the images this stack's runs built."""
-    env = _environment(c, dry_run=dry_run, registry=registry, context=context, kubeconfig=kubeconfig)
-    for line in env.teardown(keep_images=keep_images) or ["nothing to tear down"]:
-        env.console.line(line)
+    ctx = _environment(c, dry_run=dry_run, registry=registry, context=context, kubeconfig=kubeconfig).ctx
+    result = teardown_phase.teardown(ctx, keep_images=keep_images)
+    for line in result.lines(ctx.stack.cluster_name) or ["nothing to tear down"]:
+        ctx.console.line(line)
 
 
 @task(
     help={
         "args": "Extra arguments for the test command, split like a shell would "
-                "(or pass them after --: invoke e2e.test -- --focus=Foo).",
+        "(or pass them after --: invoke e2e.test -- --focus=Foo).",
         "coverage": "Coverage mode: also collect coverage data after the suite.",
     }
 )
@@ -145,18 +193,14 @@ def teardown(c, keep_images=False, dry_run=False, registry="", context="", kubec
 def test(c, args="", coverage=False):
     """Run the stack's test command against the environment that is up; exit with its exit code."""
     env = _environment(c, coverage=coverage)
-    if not env.cluster.exists():
-        raise KindlingError(f"cluster {env.stack.cluster_name} does not exist: run `invoke e2e.setup` first")
-    extra = _extra_args(c, args)
+    ctx = env.ctx
+    if not ctx.cluster.exists():
+        raise KindlingError(f"cluster {ctx.stack.cluster_name} does not exist: run `invoke e2e.setup` first")
     try:
-        env.execute([env.suite_step(extra)], label="e2e.test")
-    except StepFailed as exc:
-        error = KindlingError("e2e.test: the suite failed\n" + env.failure_details(exc.records))
-        error.exit_code = _suite_exit_code(exc.records)
-        raise error from None
+        env.execute([env.suite_step(_extra_args(c, args))], label="e2e.test")
     finally:
-        if env.coverage:
-            env.collect_coverage()
+        if ctx.settings.coverage:
+            suite.collect_coverage(ctx)
 
 
 @task(
@@ -168,40 +212,83 @@ def test(c, args="", coverage=False):
     }
 )
 @cli.reports_errors
-def run(c, strategy="pipelined", jobs=None, no_cache=False, memory_budget="", coverage=False, args="",
-        no_keep=False, keep_images=False, registry="", context="", kubeconfig="", images_from="", output="text",
-        load_via="", recreate=False):
+def run(
+    c,
+    strategy=None,
+    jobs=None,
+    no_cache=False,
+    memory_budget="",
+    coverage=False,
+    args="",
+    no_keep=False,
+    keep_images=False,
+    registry="",
+    context="",
+    kubeconfig="",
+    images_from="",
+    output="text",
+    load_via="",
+    recreate=False,
+):
     """Set up, run the suite, tear down on success; on failure keep the cluster and write diagnostics."""
-    env = _environment(c, strategy, jobs, no_cache, memory_budget, coverage, False, registry, context,
-                       kubeconfig, images_from, output, load_via, recreate=recreate)
-    if env.stack.test is None:
-        raise KindlingError(f"{env.stack.path}: test: the stack has no `test:` section")
-    steps = env.setup_steps(env.stack.order())
-    steps.append(env.suite_step(_extra_args(c, args), needs=[s.id for s in steps if s.id.startswith("deploy:")]))
+    env = _environment(
+        c,
+        strategy,
+        jobs,
+        no_cache,
+        memory_budget,
+        coverage,
+        False,
+        registry,
+        context,
+        kubeconfig,
+        images_from,
+        output,
+        load_via,
+        recreate=recreate,
+        keep_cluster=not no_keep,
+    )
+    ctx = env.ctx
+    if ctx.stack.test is None:
+        raise KindlingError(f"{ctx.stack.path}: test: the stack has no `test:` section")
+    steps = env.setup_steps(ctx.stack.order())
+    steps.append(env.suite_step(_extra_args(c, args), needs=deploy_ids(steps)))
     try:
-        result = _run_graph(env, steps, "e2e.run", keep_cluster=not no_keep)
+        result = _run_graph(env, steps, "e2e.run")
     finally:
-        if env.coverage and not env.dry_run and env.cluster.exists():
-            env.runner.resume()
-            env.collect_coverage()
-    _print_report(env, result)
-    for line in env.teardown(keep_images=keep_images):
-        env.console.line(line)
+        if ctx.settings.coverage and not ctx.dry_run and ctx.cluster.exists():
+            ctx.runner.resume()
+            suite.collect_coverage(ctx)
+    _print_report(env, result, output)
+    for line in teardown_phase.teardown(ctx, keep_images=keep_images).lines(ctx.stack.cluster_name):
+        ctx.console.line(line)
 
 
 @task(
     help={
         "run": "Run id or run folder (default: the newest run that has a run.json).",
         "html": "Where to write the HTML page (default: report.html in the run folder).",
+        "list": "List the stack's runs (id, task, status, wall time, commands) instead.",
     },
     optional=["run"],
     name="report",
 )
 @cli.reports_errors
-def report_(c, run=None, html=""):
+def report_(c, run=None, html="", list=False):
     """Print a run's steps as a table with a timeline, and write a self-contained HTML report."""
     stack = cli.load(c, check_files=False)
     home = runs.state_home(stack)
+    if list:
+        listed = runs.list_runs(home)
+        print(f"{'run':<44} {'task':<22} {'status':<12} {'wall':>8} {'commands':>9}")
+        for run_id, data in listed:
+            commands = (data.get("commands") or {}).get("total", "-")
+            print(
+                f"{run_id:<44} {str(data.get('task', '?'))[:22]:<22} {data.get('status', '?'):<12} "
+                f"{data.get('wall_seconds', 0):7.1f}s {commands:>9}"
+            )
+        print(f"{len(listed)} run(s) under {home / 'runs'} (at most the newest KINDLING_KEEP_RUNS are kept)")
+        return
     path = runs.find_run(home, run)
     data = runs.read_json(path / "run.json", None)
     if data is None:
@@ -218,6 +305,6 @@ def _extra_args(c, args: str) -> list:
     return shlex.split(args or "") + shlex.split(getattr(c, "remainder", "") or "")
 
 
-collection = Collection("e2e")
+ns = Collection("e2e")
 for _task in (setup, teardown, test, run, report_):
-    collection.add_task(_task)
+    ns.add_task(_task)

@@ -81,12 +81,24 @@ class StackMaker:
         self.project = f"kt{uuid.uuid4().hex[:8]}"
 
     def write(self, services: dict, name="teststack", cluster=None, namespace="testns") -> Path:
-        return samples.write_stack(self.folder, services, name=name, project=self.project,
-                                   base_image=self.base_image, namespace=namespace, cluster=cluster)
+        return samples.write_stack(
+            self.folder,
+            services,
+            name=name,
+            project=self.project,
+            base_image=self.base_image,
+            namespace=namespace,
+            cluster=cluster,
+        )
 
     def images(self):
-        out = podman_cmd("images", "--format", "{{.Repository}}:{{.Tag}}",
-                         "--filter", f"reference=localhost/{self.project}/*").stdout.split()
+        out = podman_cmd(
+            "images",
+            "--format",
+            "{{.Repository}}:{{.Tag}}",
+            "--filter",
+            f"reference=localhost/{self.project}/*",
+        ).stdout.split()
         return sorted(out)
 
     def cleanup(self):
@@ -125,8 +137,14 @@ class Testenv:
 
     @staticmethod
     def kind(*args, env=None, check=True, timeout=600):
-        return subprocess.run(["kind", *args], capture_output=True, text=True, check=check, timeout=timeout,
-                              env={**os.environ, "KIND_EXPERIMENTAL_PROVIDER": "podman", **(env or {})})
+        return subprocess.run(
+            ["kind", *args],
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=timeout,
+            env={**os.environ, "KIND_EXPERIMENTAL_PROVIDER": "podman", **(env or {})},
+        )
 
     def clusters(self) -> list:
         return self.kind("get", "clusters").stdout.split()
@@ -136,8 +154,13 @@ class Testenv:
 
     @staticmethod
     def kubectl(kubeconfig, *args, check=True, timeout=120):
-        return subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), *args], capture_output=True,
-                              text=True, check=check, timeout=timeout)
+        return subprocess.run(
+            ["kubectl", "--kubeconfig", str(kubeconfig), *args],
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=timeout,
+        )
 
     def kubectl_json(self, kubeconfig, *args):
         return json.loads(self.kubectl(kubeconfig, *args, "-o", "json").stdout)
@@ -146,8 +169,11 @@ class Testenv:
     def node_images(node: str) -> set:
         """Every reference the node's containerd holds, as real crictl in the node lists them."""
         out = podman_cmd("exec", node, "crictl", "images", "-o", "json").stdout
-        return {ref for image in json.loads(out)["images"]
-                for ref in (image.get("repoTags") or []) + (image.get("repoDigests") or [])}
+        return {
+            ref
+            for image in json.loads(out)["images"]
+            for ref in (image.get("repoTags") or []) + (image.get("repoDigests") or [])
+        }
 
 
 @pytest.fixture(scope="session")
@@ -156,8 +182,19 @@ def shared_cluster(testenv, tmp_path_factory):
     uses a namespace of its own. Tests that create, break or delete a cluster make their own."""
     name = f"kt-shared-{uuid.uuid4().hex[:6]}"
     kubeconfig = tmp_path_factory.mktemp("shared-cluster") / "kubeconfig"
-    testenv.kind("create", "cluster", "--name", name, "--image", testenv.node_image,
-                 "--kubeconfig", str(kubeconfig), "--wait", "120s", timeout=900)
+    testenv.kind(
+        "create",
+        "cluster",
+        "--name",
+        name,
+        "--image",
+        testenv.node_image,
+        "--kubeconfig",
+        str(kubeconfig),
+        "--wait",
+        "120s",
+        timeout=900,
+    )
     yield SharedCluster(name, kubeconfig)
     testenv.delete_cluster(name, kubeconfig)
 
@@ -176,14 +213,28 @@ def kind_registry(shared_cluster, testenv):
     really pulls from it. The image is the test environment's (Debian's docker-registry)."""
     name = f"kt-registry-{uuid.uuid4().hex[:6]}"
     port = free_port()
-    podman_cmd("run", "-d", "--name", name, "--network", "kind", "-p", f"127.0.0.1:{port}:5000",
-               os.environ["KINDLING_KIND_REGISTRY_IMAGE"])
+    podman_cmd(
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--network",
+        "kind",
+        "-p",
+        f"127.0.0.1:{port}:5000",
+        os.environ["KINDLING_KIND_REGISTRY_IMAGE"],
+    )
     try:
         wait_for_http(f"http://127.0.0.1:{port}/v2/")
         folder = f"/etc/containerd/certs.d/localhost:{port}"
         podman_cmd("exec", shared_cluster.node, "mkdir", "-p", folder)
-        subprocess.run(["podman", "exec", "-i", shared_cluster.node, "cp", "/dev/stdin", f"{folder}/hosts.toml"],
-                       input=f'[host."http://{name}:5000"]\n', text=True, check=True, capture_output=True)
+        subprocess.run(
+            ["podman", "exec", "-i", shared_cluster.node, "cp", "/dev/stdin", f"{folder}/hosts.toml"],
+            input=f'[host."http://{name}:5000"]\n',
+            text=True,
+            check=True,
+            capture_output=True,
+        )
         yield KindRegistry(f"localhost:{port}", name)
     finally:
         podman_cmd("rm", "-f", name, check=False)
@@ -229,8 +280,11 @@ def tools(testenv, tmp_path):
     call and inject delays or failures when a test asks; clusters a test leaves are deleted."""
     state = tmp_path / "wrap-state"
     state.mkdir()
-    env = {"PATH": f"{WRAP}{os.pathsep}{os.environ['PATH']}", "KINDLING_WRAP_STATE": str(state),
-           "KINDLING_LOCK_DIR": str(tmp_path / "locks")}  # cluster locks stay inside the test
+    env = {
+        "PATH": f"{WRAP}{os.pathsep}{os.environ['PATH']}",
+        "KINDLING_WRAP_STATE": str(state),
+        "KINDLING_LOCK_DIR": str(tmp_path / "locks"),
+    }  # cluster locks stay inside the test
     wrapped = Tools(state, env, testenv)
     yield wrapped
     for name in wrapped.created_clusters():
@@ -256,8 +310,11 @@ class Tools:
         return [c for c in calls if tool is None or c["tool"] == tool]
 
     def created_clusters(self) -> set:
-        return {c["argv"][c["argv"].index("--name") + 1] for c in self.calls("kind")
-                if c["argv"][:2] == ["create", "cluster"] and "--name" in c["argv"]}
+        return {
+            c["argv"][c["argv"].index("--name") + 1]
+            for c in self.calls("kind")
+            if c["argv"][:2] == ["create", "cluster"] and "--name" in c["argv"]
+        }
 
     def clusters(self) -> list:
         return self.testenv.clusters()
@@ -266,8 +323,14 @@ class Tools:
 def invoke(args, env=None, cwd=None, timeout=600):
     """Run `invoke` as a user would, against this project's tasks."""
     full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(ROOT), *args],
-                          capture_output=True, text=True, env=full_env, cwd=cwd or ROOT, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", "--search-root", str(ROOT), *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd or ROOT,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture
@@ -295,9 +358,13 @@ class Registry:
         import urllib.request
 
         request = urllib.request.Request(
-            f"http://{self.host}/v2/{path}/manifests/{tag}", method="HEAD",
-            headers={"Accept": "application/vnd.oci.image.manifest.v1+json, "
-                               "application/vnd.docker.distribution.manifest.v2+json"})
+            f"http://{self.host}/v2/{path}/manifests/{tag}",
+            method="HEAD",
+            headers={
+                "Accept": "application/vnd.oci.image.manifest.v1+json, "
+                "application/vnd.docker.distribution.manifest.v2+json"
+            },
+        )
         with urllib.request.urlopen(request) as response:
             return response.headers["Docker-Content-Digest"]
 

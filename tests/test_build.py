@@ -8,7 +8,8 @@ import sys
 import time
 
 from conftest import ROOT, image_exists, invoke
-from tasks.libs.procs import descendants
+
+from tasks.libs.proctree import descendants
 
 
 def run_json(home):
@@ -18,7 +19,7 @@ def run_json(home):
 
 def overlapping(steps):
     spans = sorted((s["start"], s["end"]) for s in steps if s["start"] is not None)
-    return any(b_start < a_end for (a_start, a_end), (b_start, _) in zip(spans, spans[1:]))
+    return any(b_start < a_end for (a_start, a_end), (b_start, _) in zip(spans, spans[1:], strict=False))
 
 
 def sleeping(pid):
@@ -136,8 +137,13 @@ def test_secret_like_build_args_are_masked(stack_maker, tmp_path):
 def test_interrupt_stops_every_build(stack_maker, tmp_path):
     path = stack_maker.write({"a": {"sleep": 60}, "b": {"sleep": 60}})
     env = {**os.environ, "NO_COLOR": "1", "E2E_STACK": str(path), "KINDLING_HOME": str(tmp_path / "home")}
-    process = subprocess.Popen([sys.executable, "-m", "invoke", "--search-root", str(ROOT), "build", "--parallel"],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "--search-root", str(ROOT), "build", "--parallel"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if len(sleeping(process.pid)) == 2:
@@ -156,4 +162,7 @@ def test_interrupt_stops_every_build(stack_maker, tmp_path):
     assert not [pid for pid in pids if os.path.exists(f"/proc/{pid}")]
     assert not podman_children()
     assert stack_maker.images() == []
-    assert json.loads(next((tmp_path / "home" / "runs").glob("*/run.json")).read_text())["status"] == "interrupted"
+    assert (
+        json.loads(next((tmp_path / "home" / "runs").glob("*/run.json")).read_text())["status"]
+        == "interrupted"
+    )

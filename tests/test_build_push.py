@@ -10,8 +10,9 @@ def env_for(path, tmp_path, **extra):
 
 
 def remove_registry_images(host, project):
-    refs = podman_cmd("images", "--format", "{{.Repository}}:{{.Tag}}",
-                      "--filter", f"reference={host}/{project}/*").stdout.split()
+    refs = podman_cmd(
+        "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", f"reference={host}/{project}/*"
+    ).stdout.split()
     if refs:
         podman_cmd("rmi", *refs, check=False)  # untag: -f would remove an image ID other tags share
 

@@ -23,14 +23,17 @@ def test_same_inputs_same_digest(context):
     assert digest(context) == digest(context)
 
 
-@pytest.mark.parametrize("change", [
-    lambda c: (c / "app" / "main.go").write_text("package main // changed\n"),
-    lambda c: (c / "app" / "new.go").write_text("x"),
-    lambda c: (c / "app" / "main.go").unlink(),
-    lambda c: (c / "Containerfile").write_text("FROM scratch\nCOPY app /srv\n"),
-    lambda c: (c / "app" / "main.go").rename(c / "app" / "other.go"),
-    lambda c: os.chmod(c / "app" / "main.go", 0o755),
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda c: (c / "app" / "main.go").write_text("package main // changed\n"),
+        lambda c: (c / "app" / "new.go").write_text("x"),
+        lambda c: (c / "app" / "main.go").unlink(),
+        lambda c: (c / "Containerfile").write_text("FROM scratch\nCOPY app /srv\n"),
+        lambda c: (c / "app" / "main.go").rename(c / "app" / "other.go"),
+        lambda c: os.chmod(c / "app" / "main.go", 0o755),
+    ],
+)
 def test_changes_to_inputs_invalidate(context, change):
     before = digest(context)
     change(context)

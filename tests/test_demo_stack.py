@@ -10,7 +10,6 @@ import subprocess
 import uuid
 
 import yaml
-
 from conftest import ROOT, image_exists, invoke, podman_cmd
 
 DEMO_SERVICES = {"store", "brain", "controller"}
@@ -28,8 +27,9 @@ def demo_copy(folder, project, cluster):
 
 
 def project_images(project):
-    out = podman_cmd("images", "--format", "{{.Repository}}:{{.Tag}}",
-                     "--filter", f"reference=localhost/{project}/*").stdout.split()
+    out = podman_cmd(
+        "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", f"reference=localhost/{project}/*"
+    ).stdout.split()
     return sorted(out)
 
 
@@ -38,8 +38,15 @@ def test_demo_stack_builds_deploys_and_tears_down(base_image, tools, testenv, tm
     cluster = f"{project}-demo"
     path, namespace = demo_copy(tmp_path, project, cluster)
     home = tmp_path / "home"
-    env = {**tools.env, "E2E_STACK": str(path), "E2E_SOURCE": str(ROOT), "BASE_IMAGE": base_image,
-           "KINDLING_HOME": str(home), "KINDLING_MIN_FREE_DISK": "50MiB", "KINDLING_LOCK_DIR": str(tmp_path)}
+    env = {
+        **tools.env,
+        "E2E_STACK": str(path),
+        "E2E_SOURCE": str(ROOT),
+        "BASE_IMAGE": base_image,
+        "KINDLING_HOME": str(home),
+        "KINDLING_MIN_FREE_DISK": "50MiB",
+        "KINDLING_LOCK_DIR": str(tmp_path),
+    }
     kubeconfig = home / "clusters" / cluster / "kubeconfig"
     node = f"{cluster}-control-plane"
     try:
@@ -58,7 +65,9 @@ def test_demo_stack_builds_deploys_and_tears_down(base_image, tools, testenv, tm
             assert ref in held, (ref, held)
             assert container["imagePullPolicy"] == "Never"
             status = deployment["status"]
-            assert status["readyReplicas"] == status["updatedReplicas"] == deployment["spec"]["replicas"], status
+            assert status["readyReplicas"] == status["updatedReplicas"] == deployment["spec"]["replicas"], (
+                status
+            )
             assert {c["type"]: c["status"] for c in status["conditions"]}["Available"] == "True"
             deployed[name] = ref
         # Exactly the three images this run built, and nothing else under the project.

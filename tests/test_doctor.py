@@ -9,20 +9,27 @@ import stat
 import sys
 
 import pytest
-
 from conftest import ROOT, invoke
+from test_adapters import ScriptedRunner
+
 from tasks.libs import preflight
 from tasks.libs.preflight import FAIL, OK, WARN, Probe
 from tasks.libs.procs import Result, Runner
 from tasks.libs.stack import load_stack
-from test_adapters import ScriptedRunner
 
 
 def podman_info(rootless=False, cgroup="v2", driver="k8s-file", graph_root="/var/lib/containers/storage"):
-    """The parts of `podman info --format json` kind's provider reads (provider.go podmanInfo) and logDriver."""
-    return Result(json.dumps({"host": {"security": {"rootless": rootless}, "cgroupVersion": cgroup,
-                                       "logDriver": driver},
-                              "store": {"graphRoot": graph_root}}), 0)
+    """The parts of `podman info --format json` kind's provider reads (provider.go podmanInfo),
+    and logDriver."""
+    return Result(
+        json.dumps(
+            {
+                "host": {"security": {"rootless": rootless}, "cgroupVersion": cgroup, "logDriver": driver},
+                "store": {"graphRoot": graph_root},
+            }
+        ),
+        0,
+    )
 
 
 def info_runner(**info):
@@ -35,8 +42,10 @@ def by_name(checks):
 
 # ---- 7. what kind's podman provider needs -----------------------------------------------------
 
-@pytest.mark.parametrize("rootless,cgroup,status", [(False, "v1", OK), (False, "v2", OK), (True, "v2", OK),
-                                                    (True, "v1", FAIL)])
+
+@pytest.mark.parametrize(
+    "rootless,cgroup,status", [(False, "v1", OK), (False, "v2", OK), (True, "v2", OK), (True, "v1", FAIL)]
+)
 def test_rootless_podman_needs_cgroup_v2(rootless, cgroup, status):
     runner = info_runner(rootless=rootless, cgroup=cgroup)
     checks, store = preflight.podman_checks(runner, journal=lambda r: True)
@@ -50,9 +59,18 @@ def test_rootless_podman_needs_cgroup_v2(rootless, cgroup, status):
     assert [argv for argv, _ in runner.calls] == [["podman", "info", "--format", "json"]]
 
 
-@pytest.mark.parametrize("driver,journal,status", [
-    ("k8s-file", False, OK), ("json-file", False, OK), ("journald", True, OK), ("journald", False, FAIL),
-    ("none", True, FAIL), ("passthrough", True, FAIL), ("something-new", True, WARN)])
+@pytest.mark.parametrize(
+    "driver,journal,status",
+    [
+        ("k8s-file", False, OK),
+        ("json-file", False, OK),
+        ("journald", True, OK),
+        ("journald", False, FAIL),
+        ("none", True, FAIL),
+        ("passthrough", True, FAIL),
+        ("something-new", True, WARN),
+    ],
+)
 def test_log_drivers_kind_can_and_cannot_follow(driver, journal, status):
     checks, _ = preflight.podman_checks(info_runner(driver=driver), journal=lambda r: journal)
     check = by_name(checks)["log driver"]
@@ -64,13 +82,15 @@ def test_log_drivers_kind_can_and_cannot_follow(driver, journal, status):
 
 
 def test_podman_info_failing_is_reported_with_what_failed():
-    runner = ScriptedRunner([(lambda a: a[:2] == ["podman", "info"],
-                              Result("", 125, "Error: cannot connect to podman socket\n"))])
+    runner = ScriptedRunner(
+        [(lambda a: a[:2] == ["podman", "info"], Result("", 125, "Error: cannot connect to podman socket\n"))]
+    )
     checks, store = preflight.podman_checks(runner)
     assert store is None
     assert [c.line() for c in checks] == [
         "FAIL podman info    `podman info --format json` failed (exit 125): Error: cannot connect to podman "
-        "socket\n     fix: run `podman info` to see why; kind's podman provider needs it too"]
+        "socket\n     fix: run `podman info` to see why; kind's podman provider needs it too"
+    ]
 
 
 def test_lib_modules_must_exist(tmp_path):
@@ -82,25 +102,43 @@ def test_lib_modules_must_exist(tmp_path):
 
 def test_docker_engine_skips_the_podman_only_checks(monkeypatch, tmp_path):
     monkeypatch.setattr(preflight.shutil, "which", lambda name: f"/usr/bin/{name}")
-    runner = ScriptedRunner([
-        (lambda a: a[:2] == ["docker", "version"], Result("24.0.7\n", 0)),
-        (lambda a: a[:2] == ["kind", "version"], Result("kind v0.32.0 go1.24.4 linux/amd64\n", 0)),
-        (lambda a: a[:2] == ["kubectl", "version"], Result('{"clientVersion": {"gitVersion": "v1.36.3"}}', 0)),
-        (lambda a: a[:2] == ["docker", "info"], Result(f"{tmp_path}\n", 0))])
+    runner = ScriptedRunner(
+        [
+            (lambda a: a[:2] == ["docker", "version"], Result("24.0.7\n", 0)),
+            (lambda a: a[:2] == ["kind", "version"], Result("kind v0.32.0 go1.24.4 linux/amd64\n", 0)),
+            (
+                lambda a: a[:2] == ["kubectl", "version"],
+                Result('{"clientVersion": {"gitVersion": "v1.36.3"}}', 0),
+            ),
+            (lambda a: a[:2] == ["docker", "info"], Result(f"{tmp_path}\n", 0)),
+        ]
+    )
     stack = dataclasses.replace(load_stack(ROOT / "demo.yaml", env={}), engine="docker")
-    names = [c.name for c in preflight.run_checks(stack, runner, tmp_path / "home", 1024**3, 2 * 1024**3,
-                                                  env={"KINDLING_MIN_FREE_DISK": "1MiB"})]
+    names = [
+        c.name
+        for c in preflight.run_checks(
+            stack, runner, tmp_path / "home", 1024**3, 2 * 1024**3, env={"KINDLING_MIN_FREE_DISK": "1MiB"}
+        )
+    ]
     assert "podman mode" not in names and "log driver" not in names
     assert ["podman", "info", "--format", "json"] not in [argv for argv, _ in runner.calls]
-    assert {"docker", "kind", "kubectl", "kind provider", "/lib/modules", "image store", "run folder"} <= set(names)
+    assert {"docker", "kind", "kubectl", "kind provider", "/lib/modules", "image store", "run folder"} <= set(
+        names
+    )
 
 
 # ---- 16. version skew -------------------------------------------------------------------------
 
+
 def server_runner(server=None, stderr=""):
-    answer = (Result(json.dumps({"clientVersion": {"gitVersion": "v1.33.1"},
-                                 "serverVersion": {"gitVersion": server}}), 0) if server else
-              Result(json.dumps({"clientVersion": {"gitVersion": "v1.33.1"}}), 1, stderr))
+    answer = (
+        Result(
+            json.dumps({"clientVersion": {"gitVersion": "v1.33.1"}, "serverVersion": {"gitVersion": server}}),
+            0,
+        )
+        if server
+        else Result(json.dumps({"clientVersion": {"gitVersion": "v1.33.1"}}), 1, stderr)
+    )
     return ScriptedRunner([(lambda a: a[0] == "kubectl" and "version" in a, answer)])
 
 
@@ -115,12 +153,20 @@ def test_kubectl_skew_against_the_stacks_cluster(tmp_path):
     assert argv[:3] == ["kubectl", "--kubeconfig", str(kubeconfig)] and "--request-timeout=5s" in argv
     far = preflight.kubectl_skew_check(server_runner("v1.36.1"), kubeconfig, "demo-e2e", "v1.33.1")
     assert far.status == WARN, far.line()
-    assert far.detail == ("kubectl 1.33, cluster demo-e2e Kubernetes 1.36: kubectl supports one minor version "
-                          "either side of the API server (kubernetes.io version skew policy)")
+    assert far.detail == (
+        "kubectl 1.33, cluster demo-e2e Kubernetes 1.36: kubectl supports one minor version "
+        "either side of the API server (kubernetes.io version skew policy)"
+    )
     assert far.fix.startswith("use kubectl 1.35-1.37")
-    down = preflight.kubectl_skew_check(server_runner(stderr="The connection to the server 127.0.0.1:1 was refused"),
-                                        kubeconfig, "demo-e2e", "v1.33.1")
-    assert down.status == OK and down.detail.startswith("no cluster yet: demo-e2e's API server did not answer")
+    down = preflight.kubectl_skew_check(
+        server_runner(stderr="The connection to the server 127.0.0.1:1 was refused"),
+        kubeconfig,
+        "demo-e2e",
+        "v1.33.1",
+    )
+    assert down.status == OK and down.detail.startswith(
+        "no cluster yet: demo-e2e's API server did not answer"
+    )
     assert "(exit 1): The connection to the server 127.0.0.1:1 was refused" in down.detail
 
 
@@ -128,24 +174,51 @@ def test_kubectl_skew_with_a_real_kubectl_and_no_server(tmp_path):
     if shutil.which("kubectl") is None:
         pytest.skip("kubectl not on PATH")
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text("apiVersion: v1\nkind: Config\ncurrent-context: x\n"
-                          "clusters: [{name: x, cluster: {server: 'https://127.0.0.1:1'}}]\n"
-                          "users: [{name: x, user: {token: t}}]\n"
-                          "contexts: [{name: x, context: {cluster: x, user: x}}]\n")
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: x\n"
+        "clusters: [{name: x, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+        "users: [{name: x, user: {token: t}}]\n"
+        "contexts: [{name: x, context: {cluster: x, user: x}}]\n"
+    )
     check = preflight.kubectl_skew_check(Runner(), kubeconfig, "c", "v1.33.0")
-    assert check.status == OK and check.detail.startswith("no cluster yet: c's API server did not answer ("), check
+    assert check.status == OK and check.detail.startswith(
+        "no cluster yet: c's API server did not answer ("
+    ), check
 
 
-@pytest.mark.parametrize("kind,image,status,detail", [
-    ("kind v0.32.0 go1.24 linux/amd64", "", OK, "kind 0.32.0's default"),
-    ("kind v0.32.0 go1.24 linux/amd64", "kindest/node:v1.36.1", OK, "kind 0.32.0 supports up to v1.36.1"),
-    ("kind v0.32.0 go1.24 linux/amd64", "kindest/node:v1.33.4@sha256:" + "a" * 64, OK, "supports up to v1.36.1"),
-    ("kind v0.32.0 go1.24 linux/amd64", "kindest/node:v1.37.0", WARN,
-     "kindest/node:v1.37.0 is Kubernetes 1.37, newer than kind 0.32.0 supports (its newest node image is v1.36.1)"),
-    ("kind v0.29.0 go1.24 linux/amd64", "kindest/node:v1.34.0", WARN, "newer than kind 0.29.0 supports"),
-    ("kind v0.32.0 go1.24 linux/amd64", "localhost/my-node:latest", OK, "not compared: its tag is not vX.Y.Z"),
-    ("kind v0.40.0 go1.30 linux/amd64", "kindest/node:v1.44.0", OK, "not compared: kindling knows kind releases"),
-])
+@pytest.mark.parametrize(
+    "kind,image,status,detail",
+    [
+        ("kind v0.32.0 go1.24 linux/amd64", "", OK, "kind 0.32.0's default"),
+        ("kind v0.32.0 go1.24 linux/amd64", "kindest/node:v1.36.1", OK, "kind 0.32.0 supports up to v1.36.1"),
+        (
+            "kind v0.32.0 go1.24 linux/amd64",
+            "kindest/node:v1.33.4@sha256:" + "a" * 64,
+            OK,
+            "supports up to v1.36.1",
+        ),
+        (
+            "kind v0.32.0 go1.24 linux/amd64",
+            "kindest/node:v1.37.0",
+            WARN,
+            "kindest/node:v1.37.0 is Kubernetes 1.37, newer than kind 0.32.0 supports "
+            "(its newest node image is v1.36.1)",
+        ),
+        ("kind v0.29.0 go1.24 linux/amd64", "kindest/node:v1.34.0", WARN, "newer than kind 0.29.0 supports"),
+        (
+            "kind v0.32.0 go1.24 linux/amd64",
+            "localhost/my-node:latest",
+            OK,
+            "not compared: its tag is not vX.Y.Z",
+        ),
+        (
+            "kind v0.40.0 go1.30 linux/amd64",
+            "kindest/node:v1.44.0",
+            OK,
+            "not compared: kindling knows kind releases",
+        ),
+    ],
+)
 def test_node_image_against_the_kind_release(kind, image, status, detail):
     check = preflight.node_image_check(kind, image)
     assert check.status == status and detail in check.detail, check.line()
@@ -157,11 +230,12 @@ def test_the_table_knows_kind_v0_32s_own_default_image():
     source = "/tmp/kindsrc/pkg/apis/config/defaults/image.go"
     if not os.path.exists(source):
         pytest.skip("kind's source is not checked out at /tmp/kindsrc")
-    default = re.search(r'kindest/node:(v[0-9.]+)@', open(source).read())[1]
+    default = re.search(r"kindest/node:(v[0-9.]+)@", open(source).read())[1]
     assert preflight.KIND_DEFAULT_NODE[(0, 32)] == default
 
 
 # ---- 20. a tool that is on PATH but whose version call fails ---------------------------------
+
 
 def broken_tool(folder, name, code=3, message="error while loading shared libraries: libfoo.so.1"):
     folder.mkdir(exist_ok=True)
@@ -177,8 +251,9 @@ def test_a_failing_version_call_says_what_failed(tmp_path, monkeypatch):
     broken_tool(tmp_path / "bin", "kind")
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
     found = preflight.tool_versions(Runner(), "podman")
-    assert found["kind"] == Probe(None, "`kind version` failed (exit 3): kind: error while loading shared "
-                                        "libraries: libfoo.so.1")
+    assert found["kind"] == Probe(
+        None, "`kind version` failed (exit 3): kind: error while loading shared libraries: libfoo.so.1"
+    )
     check = preflight.version_check("kind", found["kind"])
     assert check.status == FAIL and "not found on PATH" not in check.line()
     assert check.detail.startswith("on PATH, but `kind version` failed (exit 3)")
@@ -187,23 +262,36 @@ def test_a_failing_version_call_says_what_failed(tmp_path, monkeypatch):
 
 # ---- 19. a stack that does not load is one more FAIL, after every tool check ----------------
 
+
 def test_doctor_checks_the_tools_even_when_the_stack_does_not_load(tmp_path):
     stack = tmp_path / "stack.yaml"
     stack.write_text("name: broken\nsource: no-such-checkout\nservices:\n  a:\n    image: busybox:1\n")
     bin_dir = tmp_path / "bin"
     broken_tool(bin_dir, "kind", code=2, message="cannot execute binary file")
-    env = {"E2E_STACK": str(stack), "KINDLING_HOME": str(tmp_path / "home"),
-           "PATH": f"{bin_dir}{os.pathsep}{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"}
+    env = {
+        "E2E_STACK": str(stack),
+        "KINDLING_HOME": str(tmp_path / "home"),
+        "PATH": f"{bin_dir}{os.pathsep}{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}",
+    }
     result = invoke(["doctor"], env)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     out = result.stdout
-    assert re.search(r"^FAIL kind\s+on PATH, but `kind version` failed \(exit 2\): kind: cannot execute binary file",
-                     out, re.M), out
-    assert re.search(r"^(ok|FAIL|warn)\s+kubectl\s", out, re.M) and re.search(r"^\S+\s+podman\s", out, re.M), out
+    assert re.search(
+        r"^FAIL kind\s+on PATH, but `kind version` failed \(exit 2\): kind: cannot execute binary file",
+        out,
+        re.M,
+    ), out
+    assert re.search(r"^(ok|FAIL|warn)\s+kubectl\s", out, re.M) and re.search(
+        r"^\S+\s+podman\s", out, re.M
+    ), out
     assert re.search(r"^ok\s+/lib/modules|^FAIL /lib/modules", out, re.M), out
-    assert re.search(rf"^FAIL stack\s+{re.escape(str(stack))}: source: folder .*no-such-checkout does not exist\n"
-                     r"\s+fix: ", out, re.M), out
+    assert re.search(
+        rf"^FAIL stack\s+{re.escape(str(stack))}: source: folder .*no-such-checkout does not exist\n"
+        r"\s+fix: ",
+        out,
+        re.M,
+    ), out
     assert out.rstrip().splitlines()[-2].startswith("FAIL stack")  # listed after every other check
     assert re.search(r"doctor: \d problem\(s\): .*kind.*stack", result.stderr), result.stderr
 

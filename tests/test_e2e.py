@@ -11,7 +11,6 @@ import subprocess
 
 import pytest
 import yaml
-
 from conftest import image_exists, invoke
 
 
@@ -61,7 +60,9 @@ def world(stack_maker, tools, testenv, shared_cluster, tmp_path):
     w = World(stack_maker, tools, testenv, tmp_path / "home", shared_cluster.name, stack_maker.project)
     w.write(THREE)
     yield w
-    testenv.kubectl(shared_cluster.kubeconfig, "delete", "namespace", w.namespace, "--wait=false", check=False)
+    testenv.kubectl(
+        shared_cluster.kubeconfig, "delete", "namespace", w.namespace, "--wait=false", check=False
+    )
 
 
 @pytest.fixture
@@ -99,13 +100,22 @@ def test_setup_deploys_in_dependency_order_with_loaded_images(world):
         return max(end for start, end in spans(calls, lambda a: "get" in a and f"deployment/{name}" in a))
 
     def apply_start(name):
-        return min(start for start, end in spans(
-            calls, lambda a: "apply" in a and any(x.endswith(f"/{name}.yaml") for x in a)))
+        return min(
+            start
+            for start, end in spans(
+                calls, lambda a: "apply" in a and any(x.endswith(f"/{name}.yaml") for x in a)
+            )
+        )
+
     assert rollout_end("a") <= apply_start("b")
     assert rollout_end("b") <= apply_start("c")
 
     # Every kind call was told the provider.
     assert all(c["provider"] == "podman" for c in world.tools.calls("kind"))
+    # Each image was streamed into kind (no archive on disk), and the load steps say so.
+    loads = [c["argv"] for c in world.tools.calls("kind") if c["argv"][:2] == ["load", "image-archive"]]
+    assert len(loads) == 3 and {argv[2] for argv in loads} == {"/dev/stdin"}
+    assert {s["outcome"] for s in world.last_run()["steps"] if s["kind"] == "load"} == {"streamed"}
     # No archive is left behind; the summary names each service.
     assert not list(world.home.glob("runs/*/*.tar"))
     for name in "abc":
@@ -141,8 +151,11 @@ def test_deploy_leaf_rebuilds_and_rolls_out_only_that_service(world):
     applied_files = {a[a.index("-f") + 1].rsplit("/", 1)[-1] for a in applied}
     assert applied_files <= {"c.yaml", "namespace.yaml"} and "c.yaml" in applied_files
     assert "up to date" in result.stdout  # the pre= chain ensured a and b without redoing them
-    (pod,) = [p for p in world.kubectl_json("get", "pods", "-n", world.namespace, "-l", "app=c")["items"]
-              if not p["metadata"].get("deletionTimestamp")]
+    (pod,) = [
+        p
+        for p in world.kubectl_json("get", "pods", "-n", world.namespace, "-l", "app=c")["items"]
+        if not p["metadata"].get("deletionTimestamp")
+    ]
     assert pod["spec"]["containers"][0]["image"] == after["c"]
 
 
@@ -154,8 +167,13 @@ def test_deploy_on_a_missing_environment_brings_up_what_is_needed(world):
 
 def test_failed_rollout_writes_diagnostics_and_deletes_the_new_cluster(own_world):
     w = own_world
-    w.write({"a": {}, "b": {"depends_on": ["a"], "fault": "never-ready", "timeout": 10},
-             "c": {"depends_on": ["b"]}})
+    w.write(
+        {
+            "a": {},
+            "b": {"depends_on": ["a"], "fault": "never-ready", "timeout": 10},
+            "c": {"depends_on": ["b"]},
+        }
+    )
     result = w.invoke("e2e.setup")
     assert result.returncode != 0
     assert "deploy:b failed" in result.stderr and "diagnostics:" in result.stderr
@@ -166,7 +184,11 @@ def test_failed_rollout_writes_diagnostics_and_deletes_the_new_cluster(own_world
     assert (diagnostics / "events.txt").exists()
     assert any((diagnostics / "kind-logs").iterdir())
     statuses = {s["id"]: s["status"] for s in w.last_run()["steps"]}
-    assert statuses["deploy:a"] == "ok" and statuses["deploy:b"] == "failed" and statuses["deploy:c"] == "not run"
+    assert (
+        statuses["deploy:a"] == "ok"
+        and statuses["deploy:b"] == "failed"
+        and statuses["deploy:c"] == "not run"
+    )
     assert w.cluster not in w.clusters()  # created by this run, not asked to keep
 
 
@@ -224,6 +246,7 @@ def test_teardown_removes_only_this_stacks_archives(own_world):
 
 # ---------------------------------------------------------------- failing fast, on the real cluster
 
+
 def test_an_image_missing_from_the_node_fails_in_seconds_naming_what_the_pod_asked_for(world, base_image):
     """ErrImageNeverPull ends the wait at once (kubectl would wait out ready.timeout)."""
     missing = f"localhost/{world.maker.project}/absent:1"  # no service's: kindling leaves it as written
@@ -259,21 +282,35 @@ def test_a_crash_loop_and_a_failed_job_fail_in_seconds(world):
 
 def test_a_nodeport_another_service_holds_is_named_with_its_fix(world, testenv, shared_cluster):
     port = 30000 + int(world.maker.project[-4:], 16) % 2000
-    holder = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "holder", "namespace": "default"},
-              "spec": {"type": "NodePort", "selector": {"app": "x"}, "ports": [{"port": 80, "nodePort": port}]}}
-    subprocess.run(["kubectl", "--kubeconfig", str(shared_cluster.kubeconfig), "apply", "-f", "-"],
-                   input=json.dumps(holder), text=True, check=True, capture_output=True)
+    holder = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "holder", "namespace": "default"},
+        "spec": {"type": "NodePort", "selector": {"app": "x"}, "ports": [{"port": 80, "nodePort": port}]},
+    }
+    subprocess.run(
+        ["kubectl", "--kubeconfig", str(shared_cluster.kubeconfig), "apply", "-f", "-"],
+        input=json.dumps(holder),
+        text=True,
+        check=True,
+        capture_output=True,
+    )
     try:
         world.write({"a": {}})
         manifest = world.maker.folder / "manifests" / "a.yaml"
-        manifest.write_text(manifest.read_text().replace("- port: 8080", f"- port: 8080\n    nodePort: {port}")
-                            .replace("spec:\n  ports:", "spec:\n  type: NodePort\n  ports:"))
+        manifest.write_text(
+            manifest.read_text()
+            .replace("- port: 8080", f"- port: 8080\n    nodePort: {port}")
+            .replace("spec:\n  ports:", "spec:\n  type: NodePort\n  ports:")
+        )
         result = world.invoke("e2e.setup")
         assert result.returncode == 1, result.stdout + result.stderr
         assert f"Service a: nodePort {port} is already allocated" in result.stderr, result.stderr
         assert f"change or remove `nodePort: {port}` in {manifest}" in result.stderr
     finally:
-        testenv.kubectl(shared_cluster.kubeconfig, "delete", "service", "holder", "-n", "default", check=False)
+        testenv.kubectl(
+            shared_cluster.kubeconfig, "delete", "service", "holder", "-n", "default", check=False
+        )
 
 
 def test_a_stopped_cluster_is_not_used_and_one_kindling_made_is_recreated(own_world, testenv):
@@ -302,9 +339,20 @@ def test_a_stopped_cluster_is_not_used_and_one_kindling_made_is_recreated(own_wo
 def test_a_cluster_made_elsewhere_is_only_replaced_on_request(own_world, testenv, tmp_path):
     w = own_world
     w.write({"a": {}})
-    testenv.kind("create", "cluster", "--name", w.cluster, "--image", testenv.node_image,
-                 "--kubeconfig", str(tmp_path / "theirs"), timeout=600)
-    subprocess.run(["podman", "stop", "-t", "2", f"{w.cluster}-control-plane"], check=True, capture_output=True)
+    testenv.kind(
+        "create",
+        "cluster",
+        "--name",
+        w.cluster,
+        "--image",
+        testenv.node_image,
+        "--kubeconfig",
+        str(tmp_path / "theirs"),
+        timeout=600,
+    )
+    subprocess.run(
+        ["podman", "stop", "-t", "2", f"{w.cluster}-control-plane"], check=True, capture_output=True
+    )
     refused = w.invoke("e2e.setup")
     assert refused.returncode == 1 and "--recreate" in refused.stderr, refused.stdout + refused.stderr
     assert w.cluster in w.clusters()  # not ours: left alone

@@ -15,7 +15,6 @@ import uuid
 
 import pytest
 import yaml
-
 from conftest import podman_cmd
 
 SETTLE = 120
@@ -31,17 +30,30 @@ def ns(shared_cluster, testenv):
 
 
 def apply(testenv, cluster, ns, docs, *extra, check=False):
-    return subprocess.run(["kubectl", "--kubeconfig", str(cluster.kubeconfig), "apply", "-n", ns, "-f", "-",
-                           *extra], input=yaml.safe_dump_all(docs), capture_output=True, text=True,
-                          check=check, timeout=120)
+    return subprocess.run(
+        ["kubectl", "--kubeconfig", str(cluster.kubeconfig), "apply", "-n", ns, "-f", "-", *extra],
+        input=yaml.safe_dump_all(docs),
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=120,
+    )
 
 
 def deployment(name, image, replicas=2):
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
-                     "template": {"metadata": {"labels": {"app": name}},
-                                  "spec": {"containers": [{"name": name, "image": image,
-                                                           "imagePullPolicy": "Never"}]}}}}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": name, "image": image, "imagePullPolicy": "Never"}]},
+            },
+        },
+    }
 
 
 def wait_for(predicate, what, timeout=SETTLE):
@@ -77,13 +89,26 @@ def test_reapply_after_scale_to_zero_says_configured_and_restores_replicas(share
 
 def test_a_custom_resource_in_the_same_call_as_its_crd_is_rejected(shared_cluster, testenv, ns):
     group = f"t{uuid.uuid4().hex[:6]}.kindling.test"
-    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-           "metadata": {"name": f"widgets.{group}"},
-           "spec": {"group": group, "scope": "Namespaced",
-                    "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
-                    "versions": [{"name": "v1", "served": True, "storage": True,
-                                  "schema": {"openAPIV3Schema": {"type": "object",
-                                                                 "x-kubernetes-preserve-unknown-fields": True}}}]}}
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"widgets.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                    },
+                }
+            ],
+        },
+    }
     widget = {"apiVersion": f"{group}/v1", "kind": "Widget", "metadata": {"name": "w"}}
     try:
         result = apply(testenv, shared_cluster, ns, [crd, widget])
@@ -91,15 +116,23 @@ def test_a_custom_resource_in_the_same_call_as_its_crd_is_rejected(shared_cluste
         assert 'no matches for kind "Widget"' in result.stderr, result.stderr
         assert "ensure CRDs are installed first" in result.stderr
     finally:
-        testenv.kubectl(shared_cluster.kubeconfig, "delete", "crd", f"widgets.{group}", "--wait=false",
-                        check=False)
+        testenv.kubectl(
+            shared_cluster.kubeconfig, "delete", "crd", f"widgets.{group}", "--wait=false", check=False
+        )
 
 
 def test_a_changed_job_template_is_rejected_as_immutable(shared_cluster, testenv, ns):
-    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "migrate"},
-           "spec": {"template": {"metadata": {"annotations": {"kindling.test/run-seconds": "600"}},
-                                 "spec": {"restartPolicy": "Never",
-                                          "containers": [{"name": "m", "image": "localhost/x/m:1"}]}}}}
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "migrate"},
+        "spec": {
+            "template": {
+                "metadata": {"annotations": {"kindling.test/run-seconds": "600"}},
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "m", "image": "localhost/x/m:1"}]},
+            }
+        },
+    }
     apply(testenv, shared_cluster, ns, [job], check=True)
     job["spec"]["template"]["spec"]["containers"][0]["image"] = "localhost/x/m:2"
     result = apply(testenv, shared_cluster, ns, [job])
@@ -127,18 +160,35 @@ def test_a_missing_image_with_pull_policy_never_fails_as_kubelet_says(shared_clu
                 if (status["state"].get("waiting") or {}).get("reason") == "ErrImageNeverPull":
                     return pod, status
         return None
+
     pod, status = wait_for(waiting, "ErrImageNeverPull")
-    assert status["state"]["waiting"]["message"] == \
-        f'Container image "{image}" is not present with pull policy of Never'
+    assert (
+        status["state"]["waiting"]["message"]
+        == f'Container image "{image}" is not present with pull policy of Never'
+    )
     assert pod["status"]["phase"] == "Pending"
-    events = wait_for(lambda: [e for e in testenv.kubectl_json(
-        shared_cluster.kubeconfig, "get", "events", "-n", ns, "--field-selector",
-        f"involvedObject.name={pod['metadata']['name']}")["items"] if e["reason"] == "ErrImageNeverPull"],
-        "the ErrImageNeverPull event")
+    events = wait_for(
+        lambda: [
+            e
+            for e in testenv.kubectl_json(
+                shared_cluster.kubeconfig,
+                "get",
+                "events",
+                "-n",
+                ns,
+                "--field-selector",
+                f"involvedObject.name={pod['metadata']['name']}",
+            )["items"]
+            if e["reason"] == "ErrImageNeverPull"
+        ],
+        "the ErrImageNeverPull event",
+    )
     assert events[0]["type"] == "Warning" and events[0]["source"]["component"] == "kubelet"
 
 
-def test_a_loaded_image_is_listed_exactly_by_crictl_and_runs(shared_cluster, testenv, ns, base_image, tmp_path):
+def test_a_loaded_image_is_listed_exactly_by_crictl_and_runs(
+    shared_cluster, testenv, ns, base_image, tmp_path
+):
     """`kind load image-archive` imports into the node's containerd (ctr images import, the
     real one); real crictl lists the exact localhost/ reference; the pod then starts."""
     ref = f"localhost/kindling-fidelity/loaded:{uuid.uuid4().hex[:6]}"
@@ -151,13 +201,23 @@ def test_a_loaded_image_is_listed_exactly_by_crictl_and_runs(shared_cluster, tes
         assert ref in held, held
         assert f"docker.io/{ref}" not in held  # no registry prefix invented
         apply(testenv, shared_cluster, ns, [deployment("loaded", ref, replicas=1)], check=True)
-        rollout = testenv.kubectl(shared_cluster.kubeconfig, "rollout", "status", "deployment/loaded", "-n", ns,
-                                  "--timeout=120s", timeout=150)
+        rollout = testenv.kubectl(
+            shared_cluster.kubeconfig,
+            "rollout",
+            "status",
+            "deployment/loaded",
+            "-n",
+            ns,
+            "--timeout=120s",
+            timeout=150,
+        )
         assert "successfully rolled out" in rollout.stdout
         pods = testenv.kubectl_json(shared_cluster.kubeconfig, "get", "pods", "-n", ns, "-l", "app=loaded")
         (pod,) = pods["items"]
-        assert pod["status"]["containerStatuses"][0]["imageID"].startswith("sha256:") or \
-            "@sha256:" in pod["status"]["containerStatuses"][0]["imageID"]
+        assert (
+            pod["status"]["containerStatuses"][0]["imageID"].startswith("sha256:")
+            or "@sha256:" in pod["status"]["containerStatuses"][0]["imageID"]
+        )
         logs = testenv.kubectl(shared_cluster.kubeconfig, "logs", pod["metadata"]["name"], "-n", ns)
         assert logs.stdout.strip(), "kubectl logs answered with nothing"
     finally:
@@ -169,13 +229,28 @@ def test_a_half_created_cluster_is_listed_by_kind(testenv, tmp_path):
     (pkg/cluster/internal/providers/podman/provider.go ListClusters), created or not."""
     name = f"kt-half-{uuid.uuid4().hex[:6]}"
     kubeconfig = tmp_path / "kubeconfig"
-    create = subprocess.Popen(["kind", "create", "cluster", "--name", name, "--image", testenv.node_image,
-                               "--kubeconfig", str(kubeconfig)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, env={**os.environ, "KIND_EXPERIMENTAL_PROVIDER": "podman"},
-                              start_new_session=True)
+    create = subprocess.Popen(
+        [
+            "kind",
+            "create",
+            "cluster",
+            "--name",
+            name,
+            "--image",
+            testenv.node_image,
+            "--kubeconfig",
+            str(kubeconfig),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "KIND_EXPERIMENTAL_PROVIDER": "podman"},
+        start_new_session=True,
+    )
     try:
-        wait_for(lambda: podman_cmd("container", "exists", f"{name}-control-plane", check=False).returncode == 0,
-                 "the node container")
+        wait_for(
+            lambda: podman_cmd("container", "exists", f"{name}-control-plane", check=False).returncode == 0,
+            "the node container",
+        )
         os.killpg(create.pid, signal.SIGKILL)
         create.wait(timeout=30)
         assert not kubeconfig.exists() or "server" not in kubeconfig.read_text()

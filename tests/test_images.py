@@ -3,40 +3,66 @@ import pytest
 from tasks.libs import images
 
 
-@pytest.mark.parametrize("text,registry,path,tag,digest", [
-    ("localhost/kubernaut/datastorage:abc", "localhost", "kubernaut/datastorage", "abc", ""),
-    ("postgres", "", "postgres", "", ""),
-    ("docker.io/library/postgres:16-alpine", "docker.io", "library/postgres", "16-alpine", ""),
-    ("localhost:5000/team/api:v1", "localhost:5000", "team/api", "v1", ""),
-    ("127.0.0.1:5001/a/b", "127.0.0.1:5001", "a/b", "", ""),
-    ("quay.io/org/img@sha256:" + "a" * 64, "quay.io", "org/img", "", "sha256:" + "a" * 64),
-    ("reg.example.com:443/x/y:t@sha256:" + "b" * 64, "reg.example.com:443", "x/y", "t", "sha256:" + "b" * 64),
-    ("kubernaut/holmesgpt-api:dev", "", "kubernaut/holmesgpt-api", "dev", ""),
-    ("a/b__c/d.e-f:1.0_rc", "", "a/b__c/d.e-f", "1.0_rc", ""),
-])
+@pytest.mark.parametrize(
+    "text,registry,path,tag,digest",
+    [
+        ("localhost/kubernaut/datastorage:abc", "localhost", "kubernaut/datastorage", "abc", ""),
+        ("postgres", "", "postgres", "", ""),
+        ("docker.io/library/postgres:16-alpine", "docker.io", "library/postgres", "16-alpine", ""),
+        ("localhost:5000/team/api:v1", "localhost:5000", "team/api", "v1", ""),
+        ("127.0.0.1:5001/a/b", "127.0.0.1:5001", "a/b", "", ""),
+        ("quay.io/org/img@sha256:" + "a" * 64, "quay.io", "org/img", "", "sha256:" + "a" * 64),
+        (
+            "reg.example.com:443/x/y:t@sha256:" + "b" * 64,
+            "reg.example.com:443",
+            "x/y",
+            "t",
+            "sha256:" + "b" * 64,
+        ),
+        ("kubernaut/holmesgpt-api:dev", "", "kubernaut/holmesgpt-api", "dev", ""),
+        ("a/b__c/d.e-f:1.0_rc", "", "a/b__c/d.e-f", "1.0_rc", ""),
+    ],
+)
 def test_parse_round_trips(text, registry, path, tag, digest):
     ref = images.parse(text)
     assert (ref.registry, ref.path, ref.tag, ref.digest) == (registry, path, tag, digest)
     assert str(ref) == text
 
 
-@pytest.mark.parametrize("bad", [
-    "", " api", "API/x", "a//b", "x:", "x:-bad", "-x", "a/b:c:d", "x@sha256:short", "a/_b", 5, None,
-    "localhost/" + "a" * 300,
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        " api",
+        "API/x",
+        "a//b",
+        "x:",
+        "x:-bad",
+        "-x",
+        "a/b:c:d",
+        "x@sha256:short",
+        "a/_b",
+        5,
+        None,
+        "localhost/" + "a" * 300,
+    ],
+)
 def test_parse_refuses_bad_references(bad):
     with pytest.raises(images.BadReference):
         images.parse(bad)
 
 
-@pytest.mark.parametrize("text,normal", [
-    ("nginx", "docker.io/library/nginx:latest"),
-    ("kubernaut/datastorage:t", "docker.io/kubernaut/datastorage:t"),
-    ("localhost/kubernaut/datastorage:t", "localhost/kubernaut/datastorage:t"),
-    ("docker.io/nginx:1", "docker.io/library/nginx:1"),
-    ("localhost:5000/x:1", "localhost:5000/x:1"),
-    ("x@sha256:" + "c" * 64, "docker.io/library/x@sha256:" + "c" * 64),
-])
+@pytest.mark.parametrize(
+    "text,normal",
+    [
+        ("nginx", "docker.io/library/nginx:latest"),
+        ("kubernaut/datastorage:t", "docker.io/kubernaut/datastorage:t"),
+        ("localhost/kubernaut/datastorage:t", "localhost/kubernaut/datastorage:t"),
+        ("docker.io/nginx:1", "docker.io/library/nginx:1"),
+        ("localhost:5000/x:1", "localhost:5000/x:1"),
+        ("x@sha256:" + "c" * 64, "docker.io/library/x@sha256:" + "c" * 64),
+    ],
+)
 def test_normalize_like_containerd(text, normal):
     assert images.normalize(text) == normal
 

@@ -1,7 +1,7 @@
 """Every kubectl command line kindling builds is one that real kubectl clients accept.
 
 The command lines are collected by running kindling's own code (tasks/libs/kubectl.py,
-the direct kubectl calls of tasks/libs/environment.py and kind.py) with a recording
+the direct kubectl calls of the phases in tasks/libs/phases/) with a recording
 runner, then each is run through every real kubectl client on the machine against a
 server that cannot be reached (https://127.0.0.1:1). Connecting must fail; parsing
 must not: no "unknown flag", "unknown command" or usage text. kubectl's supported
@@ -18,18 +18,23 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
 from conftest import IN_CI, ROOT
+
 from tasks.libs import render
-from tasks.libs.environment import Environment
-from tasks.libs.kind import KindCluster
+from tasks.libs.context import RunContext
 from tasks.libs.kubectl import Kubectl
+from tasks.libs.phases import cluster as cluster_phase
+from tasks.libs.phases import deploy as deploy_phase
+from tasks.libs.phases import suite as suite_phase
+from tasks.libs.phases import teardown as teardown_phase
 from tasks.libs.procs import Result
 from tasks.libs.samples import write_stack
+from tasks.libs.settings import build_settings
 from tasks.libs.stack import load_stack
 
-VERSIONED = sorted(glob.glob("/usr/lib/google-cloud-sdk/bin/kubectl.1.*"),
-                   key=lambda p: int(p.rsplit(".", 1)[1]))
+VERSIONED = sorted(
+    glob.glob("/usr/lib/google-cloud-sdk/bin/kubectl.1.*"), key=lambda p: int(p.rsplit(".", 1)[1])
+)
 REFUSALS = ("unknown flag", "unknown shorthand flag", "unknown command", "Usage:")
 UNREACHABLE = "https://127.0.0.1:1"
 
@@ -47,11 +52,21 @@ def clients() -> list:
 
 
 READY_DEPLOYMENT = {
-    "kind": "Deployment", "metadata": {"name": "a", "generation": 1},
+    "kind": "Deployment",
+    "metadata": {"name": "a", "generation": 1},
     "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "a"}}},
-    "status": {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1,
-               "availableReplicas": 1}}
-RESTARTED_POD = {"metadata": {"name": "a-1"}, "status": {"containerStatuses": [{"name": "a", "restartCount": 1}]}}
+    "status": {
+        "observedGeneration": 1,
+        "replicas": 1,
+        "updatedReplicas": 1,
+        "readyReplicas": 1,
+        "availableReplicas": 1,
+    },
+}
+RESTARTED_POD = {
+    "metadata": {"name": "a-1"},
+    "status": {"containerStatuses": [{"name": "a", "restartCount": 1}]},
+}
 
 
 class RecordingRunner:
@@ -94,27 +109,42 @@ def kindling_command_lines(tmp_path) -> list:
     kubectl.wait_crd_established("things.example.com", 1)
     kubectl.get_json("deployment/a", "ns")
     kubectl.wait_ready("Deployment", "a", "ns", 1)
-    kubectl.is_ready("Job", "a", "ns")
+    kubectl.api_problem()
     kubectl.diagnostics("ns")
     kubectl.logs("Deployment", "a", "ns")
     Kubectl(tmp_path / "kubeconfig", recorder, context="kind-x").run("cluster-info", timeout=30)
 
-    # environment.py's own kubectl calls, through its code paths.
-    stack_file = write_stack(tmp_path / "stack", {"a": {}}, name="contract", project="contract",
-                             base_image="busybox", namespace="ns")
-    env = Environment(load_stack(stack_file, env={}), env={"KINDLING_HOME": str(tmp_path / "home")})
-    env.runner = recorder
-    env.kubectl = Kubectl(env.cluster_state.kubeconfig, recorder)
-    env._ensure_existing_cluster()  # cluster-info, then the namespace applied
-    covered = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a", "namespace": "ns"},
-               "spec": {"selector": {"matchLabels": {"app": "a"}},
-                        "template": {"spec": {"volumes": [{"name": render.COVERAGE_VOLUME}]}}}}
-    env.rendered = lambda name: [covered]
-    env.collect_coverage()  # scale to zero, wait --for=delete
-    env.cluster_state.record_deployed("a", {"objects": [["Deployment", "a", "ns"], ["ClusterRole", "r", ""]]})
-    env._delete_applied_objects()  # delete with and without a namespace
-    cluster = KindCluster("c1", tmp_path / "kubeconfig", recorder)
-    cluster.problem()  # kubectl get --raw /readyz
+    # The phases' own kubectl calls, through their code paths.
+    stack_file = write_stack(
+        tmp_path / "stack",
+        {"a": {}},
+        name="contract",
+        project="contract",
+        base_image="busybox",
+        namespace="ns",
+    )
+    stack = load_stack(stack_file, env={})
+    env = {"KINDLING_HOME": str(tmp_path / "home")}
+    ctx = RunContext(stack, build_settings(stack, env, memory_budget=0), env, runner=recorder)
+    cluster_phase._ensure_existing(ctx)  # cluster-info, the namespace asked for
+    ctx.snapshot.is_ready("Deployment", "a", "ns")  # one listing of the stack's workloads
+    covered = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "a", "namespace": "ns"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "a"}},
+            "template": {"spec": {"volumes": [{"name": render.COVERAGE_VOLUME}]}},
+        },
+    }
+    original = deploy_phase.rendered
+    deploy_phase.rendered = lambda ctx, name: [covered]
+    try:
+        suite_phase.collect_coverage(ctx)  # scale to zero, wait --for=delete
+    finally:
+        deploy_phase.rendered = original
+    ctx.cluster_state.record_deployed("a", {"objects": [["Deployment", "a", "ns"], ["ClusterRole", "r", ""]]})
+    teardown_phase._delete_applied_objects(ctx, teardown_phase.TeardownResult())  # with and without -n
 
     lines = [argv for argv in recorder.calls if argv[0] == "kubectl"]
     unique = {tuple(argv): argv for argv in lines}
@@ -126,7 +156,9 @@ def test_every_kubectl_verb_in_the_source_is_collected(tmp_path):
     source = "\n".join(p.read_text() for p in (ROOT / "tasks").rglob("*.py"))
     verbs = set(re.findall(r'kubectl\.run\(\s*"([a-z-]+)"', source))
     verbs |= set(re.findall(r'self\.run\(\s*"([a-z-]+)"', (ROOT / "tasks/libs/kubectl.py").read_text()))
-    verbs |= set(re.findall(r'\(\s*"(get|describe|events|logs)",', (ROOT / "tasks/libs/kubectl.py").read_text()))
+    verbs |= set(
+        re.findall(r'\(\s*"(get|describe|events|logs)",', (ROOT / "tasks/libs/kubectl.py").read_text())
+    )
     collected = set()
     for argv in kindling_command_lines(tmp_path):
         args = argv[1:]
@@ -163,7 +195,9 @@ def test_real_kubectl_clients_accept_every_command_line(tmp_path):
         "apiVersion: v1\nkind: Config\ncurrent-context: x\n"
         f"clusters: [{{name: x, cluster: {{server: '{UNREACHABLE}', insecure-skip-tls-verify: true}}}}]\n"
         "users: [{name: x, user: {token: t}}]\n"
-        "contexts: [{name: x, context: {cluster: x, user: x}}, {name: kind-x, context: {cluster: x, user: x}}]\n")
+        "contexts: [{name: x, context: {cluster: x, user: x}},\n"
+        "           {name: kind-x, context: {cluster: x, user: x}}]\n"
+    )
     home = tmp_path / "home"
     home.mkdir()
     lines = kindling_command_lines(tmp_path / "collect")
@@ -174,7 +208,9 @@ def test_real_kubectl_clients_accept_every_command_line(tmp_path):
     for client, argv, code, output in results:
         if code is None or code == 0 or any(word in output for word in REFUSALS):
             # exit 0 would mean a server answered: the unreachable address is not unreachable
-            refused.append(f"{client} {' '.join(argv[1:])} (exit {code}):\n    "
-                           + "\n    ".join(output.strip().splitlines()[:6]))
+            refused.append(
+                f"{client} {' '.join(argv[1:])} (exit {code}):\n    "
+                + "\n    ".join(output.strip().splitlines()[:6])
+            )
     assert not refused, f"{len(refused)} of {len(results)} runs were refused:\n" + "\n".join(refused)
     assert len(lines) >= 20 and len(found) >= 1

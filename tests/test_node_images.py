@@ -3,13 +3,13 @@
 import json
 
 import pytest
+from test_adapters import ScriptedRunner
 
 from tasks.libs import images
 from tasks.libs.engine import Engine
 from tasks.libs.errors import KindlingError
 from tasks.libs.kind import KindCluster
 from tasks.libs.procs import Result
-from test_adapters import ScriptedRunner
 
 D = "sha256:" + "d" * 64
 E = "sha256:" + "e" * 64
@@ -17,9 +17,23 @@ E = "sha256:" + "e" * 64
 
 def crictl(*entries):
     """`crictl images -o json` as crictl prints it (k8s.io/cri-api Image: repoTags, repoDigests)."""
-    return Result(json.dumps({"images": [
-        {"id": f"sha256:{i:064x}", "repoTags": tags, "repoDigests": digests, "size": "1000", "pinned": False}
-        for i, (tags, digests) in enumerate(entries)]}), 0)
+    return Result(
+        json.dumps(
+            {
+                "images": [
+                    {
+                        "id": f"sha256:{i:064x}",
+                        "repoTags": tags,
+                        "repoDigests": digests,
+                        "size": "1000",
+                        "pinned": False,
+                    }
+                    for i, (tags, digests) in enumerate(entries)
+                ]
+            }
+        ),
+        0,
+    )
 
 
 def cluster_holding(tmp_path, per_node: dict):
@@ -34,13 +48,16 @@ def cluster_holding(tmp_path, per_node: dict):
 def test_node_name_of_tags_and_digests():
     assert images.node_name("postgres:16") == "docker.io/library/postgres:16"
     assert images.node_name("postgres") == "docker.io/library/postgres:latest"
-    # Pinned by digest: containerd drops the tag (reference/docker.ParseDockerRef); repoDigests has repo@digest.
+    # Pinned by digest: containerd drops the tag (reference/docker.ParseDockerRef);
+    # repoDigests has repo@digest.
     assert images.node_name(f"postgres:16@{D}") == f"docker.io/library/postgres@{D}"
     assert images.node_name(f"quay.io/org/app@{D}") == f"quay.io/org/app@{D}"
     assert images.node_name(f"docker.io/library/postgres@{D}") == f"docker.io/library/postgres@{D}"
 
 
-@pytest.mark.parametrize("ref", [f"postgres:16-alpine@{D}", f"postgres@{D}", f"docker.io/library/postgres@{D}"])
+@pytest.mark.parametrize(
+    "ref", [f"postgres:16-alpine@{D}", f"postgres@{D}", f"docker.io/library/postgres@{D}"]
+)
 def test_a_reference_pinned_by_digest_matches_the_nodes_repo_digests(tmp_path, ref):
     held = ([], [f"docker.io/library/postgres@{D}"])  # a digest-only image: no repoTags at all
     cluster, engine, runner = cluster_holding(tmp_path, {"c1-control-plane": [held], "c1-worker": [held]})
@@ -56,16 +73,22 @@ def test_a_pinned_reference_is_not_matched_by_the_tag_or_another_digest(tmp_path
     cluster, engine, _ = cluster_holding(tmp_path, {"c1-control-plane": [held]})
     ref = f"postgres:16-alpine@{D}"
     assert not cluster.has_image(engine, ref)
-    with pytest.raises(KindlingError, match=rf"do not hold docker.io/library/postgres@{D}; it is pinned by digest"):
+    with pytest.raises(
+        KindlingError, match=rf"do not hold docker.io/library/postgres@{D}; it is pinned by digest"
+    ):
         cluster.verify_loaded(engine, ref)
     assert cluster.has_image(engine, "postgres:16-alpine")  # the tag itself is still read from repoTags
     assert cluster.has_image(engine, f"postgres@{E}")
 
 
 def test_every_node_must_hold_the_pinned_image(tmp_path):
-    cluster, engine, _ = cluster_holding(tmp_path, {
-        "c1-control-plane": [([], [f"quay.io/org/app@{D}"])],
-        "c1-worker": [(["quay.io/org/app:1"], [f"quay.io/org/app@{E}"]), (None, None)]})
+    cluster, engine, _ = cluster_holding(
+        tmp_path,
+        {
+            "c1-control-plane": [([], [f"quay.io/org/app@{D}"])],
+            "c1-worker": [(["quay.io/org/app:1"], [f"quay.io/org/app@{E}"]), (None, None)],
+        },
+    )
     assert not cluster.has_image(engine, f"quay.io/org/app@{D}")
     with pytest.raises(KindlingError, match=r"node\(s\) c1-worker do not hold"):
         cluster.verify_loaded(engine, f"quay.io/org/app:1@{D}")

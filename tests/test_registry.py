@@ -59,22 +59,30 @@ class CountingProxy:
 
 
 def env_for(maker_path, tools, tmp_path, **extra):
-    return {**tools.env, "E2E_STACK": str(maker_path), "KINDLING_HOME": str(tmp_path / "home"),
-            "KINDLING_MIN_FREE_DISK": "50MiB", **extra}
+    return {
+        **tools.env,
+        "E2E_STACK": str(maker_path),
+        "KINDLING_HOME": str(tmp_path / "home"),
+        "KINDLING_MIN_FREE_DISK": "50MiB",
+        **extra,
+    }
 
 
 def remove_registry_images(host, project):
-    refs = podman_cmd("images", "--format", "{{.Repository}}:{{.Tag}}",
-                      "--filter", f"reference={host}/{project}/*").stdout.split()
+    refs = podman_cmd(
+        "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", f"reference={host}/{project}/*"
+    ).stdout.split()
     if refs:
         podman_cmd("rmi", *refs, check=False)  # untag: -f would remove an image ID other tags share
 
 
-def test_registry_mode_pushes_and_the_node_pulls_with_if_not_present(stack_maker, tools, testenv, shared_cluster,
-                                                                     kind_registry, tmp_path):
+def test_registry_mode_pushes_and_the_node_pulls_with_if_not_present(
+    stack_maker, tools, testenv, shared_cluster, kind_registry, tmp_path
+):
     namespace = stack_maker.project
-    path = stack_maker.write({"a": {}, "b": {"depends_on": ["a"]}}, cluster=shared_cluster.name,
-                             namespace=namespace)
+    path = stack_maker.write(
+        {"a": {}, "b": {"depends_on": ["a"]}}, cluster=shared_cluster.name, namespace=namespace
+    )
     env = env_for(path, tools, tmp_path, IMAGE_REGISTRY=kind_registry.host, IMAGE_REGISTRY_TLS_VERIFY="false")
     try:
         result = invoke(["e2e.setup"], env)
@@ -94,7 +102,9 @@ def test_registry_mode_pushes_and_the_node_pulls_with_if_not_present(stack_maker
         events = testenv.kubectl_json(kubeconfig, "get", "events", "-n", namespace)["items"]
         assert any(e["reason"] == "Pulled" and "Successfully pulled image" in e["message"] for e in events)
     finally:
-        testenv.kubectl(shared_cluster.kubeconfig, "delete", "namespace", namespace, "--wait=false", check=False)
+        testenv.kubectl(
+            shared_cluster.kubeconfig, "delete", "namespace", namespace, "--wait=false", check=False
+        )
         remove_registry_images(kind_registry.host, stack_maker.project)
 
 
@@ -121,17 +131,19 @@ def test_a_repush_of_an_unchanged_image_sends_no_layer(stack_maker, registry, ba
             podman_cmd("push", "--tls-verify=false", fresh)
             second = proxy.sent - first
             podman_cmd("rmi", fresh)
-        layer_bytes = sum(p.stat().st_size for p in (registry.storage / "docker" / "registry" / "v2" / "blobs")
-                          .rglob("data"))
+        layer_bytes = sum(
+            p.stat().st_size
+            for p in (registry.storage / "docker" / "registry" / "v2" / "blobs").rglob("data")
+        )
         assert registry.blobs() == before  # same blobs: "fresh" is the same image
         assert second < 20_000 < layer_bytes <= first + 20_000, (first, second, layer_bytes)
     finally:
         remove_registry_images(registry.host, stack_maker.project)
 
 
-def test_existing_cluster_keeps_the_cluster_and_deletes_only_what_was_applied(stack_maker, tools, testenv,
-                                                                              shared_cluster, kind_registry,
-                                                                              tmp_path):
+def test_existing_cluster_keeps_the_cluster_and_deletes_only_what_was_applied(
+    stack_maker, tools, testenv, shared_cluster, kind_registry, tmp_path
+):
     namespace = stack_maker.project
     path = stack_maker.write({"a": {"configmap": True}}, namespace=namespace)
     env = env_for(path, tools, tmp_path, IMAGE_REGISTRY_TLS_VERIFY="false")
@@ -140,27 +152,61 @@ def test_existing_cluster_keeps_the_cluster_and_deletes_only_what_was_applied(st
         setup = invoke(["e2e.setup", "--registry", kind_registry.host, "--kubeconfig", str(kubeconfig)], env)
         assert setup.returncode == 0, setup.stdout + setup.stderr
         assert not [c for c in tools.calls("kind") if c["argv"][:2] == ["create", "cluster"]]
-        other = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "someone-elses", "namespace": namespace}}
+        other = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "someone-elses", "namespace": namespace},
+        }
         subprocess_apply(kubeconfig, other)
         # An object a finalizer holds must not stop the rest of the teardown.
-        testenv.kubectl(kubeconfig, "patch", "configmap", "a-config", "-n", namespace, "--type=merge", "-p",
-                        json.dumps({"metadata": {"finalizers": ["kindling.test/hold"]}}))
-        down = invoke(["e2e.teardown", "--registry", kind_registry.host, "--kubeconfig", str(kubeconfig)], env)
+        testenv.kubectl(
+            kubeconfig,
+            "patch",
+            "configmap",
+            "a-config",
+            "-n",
+            namespace,
+            "--type=merge",
+            "-p",
+            json.dumps({"metadata": {"finalizers": ["kindling.test/hold"]}}),
+        )
+        down = invoke(
+            ["e2e.teardown", "--registry", kind_registry.host, "--kubeconfig", str(kubeconfig)], env
+        )
         assert down.returncode == 0, down.stdout + down.stderr
         lines = down.stdout.splitlines()
-        assert f"deleted Deployment/a in {namespace}" in lines and f"deleted Service/a in {namespace}" in lines
-        assert any(f"could not delete ConfigMap/a-config in {namespace}: held by finalizers kindling.test/hold"
-                   in line for line in lines), down.stdout
+        assert (
+            f"deleted Deployment/a in {namespace}" in lines and f"deleted Service/a in {namespace}" in lines
+        )
+        assert any(
+            f"could not delete ConfigMap/a-config in {namespace}: held by finalizers kindling.test/hold"
+            in line
+            for line in lines
+        ), down.stdout
         # Reverse apply order: the workload went before the configuration it uses.
-        assert lines.index(f"deleted Deployment/a in {namespace}") < lines.index(f"deleted Service/a in {namespace}")
+        assert lines.index(f"deleted Deployment/a in {namespace}") < lines.index(
+            f"deleted Service/a in {namespace}"
+        )
         assert shared_cluster.name in testenv.clusters()
-        names = {i["metadata"]["name"] for i in testenv.kubectl_json(kubeconfig, "get", "configmaps",
-                                                                     "-n", namespace)["items"]}
+        names = {
+            i["metadata"]["name"]
+            for i in testenv.kubectl_json(kubeconfig, "get", "configmaps", "-n", namespace)["items"]
+        }
         assert "someone-elses" in names
         assert testenv.kubectl_json(kubeconfig, "get", "deployments", "-n", namespace)["items"] == []
     finally:
-        testenv.kubectl(kubeconfig, "patch", "configmap", "a-config", "-n", namespace, "--type=merge", "-p",
-                        json.dumps({"metadata": {"finalizers": None}}), check=False)
+        testenv.kubectl(
+            kubeconfig,
+            "patch",
+            "configmap",
+            "a-config",
+            "-n",
+            namespace,
+            "--type=merge",
+            "-p",
+            json.dumps({"metadata": {"finalizers": None}}),
+            check=False,
+        )
         testenv.kubectl(kubeconfig, "delete", "namespace", namespace, "--wait=false", check=False)
         remove_registry_images(kind_registry.host, stack_maker.project)
 
@@ -168,8 +214,13 @@ def test_existing_cluster_keeps_the_cluster_and_deletes_only_what_was_applied(st
 def subprocess_apply(kubeconfig, doc):
     import subprocess
 
-    subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "apply", "-f", "-"], input=json.dumps(doc),
-                   text=True, check=True, capture_output=True)
+    subprocess.run(
+        ["kubectl", "--kubeconfig", str(kubeconfig), "apply", "-f", "-"],
+        input=json.dumps(doc),
+        text=True,
+        check=True,
+        capture_output=True,
+    )
 
 
 def test_context_without_registry_is_refused(stack_maker, tools, tmp_path):
@@ -180,8 +231,9 @@ def test_context_without_registry_is_refused(stack_maker, tools, tmp_path):
 
 def test_ci_artifacts_are_used_and_never_removed(stack_maker, tools, testenv, shared_cluster, tmp_path):
     namespace = stack_maker.project
-    path = stack_maker.write({"a": {}, "b": {"depends_on": ["a"]}}, cluster=shared_cluster.name,
-                             namespace=namespace)
+    path = stack_maker.write(
+        {"a": {}, "b": {"depends_on": ["a"]}}, cluster=shared_cluster.name, namespace=namespace
+    )
     artifacts = tmp_path / "artifacts"
     builder = env_for(path, tools, tmp_path, IMAGE_TAG="ci1", KINDLING_HOME=str(tmp_path / "ci-home"))
     built = invoke(["build", "--parallel", "--save-to", str(artifacts)], builder)
@@ -203,7 +255,9 @@ def test_ci_artifacts_are_used_and_never_removed(stack_maker, tools, testenv, sh
         assert not [line for line in down.stdout.splitlines() if "podman rmi" in line and "ci1" in line]
         assert all(image_exists(ref) for ref in refs)  # not built by this run: kept
     finally:
-        testenv.kubectl(shared_cluster.kubeconfig, "delete", "namespace", namespace, "--wait=false", check=False)
+        testenv.kubectl(
+            shared_cluster.kubeconfig, "delete", "namespace", namespace, "--wait=false", check=False
+        )
 
 
 def test_load_via_registry_runs_kinds_local_registry_pattern_for_real(stack_maker, tools, testenv, tmp_path):
@@ -212,7 +266,9 @@ def test_load_via_registry_runs_kinds_local_registry_pattern_for_real(stack_make
     (only once both exist), and the node pulls the pushed image."""
     path = stack_maker.write({"a": {}})
     name, port = f"kt-kind-registry-{uuid.uuid4().hex[:6]}", free_port()
-    env = env_for(path, tools, tmp_path, KINDLING_KIND_REGISTRY_NAME=name, KINDLING_KIND_REGISTRY_PORT=str(port))
+    env = env_for(
+        path, tools, tmp_path, KINDLING_KIND_REGISTRY_NAME=name, KINDLING_KIND_REGISTRY_PORT=str(port)
+    )
     cluster = f"{stack_maker.project}-e2e"
     kubeconfig = tmp_path / "home" / "clusters" / cluster / "kubeconfig"
     try:
@@ -222,9 +278,11 @@ def test_load_via_registry_runs_kinds_local_registry_pattern_for_real(stack_make
 
         def first(text):
             return next(i for i, line in enumerate(commands) if text in line)
+
         assert first(f"podman run -d --restart=always -p 127.0.0.1:{port}:5000") < first("podman push")
-        assert first(f"network connect kind {name}") > max(first("kind create cluster"),
-                                                            first(f"podman run -d --restart=always -p 127.0.0.1:{port}"))
+        assert first(f"network connect kind {name}") > max(
+            first("kind create cluster"), first(f"podman run -d --restart=always -p 127.0.0.1:{port}")
+        )
         assert not [line for line in commands if "kind load" in line or "podman save" in line]
         networks = podman_cmd("inspect", "-f", "{{json .NetworkSettings.Networks}}", name).stdout
         assert '"kind"' in networks
@@ -233,7 +291,9 @@ def test_load_via_registry_runs_kinds_local_registry_pattern_for_real(stack_make
         assert image.startswith(f"localhost:{port}/{stack_maker.project}/a:")
         assert deployment["status"].get("availableReplicas") == 1
         assert image in testenv.node_images(f"{cluster}-control-plane")  # pulled by the node
-        hosting = testenv.kubectl_json(kubeconfig, "get", "configmap", "local-registry-hosting", "-n", "kube-public")
+        hosting = testenv.kubectl_json(
+            kubeconfig, "get", "configmap", "local-registry-hosting", "-n", "kube-public"
+        )
         assert f'host: "localhost:{port}"' in hosting["data"]["localRegistryHosting.v1"]
         assert invoke(["e2e.teardown"], env).returncode == 0
     finally:

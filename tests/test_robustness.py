@@ -23,14 +23,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT, StackMaker, image_exists, podman_cmd
-from tasks.libs.procs import descendants
+
+from tasks.libs.proctree import descendants
 
 SETTLE = 120  # upper bound for waiting on a state change; never an assertion on speed
 
 
 # --------------------------------------------------------------------------- helpers
+
 
 def proc_args(pid) -> list:
     try:
@@ -91,13 +92,21 @@ class Proc:
 
     def __init__(self, args, env):
         full_env = {**os.environ, "NO_COLOR": "1", **env}
-        self.popen = subprocess.Popen([sys.executable, "-m", "invoke", "--search-root", str(ROOT), *args],
-                                      env=full_env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      stdin=subprocess.DEVNULL, text=True)
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "invoke", "--search-root", str(ROOT), *args],
+            env=full_env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
         self.pid = self.popen.pid
         self.out, self.err = [], []
-        self.threads = [threading.Thread(target=self._drain, args=(self.popen.stdout, self.out), daemon=True),
-                        threading.Thread(target=self._drain, args=(self.popen.stderr, self.err), daemon=True)]
+        self.threads = [
+            threading.Thread(target=self._drain, args=(self.popen.stdout, self.out), daemon=True),
+            threading.Thread(target=self._drain, args=(self.popen.stderr, self.err), daemon=True),
+        ]
         for thread in self.threads:
             thread.start()
 
@@ -152,15 +161,23 @@ def wait_until(proc: Proc, condition, what):
             return found
         if proc.poll() is not None:
             proc.wait()
-            pytest.fail(f"the run ended (exit {proc.returncode}) before {what}:\n{proc.stdout}\n{proc.stderr}")
+            pytest.fail(
+                f"the run ended (exit {proc.returncode}) before {what}:\n{proc.stdout}\n{proc.stderr}"
+            )
         time.sleep(0.1)
     pytest.fail(f"never saw {what}")
 
 
 def run_invoke(args, env, timeout=600):
     full_env = {**os.environ, "NO_COLOR": "1", **env}
-    return subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(ROOT), *args],
-                          capture_output=True, text=True, env=full_env, cwd=ROOT, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", "--search-root", str(ROOT), *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=ROOT,
+        timeout=timeout,
+    )
 
 
 class World:
@@ -188,8 +205,13 @@ class World:
 
     @property
     def env(self) -> dict:
-        return {**self.tools.env, "E2E_STACK": str(self.path), "KINDLING_HOME": str(self.home),
-                "KINDLING_MIN_FREE_DISK": "50MiB", "KINDLING_LOCK_DIR": str(self.locks)}
+        return {
+            **self.tools.env,
+            "E2E_STACK": str(self.path),
+            "KINDLING_HOME": str(self.home),
+            "KINDLING_MIN_FREE_DISK": "50MiB",
+            "KINDLING_LOCK_DIR": str(self.locks),
+        }
 
     def invoke(self, *args, **extra):
         return run_invoke(list(args), {**self.env, **extra})
@@ -216,17 +238,23 @@ class World:
         return self.tools.clusters()
 
     def creates(self):
-        return [c for c in self.tools.calls("kind") if c["argv"][:2] == ["create", "cluster"]
-                and self.cluster in c["argv"]]
+        return [
+            c
+            for c in self.tools.calls("kind")
+            if c["argv"][:2] == ["create", "cluster"] and self.cluster in c["argv"]
+        ]
 
     def applies(self):
         return [c for c in self.tools.calls("kubectl") if "apply" in c["argv"]]
 
     def deployed_images(self, kubeconfig=None):
-        out = self.tools.testenv.kubectl_json(kubeconfig or self.kubeconfig, "get", "deployments",
-                                              "-n", self.namespace)
-        return {d["metadata"]["name"]: d["spec"]["template"]["spec"]["containers"][0]["image"]
-                for d in out["items"]}
+        out = self.tools.testenv.kubectl_json(
+            kubeconfig or self.kubeconfig, "get", "deployments", "-n", self.namespace
+        )
+        return {
+            d["metadata"]["name"]: d["spec"]["template"]["spec"]["containers"][0]["image"]
+            for d in out["items"]
+        }
 
 
 @pytest.fixture
@@ -240,7 +268,9 @@ def shared_world(stack_maker, tools, shared_cluster, testenv, tmp_path):
     """A stack deployed into the session's shared cluster, in a namespace of its own."""
     w = World(stack_maker, tools, tmp_path, shared=shared_cluster)
     yield w
-    testenv.kubectl(shared_cluster.kubeconfig, "delete", "namespace", w.namespace, "--wait=false", check=False)
+    testenv.kubectl(
+        shared_cluster.kubeconfig, "delete", "namespace", w.namespace, "--wait=false", check=False
+    )
 
 
 def project_images(maker) -> list:
@@ -260,6 +290,7 @@ def no_traceback(result):
 
 # ------------------------------------------------------------- 1. doctor and preflight
 
+
 def test_doctor_reports_tools_provider_disk_and_memory(shared_world):
     world = shared_world
     world.write({"a": {"memory": "64MiB"}})
@@ -267,11 +298,17 @@ def test_doctor_reports_tools_provider_disk_and_memory(shared_world):
     result = world.invoke("doctor")
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    for pattern in (r"^ok\s+podman\s+\d+\.\d+", r"^ok\s+kind\s+0\.32\.0", r"^ok\s+kubectl\s+1\.36\.3",
-                    r"^ok\s+kubectl skew\s+.*1\.36", r"^ok\s+/lib/modules",
-                    r"^ok\s+kind provider\s+podman", r"^ok\s+image store\s+.*free under /",
-                    rf"^ok\s+run folder\s+.*free under {re.escape(str(world.home))}",
-                    r"^(ok|warn)\s+memory\s+.*available"):
+    for pattern in (
+        r"^ok\s+podman\s+\d+\.\d+",
+        r"^ok\s+kind\s+0\.32\.0",
+        r"^ok\s+kubectl\s+1\.36\.3",
+        r"^ok\s+kubectl skew\s+.*1\.36",
+        r"^ok\s+/lib/modules",
+        r"^ok\s+kind provider\s+podman",
+        r"^ok\s+image store\s+.*free under /",
+        rf"^ok\s+run folder\s+.*free under {re.escape(str(world.home))}",
+        r"^(ok|warn)\s+memory\s+.*available",
+    ):
         assert re.search(pattern, out, re.M), f"{pattern!r} not in:\n{out}"
     no_traceback(result)
 
@@ -286,8 +323,11 @@ def test_doctor_without_kind_on_path_fails_with_an_install_hint(world, tmp_path)
     assert shutil.which("kind", path=str(bin_dir)) is None
     result = world.invoke("doctor", PATH=str(bin_dir))
     assert result.returncode == 1, result.stdout + result.stderr
-    assert re.search(r"^FAIL\s+kind\s+not found on PATH\n\s+fix: install kind: https://kind\.sigs\.k8s\.io/",
-                     result.stdout, re.M), result.stdout
+    assert re.search(
+        r"^FAIL\s+kind\s+not found on PATH\n\s+fix: install kind: https://kind\.sigs\.k8s\.io/",
+        result.stdout,
+        re.M,
+    ), result.stdout
     assert re.search(r"^ok\s+podman\s+\d", result.stdout, re.M), result.stdout
     assert re.search(r"^ok\s+kubectl\s+1\.36", result.stdout, re.M), result.stdout
     assert "doctor: 1 problem(s): kind" in result.stderr
@@ -310,6 +350,7 @@ def test_setup_stops_before_any_work_when_disk_is_short(world):
 
 # ----------------------------------------------------------------- 2. bad input
 
+
 def _dump(document):
     return yaml.safe_dump(document, sort_keys=False)
 
@@ -320,6 +361,7 @@ def _set(path, value):
         for key in path[:-1]:
             node = node[key]
         node[path[-1]] = value
+
     return change
 
 
@@ -334,31 +376,50 @@ STACK_CASES = {
     "services-is-a-list": (_set(["services"], ["a", "b"]), ["services:", "must be a mapping"]),
     "name-is-a-number": (_set(["name"], 42), ["name:", "must be a non-empty string"]),
     "depends-on-is-a-mapping": (_set(["services", "b", "depends_on"], {"a": 1}), ["services.b.depends_on"]),
-    "ready-timeout-is-text": (_set(["services", "a", "ready", "timeout"], "soon"), ["services.a.ready.timeout"]),
+    "ready-timeout-is-text": (
+        _set(["services", "a", "ready", "timeout"], "soon"),
+        ["services.a.ready.timeout"],
+    ),
     "build-args-is-a-list": (_set(["services", "a", "build", "args"], [1, 2]), ["services.a.build.args"]),
     "memory-is-not-a-size": (_set(["services", "a", "build", "memory"], "lots"), ["services.a.build.memory"]),
     "engine-unknown": (_set(["engine"], "dockr"), ["engine:", "'dockr'"]),
     "load-is-text": (_set(["services", "a", "load"], "yes"), ["services.a.load"]),
     "timeouts-zero": (_set(["timeouts"], {"load": 0}), ["timeouts.load"]),
     "timeouts-nan": (_set(["timeouts"], {"load": float("nan")}), ["timeouts.load"]),
-    "ready-timeout-inf": (_set(["services", "a", "ready", "timeout"], float("inf")), ["services.a.ready.timeout"]),
+    "ready-timeout-inf": (
+        _set(["services", "a", "ready", "timeout"], float("inf")),
+        ["services.a.ready.timeout"],
+    ),
     "memory-inf": (_set(["services", "a", "build", "memory"], float("inf")), ["services.a.build.memory"]),
     "unknown-top-key": (_set(["servces"], {}), ["servces: unknown key", "did you mean 'services'"]),
-    "unknown-service-key": (_set(["services", "a", "imagePullPolicy"], "Never"),
-                            ["services.a.imagePullPolicy: unknown key"]),
-    "missing-manifest": (_set(["services", "a", "manifests"], ["manifests/nope.yaml"]),
-                         ["services.a.manifests[0]", "does not exist"]),
-    "missing-containerfile": (_set(["services", "a", "build", "containerfile"], "src/a/Nope"),
-                              ["services.a.build.containerfile", "does not exist"]),
-    "manifest-name-too-long": (_set(["services", "a", "manifests"], ["m" * 5000]), ["services.a.manifests[0]"]),
+    "unknown-service-key": (
+        _set(["services", "a", "imagePullPolicy"], "Never"),
+        ["services.a.imagePullPolicy: unknown key"],
+    ),
+    "missing-manifest": (
+        _set(["services", "a", "manifests"], ["manifests/nope.yaml"]),
+        ["services.a.manifests[0]", "does not exist"],
+    ),
+    "missing-containerfile": (
+        _set(["services", "a", "build", "containerfile"], "src/a/Nope"),
+        ["services.a.build.containerfile", "does not exist"],
+    ),
+    "manifest-name-too-long": (
+        _set(["services", "a", "manifests"], ["m" * 5000]),
+        ["services.a.manifests[0]"],
+    ),
     "cycle": (_set(["services", "a", "depends_on"], ["b"]), ["depends_on", "dependency cycle"]),
     "self-dependency": (_set(["services", "a", "depends_on"], ["a"]), ["services.a.depends_on", "itself"]),
     "unknown-dependency": (_set(["services", "b", "depends_on"], ["zz"]), ["services.b.depends_on", "'zz'"]),
     "duplicate-service": (_duplicate_service, ["duplicate key 'a'"]),
-    "bad-image-name": (_set(["services", "b"], {"image": "Docker.io/Foo:bad tag", "manifests": []}),
-                       ["services.b.image"]),
-    "bad-service-name": (lambda d: _dump({**d, "services": {"API_Server": d["services"]["a"]}}),
-                         ["services.API_Server", "not a valid name"]),
+    "bad-image-name": (
+        _set(["services", "b"], {"image": "Docker.io/Foo:bad tag", "manifests": []}),
+        ["services.b.image"],
+    ),
+    "bad-service-name": (
+        lambda d: _dump({**d, "services": {"API_Server": d["services"]["a"]}}),
+        ["services.API_Server", "not a valid name"],
+    ),
     "bad-project": (_set(["project"], "Bad Project"), ["project:"]),
     "complex-yaml-key": (lambda d: _dump(d) + "? [a, b]\n: 1\n", ["key"]),
     "invalid-yaml": (lambda d: "name: [unclosed\n", ["invalid YAML", "line"]),
@@ -410,8 +471,10 @@ def test_unusable_stack_path_exits_1_naming_it(world, case, command):
     result = run_invoke([command], {**world.env, "E2E_STACK": str(target)})
     assert result.returncode == 1, result.stdout + result.stderr
     no_traceback(result)
-    assert f"kindling: {target}: " + ("stack file not found" if case == "missing-file" else "is not a file") \
-        in result.stderr, result.stderr
+    assert (
+        f"kindling: {target}: " + ("stack file not found" if case == "missing-file" else "is not a file")
+        in result.stderr
+    ), result.stderr
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -438,6 +501,7 @@ RUN ["/bin/busybox", "sh", "-c", "/bin/busybox sleep 600; /bin/busybox echo a > 
 CMD ["/bin/busybox", "httpd", "-f", "-p", "8080"]
 """
 
+
 def process_of(is_phase):
     """The phase is reached when a process below the run matches."""
     return lambda world, proc: [p for p in descendants(proc.pid) if is_phase(proc_args(p))]
@@ -445,19 +509,34 @@ def process_of(is_phase):
 
 def waiting_for_rollout(world, proc):
     """The deploy applied the workload and waits for it (kindling's own bounded poll)."""
-    return [c for c in world.applies() if c["exit"] == 0 and any(a.endswith("/rendered/a.yaml") for a in c["argv"])]
+    return [
+        c
+        for c in world.applies()
+        if c["exit"] == 0 and any(a.endswith("/rendered/a.yaml") for a in c["argv"])
+    ]
 
 
 PHASES = {
     # phase: (signal, service spec, delays for the wrapped tools, how to tell the phase is reached)
-    "cluster": (signal.SIGINT, {}, {"kind.create": 600},
-                process_of(lambda a: is_wrapped(a, "kind") and a[2:4] == ["create", "cluster"])),
-    "build": (signal.SIGTERM, {"sleep": 600}, {},
-              process_of(lambda a: a[:2] == ["/bin/busybox", "sleep"])),
-    "load": (signal.SIGINT, {}, {"kind.load": 600},
-             process_of(lambda a: is_wrapped(a, "kind") and a[2:4] == ["load", "image-archive"])),
-    "apply": (signal.SIGTERM, {}, None,  # delay set once the namespace apply is done (see below)
-              process_of(lambda a: is_wrapped(a, "kubectl") and "apply" in a and "-n" in a)),
+    "cluster": (
+        signal.SIGINT,
+        {},
+        {"kind.create": 600},
+        process_of(lambda a: is_wrapped(a, "kind") and a[2:4] == ["create", "cluster"]),
+    ),
+    "build": (signal.SIGTERM, {"sleep": 600}, {}, process_of(lambda a: a[:2] == ["/bin/busybox", "sleep"])),
+    "load": (
+        signal.SIGINT,
+        {},
+        {"kind.load": 600},
+        process_of(lambda a: is_wrapped(a, "kind") and a[2:4] == ["load", "image-archive"]),
+    ),
+    "apply": (
+        signal.SIGTERM,
+        {},
+        None,  # delay set once the namespace apply is done (see below)
+        process_of(lambda a: is_wrapped(a, "kubectl") and "apply" in a and "-n" in a),
+    ),
     "wait": (signal.SIGINT, {"timeout": 600, "fault": "never-ready"}, {}, waiting_for_rollout),
 }
 
@@ -474,17 +553,19 @@ def test_interrupt_stops_everything_and_the_next_setup_works(world, phase):
     proc = world.start("e2e.setup")
     try:
         if phase == "apply":
+
             def gate():
                 sleeps = [p for p in descendants(proc.pid) if proc_args(p)[:2] == ["/bin/busybox", "sleep"]]
                 applied = [c for c in world.applies() if c["exit"] == 0]
                 return sleeps if applied else None
+
             gate_pids = wait_until(proc, gate, "the gated build and the namespace apply")
             world.faults(delays={"kubectl.apply": 600})
             for pid in gate_pids:
                 os.kill(pid, signal.SIGKILL)
         wait_until(proc, lambda: reached(world, proc), f"the {phase} phase")
         if phase == "load":
-            assert world.tars(), "the archive exists while kind loads it"
+            assert world.tars() == [], "the image is streamed into kind: no archive on disk"
         recorded = snapshot(descendants(proc.pid))
         proc.popen.send_signal(signum)
         proc.wait(timeout=SETTLE)
@@ -507,6 +588,7 @@ def test_interrupt_stops_everything_and_the_next_setup_works(world, phase):
 
 
 # ------------------------------------------------------------ 5. bounded commands
+
 
 @pytest.mark.parametrize("where", ["stack", "env"])
 def test_a_hanging_load_is_stopped_at_its_timeout(shared_world, where):
@@ -553,17 +635,29 @@ def test_every_external_command_has_a_timeout(world, tmp_path):
     log = tmp_path / "timeouts.jsonl"
     env = {**os.environ, "NO_COLOR": "1", **world.env}
     for task in ("e2e.setup", "e2e.teardown"):
-        subprocess.run([sys.executable, "-c", AUDIT, str(ROOT), str(log), task], env=env, cwd=ROOT,
-                       capture_output=True, text=True, timeout=600)
+        subprocess.run(
+            [sys.executable, "-c", AUDIT, str(ROOT), str(log), task],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     assert any(c["argv"][0].endswith("podman") and "build" in c["argv"][:2] for c in calls), calls
     assert any(c["argv"][0].endswith("kind") and "export" in c["argv"] for c in calls)  # diagnostics ran
-    unbounded = sorted({" ".join([Path(c["argv"][0]).name, *c["argv"][1:3]]) for c in calls
-                        if not isinstance(c["timeout"], (int, float)) or not 0 < c["timeout"] < float("inf")})
+    unbounded = sorted(
+        {
+            " ".join([Path(c["argv"][0]).name, *c["argv"][1:3]])
+            for c in calls
+            if not isinstance(c["timeout"], (int, float)) or not 0 < c["timeout"] < float("inf")
+        }
+    )
     assert unbounded == [], "commands run without a timeout:\n  " + "\n  ".join(unbounded)
 
 
 # --------------------------------------------------------- 6. concurrency and the lock
+
 
 def test_two_stacks_set_up_at_once_do_not_collide(world, tools, base_image, tmp_path):
     other_maker = StackMaker(tmp_path / "stack2", base_image)
@@ -616,9 +710,14 @@ class Holder:
     """Another run holding the cluster's lock: a child python that sleeps until stdin closes."""
 
     def __init__(self, world):
-        self.popen = subprocess.Popen([sys.executable, "-c", HOLDER, world.cluster, str(world.locks), str(ROOT)],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                      text=True, cwd=world.path.parent)
+        self.popen = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, world.cluster, str(world.locks), str(ROOT)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            cwd=world.path.parent,
+        )
         assert self.popen.stdout.readline().strip() == "locked"
         self.pid = self.popen.pid
         self.record = json.loads((world.locks / f"{world.cluster}.lock").read_text())
@@ -672,7 +771,8 @@ def test_a_stale_lock_is_taken_over_and_said_so(shared_world):
     dead.wait()
     world.locks.mkdir(parents=True, exist_ok=True)
     (world.locks / f"{world.cluster}.lock").write_text(
-        json.dumps({"pid": dead.pid, "what": "e2e.setup", "started": "2025-01-01 00:00:00"}))
+        json.dumps({"pid": dead.pid, "what": "e2e.setup", "started": "2025-01-01 00:00:00"})
+    )
     result = world.invoke("e2e.setup")
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"took over a stale lock from PID {dead.pid}" in result.stdout
@@ -690,12 +790,21 @@ def test_a_run_that_ended_normally_leaves_no_stale_lock(world):
 
 # ------------------------------------------------- 7. cleanup touches only its own
 
+
 def test_teardown_keeps_provided_images_and_the_base_image(world, base_image):
     world.write({"a": {}, "b": {"depends_on": ["a"]}})
     provided = f"localhost/{world.maker.project}/a:ci1"
     context = world.maker.folder / "src" / "a"
-    podman_cmd("build", "-t", provided, "-f", str(context / "Containerfile"),
-               "--build-arg", f"BASE_IMAGE={base_image}", str(context))
+    podman_cmd(
+        "build",
+        "-t",
+        provided,
+        "-f",
+        str(context / "Containerfile"),
+        "--build-arg",
+        f"BASE_IMAGE={base_image}",
+        str(context),
+    )
     result = world.invoke("e2e.setup", IMAGE_TAG="ci1")
     assert result.returncode == 0, result.stdout + result.stderr
     outcomes = {s["id"]: s["outcome"] for s in world.last_run()["steps"]}
@@ -729,9 +838,21 @@ def test_secrets_stay_out_of_output_logs_and_diagnostics(shared_world):
         if doc["kind"] == "Deployment":
             doc["spec"]["template"]["spec"]["containers"][0]["env"] = [
                 {"name": "DB_PASSWORD", "value": SECRET},
-                {"name": "DB_PASSWORD_REF", "valueFrom": {"secretKeyRef": {"name": "a-db", "key": "password"}}}]
-    docs.insert(0, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "a-db"}, "type": "Opaque",
-                    "stringData": {"password": SECRET}})
+                {
+                    "name": "DB_PASSWORD_REF",
+                    "valueFrom": {"secretKeyRef": {"name": "a-db", "key": "password"}},
+                },
+            ]
+    docs.insert(
+        0,
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "a-db"},
+            "type": "Opaque",
+            "stringData": {"password": SECRET},
+        },
+    )
     manifest.write_text(yaml.safe_dump_all(docs))
     world.edit_stack(_set(["services", "a", "build", "args", "DB_PASSWORD"], BUILD_SECRET))
     containerfile = world.maker.folder / "src" / "a" / "Containerfile"

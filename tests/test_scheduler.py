@@ -37,6 +37,7 @@ class Probe:
             finally:
                 with self.lock:
                     self.running.discard(sid)
+
         return Step(sid, kind, action, tuple(needs), subject=sid, memory=memory, estimate=estimate)
 
 
@@ -53,12 +54,17 @@ def barrier_gate(n):
                 return False
             event.set()
             return True
+
     return Gate()
 
 
 def test_dependencies_run_before_dependants():
     p = Probe()
-    steps = [p.step("build:c", needs=["build:a", "build:b"]), p.step("build:a"), p.step("build:b", needs=["build:a"])]
+    steps = [
+        p.step("build:c", needs=["build:a", "build:b"]),
+        p.step("build:a"),
+        p.step("build:b", needs=["build:a"]),
+    ]
     records = Scheduler().run(steps)
     assert p.order.index("build:a") < p.order.index("build:b") < p.order.index("build:c")
     assert all(r.status == "ok" for r in records)
@@ -91,8 +97,12 @@ def test_memory_budget_keeps_heavy_builds_apart():
     gib = 1024**3
     p = Probe()
     gate = barrier_gate(3)  # one heavy and two light builds must be able to overlap
-    steps = [p.step("build:heavy1", memory=3 * gib, gate=gate), p.step("build:light1", memory=1 * gib, gate=gate),
-             p.step("build:light2", memory=1 * gib, gate=gate), p.step("build:heavy2", memory=3 * gib)]
+    steps = [
+        p.step("build:heavy1", memory=3 * gib, gate=gate),
+        p.step("build:light1", memory=1 * gib, gate=gate),
+        p.step("build:light2", memory=1 * gib, gate=gate),
+        p.step("build:heavy2", memory=3 * gib),
+    ]
     Scheduler(memory_budget=5 * gib).run(steps)
     assert not any({"build:heavy1", "build:heavy2"} <= s for s in p.overlaps)
     assert any(len(s) == 3 for s in p.overlaps)
@@ -101,14 +111,19 @@ def test_memory_budget_keeps_heavy_builds_apart():
 def test_a_build_larger_than_the_budget_runs_alone():
     gib = 1024**3
     p = Probe()
-    Scheduler(memory_budget=2 * gib).run([p.step("build:huge", memory=8 * gib), p.step("build:a", memory=gib)])
+    Scheduler(memory_budget=2 * gib).run(
+        [p.step("build:huge", memory=8 * gib), p.step("build:a", memory=gib)]
+    )
     assert all(len(s) == 1 for s in p.overlaps)
 
 
 def test_critical_path_first_among_ready_steps():
     p = Probe()
-    steps = [p.step("build:short", estimate=1), p.step("build:long", estimate=9),
-             p.step("deploy:x", kind="kube", needs=["build:long"], estimate=5)]
+    steps = [
+        p.step("build:short", estimate=1),
+        p.step("build:long", estimate=9),
+        p.step("deploy:x", kind="kube", needs=["build:long"], estimate=5),
+    ]
     Scheduler(total=1).run(steps)
     assert p.order[0] == "build:long"
     assert priorities({s.id: s for s in steps})["build:long"] == 14
@@ -117,7 +132,11 @@ def test_critical_path_first_among_ready_steps():
 def test_failure_stops_what_has_not_started():
     p = Probe()
     aborted = []
-    steps = [p.step("build:bad", fail=True, estimate=9), p.step("build:later"), p.step("deploy:x", needs=["build:bad"])]
+    steps = [
+        p.step("build:bad", fail=True, estimate=9),
+        p.step("build:later"),
+        p.step("deploy:x", needs=["build:bad"]),
+    ]
     with pytest.raises(StepFailed) as caught:
         Scheduler(total=1, on_abort=lambda: aborted.append(True)).run(steps)
     status = {r.id: r.status for r in caught.value.records}
@@ -128,8 +147,12 @@ def test_failure_stops_what_has_not_started():
 
 def test_keep_going_runs_everything_that_can_run():
     p = Probe()
-    steps = [p.step("build:bad", fail=True), p.step("build:ok"), p.step("deploy:bad", needs=["build:bad"]),
-             p.step("deploy:ok", needs=["build:ok"])]
+    steps = [
+        p.step("build:bad", fail=True),
+        p.step("build:ok"),
+        p.step("deploy:bad", needs=["build:bad"]),
+        p.step("deploy:ok", needs=["build:ok"]),
+    ]
     with pytest.raises(StepFailed) as caught:
         Scheduler(keep_going=True).run(steps)
     status = {r.id: r.status for r in caught.value.records}
@@ -154,10 +177,12 @@ def test_interrupt_aborts_and_reports_records():
 
 
 def test_critical_path_and_report():
-    records = [Record("cluster", "cluster", "c", [], "ok", "created", 0.0, 5.0),
-               Record("image:a", "build", "a", [], "ok", "built", 0.0, 8.0),
-               Record("load:a", "load", "a", ["cluster", "image:a"], "ok", "loaded", 8.0, 9.0),
-               Record("deploy:a", "kube", "a", ["load:a"], "ok", "ready", 9.0, 12.0)]
+    records = [
+        Record("cluster", "cluster", "c", [], "ok", "created", 0.0, 5.0),
+        Record("image:a", "build", "a", [], "ok", "built", 0.0, 8.0),
+        Record("load:a", "load", "a", ["cluster", "image:a"], "ok", "loaded", 8.0, 9.0),
+        Record("deploy:a", "kube", "a", ["load:a"], "ok", "ready", 9.0, 12.0),
+    ]
     assert critical_path(records) == ["image:a", "load:a", "deploy:a"]
     data = summary(records, "pipelined", "run1", "ok")
     assert data["wall_seconds"] == 12.0 and data["critical_path_seconds"] == 12.0

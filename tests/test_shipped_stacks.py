@@ -1,4 +1,5 @@
-"""Structure tests of the shipped stacks (e2e.yaml, demo.yaml) and their files.
+"""Structure tests of the shipped stacks (the December 2025 Kubernaut stack, demo.yaml) and their
+files; the default stack (e2e.yaml, Kubernaut's HEAD) has tests/test_kubernaut_head.py.
 
 Pure tests: no cluster, no container engine. They read the YAML directly
 (not through the stack loader) and check the facts the stacks must keep:
@@ -20,7 +21,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-STACK_FILES = ["e2e.yaml", "demo.yaml"]
+DECEMBER = "stacks/kubernaut-2025-12.yaml"
+STACK_FILES = [DECEMBER, "demo.yaml"]
 K8S_VERSION = "1.29"
 
 TOP_KEYS = {"name", "project", "engine", "source", "namespace", "cluster", "services"}
@@ -53,16 +55,24 @@ AIANALYSIS_HOST_PORTS = {
 }
 DEMO_HOST_PORTS = {("controller", "http"): 8180}
 
-MIGRATIONS_MANIFEST = ROOT / "manifests/aianalysis/datastorage-migrations.yaml"
+MIGRATIONS_MANIFEST = ROOT / "stacks/kubernaut-2025-12/manifests/datastorage-migrations.yaml"
 
 
 # --------------------------------------------------------------------------
 # helpers
 
 
-def load_stack(name: str) -> dict:
+class StackFile(dict):
+    """A stack file's YAML, and the folder its relative paths start at."""
+
+    folder: Path
+
+
+def load_stack(name: str) -> StackFile:
     with open(ROOT / name) as f:
-        return yaml.safe_load(f)
+        stack = StackFile(yaml.safe_load(f))
+    stack.folder = (ROOT / name).parent
+    return stack
 
 
 def load_docs(path: Path) -> list[dict]:
@@ -70,14 +80,14 @@ def load_docs(path: Path) -> list[dict]:
         return [d for d in yaml.safe_load_all(f) if d is not None]
 
 
-def local_path(value: str) -> Path | None:
+def local_path(value: str, folder: Path = ROOT) -> Path | None:
     """A stack-relative path as a Path in this repo; None for ${SOURCE_DIR} ones."""
     if value.startswith("${SOURCE_DIR}/"):
         return None
     if value.startswith("${STACK_DIR}/"):
-        value = value[len("${STACK_DIR}/"):]
+        value = value[len("${STACK_DIR}/") :]
     assert "${" not in value, value
-    return ROOT / value
+    return folder / value
 
 
 def stack_docs(stack: dict) -> list[tuple[str, Path, dict]]:
@@ -85,7 +95,7 @@ def stack_docs(stack: dict) -> list[tuple[str, Path, dict]]:
     out = []
     for svc, spec in stack["services"].items():
         for m in spec.get("manifests", []):
-            path = local_path(m)
+            path = local_path(m, stack.folder)
             if path is not None:
                 out.extend((svc, path, d) for d in load_docs(path))
     return out
@@ -141,7 +151,7 @@ def stack(request) -> dict:
 
 @pytest.fixture
 def e2e() -> dict:
-    return load_stack("e2e.yaml")
+    return load_stack(DECEMBER)
 
 
 @pytest.fixture
@@ -184,11 +194,14 @@ def test_stack_file_uses_only_known_keys(stack):
 
 
 def test_aianalysis_stack_facts(e2e):
-    assert e2e["name"] == "aianalysis"
+    assert e2e["name"] == "aianalysis-2025-12"
     assert e2e["project"] == "kubernaut"
-    assert e2e["source"] == "../kubernaut"
+    assert e2e["source"] == {
+        "path": "../../kubernaut",
+        "revision": "eb5185b732844766253a66998d72d0b11eaa73de",
+    }
     assert e2e["namespace"] == "kubernaut-system"
-    assert e2e["cluster"] == {"name": "aianalysis-e2e", "config": "manifests/kind/aianalysis.yaml"}
+    assert e2e["cluster"] == {"name": "aianalysis-2025-12", "config": "kubernaut-2025-12/kind.yaml"}
     svcs = e2e["services"]
     assert set(svcs) == set(AIANALYSIS_GRAPH)
     assert svcs["postgresql"]["image"] == "docker.io/library/postgres:16-alpine"
@@ -198,14 +211,14 @@ def test_aianalysis_stack_facts(e2e):
     assert builds["holmesgpt-api"]["containerfile"] == "holmesgpt-api/Dockerfile"
     assert builds["aianalysis"]["containerfile"] == "docker/aianalysis.Dockerfile"
     assert builds["datastorage-migrations"]["containerfile"] == (
-        "${STACK_DIR}/dockerfiles/datastorage-migrations.Containerfile")
+        "${STACK_DIR}/kubernaut-2025-12/datastorage-migrations.Containerfile"
+    )
     assert all(b["context"] == "." for b in builds.values())
     for go in ("datastorage", "aianalysis"):
         assert builds[go]["coverage_args"] == {"GOFLAGS": "-cover"}
     assert "coverage_args" not in builds["holmesgpt-api"]
     assert builds["holmesgpt-api"]["memory"] == "3GiB"
-    assert "${SOURCE_DIR}/config/crd/bases/kubernaut.ai_aianalyses.yaml" in (
-        svcs["aianalysis"]["manifests"])
+    assert "${SOURCE_DIR}/config/crd/bases/kubernaut.ai_aianalyses.yaml" in (svcs["aianalysis"]["manifests"])
     # Slow starters get more time; a Job's timeout covers the whole migration.
     assert svcs["holmesgpt-api"]["ready"]["timeout"] >= 240
 
@@ -228,8 +241,11 @@ def test_demo_stack_facts(demo):
 def test_demo_containerfile_needs_only_a_static_busybox(demo):
     files = {local_path(s["build"]["containerfile"]) for s in demo["services"].values()}
     for path in files:
-        lines = [ln.strip() for ln in path.read_text().splitlines()
-                 if ln.strip() and not ln.lstrip().startswith("#")]
+        lines = [
+            ln.strip()
+            for ln in path.read_text().splitlines()
+            if ln.strip() and not ln.lstrip().startswith("#")
+        ]
         assert lines[0] == "ARG BASE_IMAGE=docker.io/library/busybox:1.36"
         assert lines[1] == "FROM ${BASE_IMAGE}"
         runs = [ln for ln in lines if ln.startswith("RUN")]
@@ -242,7 +258,7 @@ def test_demo_containerfile_needs_only_a_static_busybox(demo):
         assert '"httpd", "-f"' in cmd and '"-p", "8080"' in cmd and '"-h", "/www"' in cmd
         # Inside sh -c, every external command goes through /bin/busybox.
         for ln in runs:
-            script = yaml.safe_load(ln[len("RUN"):])[-1]
+            script = yaml.safe_load(ln[len("RUN") :])[-1]
             for part in re.split(r"&&|\|\||;|\|", script):
                 word = part.strip().split(" ", 1)[0]
                 assert word in {"/bin/busybox", "echo", "printf", "cd", "test", "["}, word
@@ -253,14 +269,14 @@ def test_demo_containerfile_needs_only_a_static_busybox(demo):
 
 
 def test_migrations_containerfile():
-    text = (ROOT / "dockerfiles/datastorage-migrations.Containerfile").read_text()
+    text = (ROOT / "stacks/kubernaut-2025-12/datastorage-migrations.Containerfile").read_text()
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
     assert lines[0] == "FROM docker.io/library/postgres:16-alpine"
     assert "COPY migrations/ /migrations/" in lines
 
 
 def test_cluster_configs(stack):
-    path = local_path(stack["cluster"]["config"])
+    path = local_path(stack["cluster"]["config"], stack.folder)
     (cfg,) = load_docs(path)
     assert cfg["kind"] == "Cluster"
     assert cfg["apiVersion"] == "kind.x-k8s.io/v1alpha4"
@@ -276,7 +292,7 @@ def test_manifest_paths_exist_and_are_listed_once(stack):
     seen = []
     for svc, spec in stack["services"].items():
         for m in spec["manifests"]:
-            path = local_path(m)
+            path = local_path(m, stack.folder)
             if path is not None:
                 assert path.is_file(), f"{svc}: {m} missing"
             seen.append(m)
@@ -286,15 +302,20 @@ def test_manifest_paths_exist_and_are_listed_once(stack):
 def test_every_shipped_manifest_is_used():
     used = set()
     for name in STACK_FILES:
-        for spec in load_stack(name)["services"].values():
-            used |= {local_path(m) for m in spec["manifests"]} - {None}
-    shipped = set((ROOT / "manifests/aianalysis").glob("*.yaml"))
+        stack = load_stack(name)
+        for spec in stack["services"].values():
+            used |= {local_path(m, stack.folder) for m in spec["manifests"]} - {None}
+    shipped = set((ROOT / "stacks/kubernaut-2025-12/manifests").glob("*.yaml"))
     shipped |= set((ROOT / "manifests/demo").glob("*.yaml"))
     assert shipped == used
 
 
-@pytest.mark.parametrize("path", sorted(
-    p.relative_to(ROOT).as_posix() for p in (ROOT / "manifests").rglob("*.yaml")))
+SHIPPED_YAML = sorted(
+    p for folder in ("manifests", "stacks/kubernaut-2025-12") for p in (ROOT / folder).rglob("*.yaml")
+)
+
+
+@pytest.mark.parametrize("path", [p.relative_to(ROOT).as_posix() for p in SHIPPED_YAML])
 def test_manifest_parses(path):
     docs = load_docs(ROOT / path)
     assert docs, path
@@ -305,7 +326,7 @@ def test_manifest_parses(path):
 
 
 def test_no_namespace_objects_or_hardcoded_namespaces(stack):
-    for svc, path, d in stack_docs(stack):
+    for _svc, path, d in stack_docs(stack):
         assert d["kind"] != "Namespace", path
         assert "namespace" not in d["metadata"], f"{path}: {d['kind']} pins a namespace"
         for subject in d.get("subjects", []):
@@ -315,7 +336,7 @@ def test_no_namespace_objects_or_hardcoded_namespaces(stack):
 
 def test_containers_use_service_keys_as_images(stack):
     services = stack["services"]
-    for svc, path, d in stack_docs(stack):
+    for _svc, path, d in stack_docs(stack):
         for c in containers(d):
             assert c["image"] in services, f"{path}: image {c['image']!r} is no service key"
             if "build" in services[c["image"]]:
@@ -340,10 +361,12 @@ def test_references_resolve_within_dependencies(stack):
         owner = defined.get((kind, name))
         assert owner is not None, f"{svc}: {kind} {name} not shipped"
         assert owner == svc or owner in deps_closure(stack, svc), (
-            f"{svc} uses {kind} {name} of {owner}, which it does not depend on")
+            f"{svc} uses {kind} {name} of {owner}, which it does not depend on"
+        )
         if key is not None:
-            obj = next(d for _, _, d in stack_docs(stack)
-                       if d["kind"] == kind and d["metadata"]["name"] == name)
+            obj = next(
+                d for _, _, d in stack_docs(stack) if d["kind"] == kind and d["metadata"]["name"] == name
+            )
             assert key in {**obj.get("data", {}), **obj.get("stringData", {})}, (kind, name, key)
 
     for svc, _, d in stack_docs(stack):
@@ -367,12 +390,14 @@ def test_references_resolve_within_dependencies(stack):
                 if "secretKeyRef" in ref:
                     check(svc, "Secret", ref["secretKeyRef"]["name"], ref["secretKeyRef"]["key"])
                 if "configMapKeyRef" in ref:
-                    check(svc, "ConfigMap", ref["configMapKeyRef"]["name"],
-                          ref["configMapKeyRef"]["key"])
+                    check(svc, "ConfigMap", ref["configMapKeyRef"]["name"], ref["configMapKeyRef"]["key"])
     # Each Service selects the pods of some workload.
-    workloads = [pod_labels for _, _, d in stack_docs(stack)
-                 if d["kind"] in WORKLOAD_KINDS
-                 for pod_labels in [d["spec"]["template"]["metadata"]["labels"]]]
+    workloads = [
+        pod_labels
+        for _, _, d in stack_docs(stack)
+        if d["kind"] in WORKLOAD_KINDS
+        for pod_labels in [d["spec"]["template"]["metadata"]["labels"]]
+    ]
     for name, svc_obj in objects(stack, "Service").items():
         sel = svc_obj["spec"]["selector"]
         assert any(sel.items() <= labels.items() for labels in workloads), name
@@ -402,13 +427,13 @@ def test_secret_values_stay_out_of_configmaps_and_plain_env(stack):
         data = dict(secret.get("stringData", {}))
         data.update({k: base64.b64decode(v).decode() for k, v in secret.get("data", {}).items()})
         secret_values |= set(_sensitive_values(data))
-    if stack["name"] == "aianalysis":
+    if stack["name"] == "aianalysis-2025-12":
         assert secret_values, "the AIAnalysis stack keeps its DB password in a Secret"
     for cm in objects(stack, "ConfigMap").values():
         for k, text in cm.get("data", {}).items():
             for secret in secret_values:
                 assert secret not in text, f"ConfigMap {cm['metadata']['name']}/{k} holds a secret"
-    for svc, path, d in stack_docs(stack):
+    for _svc, path, d in stack_docs(stack):
         for c in containers(d):
             for e in c.get("env", []):
                 assert e.get("value") not in secret_values, f"{path}: env {e['name']} inline"
@@ -417,9 +442,10 @@ def test_secret_values_stay_out_of_configmaps_and_plain_env(stack):
 
 
 def test_nodeports_match_kind_config(stack):
-    (cfg,) = load_docs(local_path(stack["cluster"]["config"]))
-    mappings = {m["containerPort"]: m["hostPort"]
-                for n in cfg["nodes"] for m in n.get("extraPortMappings", [])}
+    (cfg,) = load_docs(local_path(stack["cluster"]["config"], stack.folder))
+    mappings = {
+        m["containerPort"]: m["hostPort"] for n in cfg["nodes"] for m in n.get("extraPortMappings", [])
+    }
     node_ports = {}
     for name, svc in objects(stack, "Service").items():
         for p in svc["spec"]["ports"]:
@@ -430,13 +456,13 @@ def test_nodeports_match_kind_config(stack):
             else:
                 assert svc["spec"].get("type", "ClusterIP") == "ClusterIP", name
     assert sorted(node_ports.values()) == sorted(mappings), "nodePorts vs containerPorts"
-    expected = AIANALYSIS_HOST_PORTS if stack["name"] == "aianalysis" else DEMO_HOST_PORTS
+    expected = AIANALYSIS_HOST_PORTS if stack["name"] == "aianalysis-2025-12" else DEMO_HOST_PORTS
     assert {k: mappings[v] for k, v in node_ports.items()} == expected
     assert len(set(mappings.values())) == len(mappings)
 
 
 def test_dependency_graph(stack):
-    expected = AIANALYSIS_GRAPH if stack["name"] == "aianalysis" else DEMO_GRAPH
+    expected = AIANALYSIS_GRAPH if stack["name"] == "aianalysis-2025-12" else DEMO_GRAPH
     graph = {s: set(spec.get("depends_on", [])) for s, spec in stack["services"].items()}
     assert graph == expected
     # Kahn's algorithm: every service gets an order, so the graph is acyclic.
@@ -478,7 +504,11 @@ def test_datastorage(e2e):
     assert cfg["server"]["port"] == 8080
     db = cfg["database"]
     assert (db["host"], db["port"], db["name"], db["user"]) == (
-        "postgresql", 5432, "action_history", "slm_user")
+        "postgresql",
+        5432,
+        "action_history",
+        "slm_user",
+    )
     assert "password" not in db
     assert cfg["redis"]["addr"] == "redis:6379"
     # The secrets files the config names are mounted from the Secret.
@@ -488,7 +518,9 @@ def test_datastorage(e2e):
         assert mounts[folder] == "secrets"
     secret = objects(e2e, "Secret")["postgresql-credentials"]["stringData"]
     assert yaml.safe_load(secret["db-secrets.yaml"]) == {
-        "username": "slm_user", "password": secret["password"]}
+        "username": "slm_user",
+        "password": secret["password"],
+    }
     assert "datastorage" in objects(e2e, "Service")
 
 
@@ -505,13 +537,19 @@ def test_holmesgpt_api(e2e):
 
 
 def test_aianalysis_controller(e2e):
-    deploy = next(d for _, _, d in stack_docs(e2e)
-                  if d["kind"] == "Deployment" and d["metadata"]["name"] == "aianalysis-controller")
+    deploy = next(
+        d
+        for _, _, d in stack_docs(e2e)
+        if d["kind"] == "Deployment" and d["metadata"]["name"] == "aianalysis-controller"
+    )
     spec = pod_spec(deploy)
     c = spec["containers"][0]
     assert c["image"] == "aianalysis"
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {
-        "api": 8080, "metrics": 9090, "health": 8081}
+        "api": 8080,
+        "metrics": 9090,
+        "health": 8081,
+    }
     probe = c["readinessProbe"]["httpGet"]
     assert probe["path"] == "/healthz" and probe["port"] in ("health", 8081)
     env = env_of(c)
@@ -546,8 +584,11 @@ def test_aianalysis_rbac(e2e):
     crb = objects(e2e, "ClusterRoleBinding")["aianalysis-controller"]
     assert crb["roleRef"]["name"] == "aianalysis-controller"
     rb = objects(e2e, "RoleBinding")["aianalysis-controller-leader-election"]
-    assert rb["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                             "name": "aianalysis-controller-leader-election"}
+    assert rb["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "aianalysis-controller-leader-election",
+    }
 
 
 def test_migrations_job(e2e):
@@ -563,7 +604,9 @@ def test_migrations_job(e2e):
     assert env["PGUSER"]["value"] == "slm_user"
     assert env["PGDATABASE"]["value"] == "action_history"
     assert env["PGPASSWORD"]["valueFrom"]["secretKeyRef"] == {
-        "name": "postgresql-credentials", "key": "password"}
+        "name": "postgresql-credentials",
+        "key": "password",
+    }
 
 
 # --------------------------------------------------------------------------
@@ -574,12 +617,13 @@ def _kubernetes_validate():
     """kubernetes-validate (requirements-test.txt): required under CI, else optional."""
     if os.environ.get("CI") == "true":
         import kubernetes_validate
+
         return kubernetes_validate
     return pytest.importorskip("kubernetes_validate")
 
 
 def _validation_targets():
-    for path in sorted((ROOT / "manifests").rglob("*.yaml")):
+    for path in SHIPPED_YAML:
         for i, d in enumerate(load_docs(path)):
             if d["kind"] != "Cluster":
                 yield pytest.param(d, id=f"{path.relative_to(ROOT)}#{i}-{d['kind']}")
@@ -666,11 +710,14 @@ DROP FUNCTION set_updated();
 """
 
 # The Up section without goose's annotation lines.
-SAMPLE_UP = SAMPLE_UP_BODY + """\
+SAMPLE_UP = (
+    SAMPLE_UP_BODY
+    + """\
 -- an ordinary comment stays
 CREATE INDEX idx_rat_action ON resource_action_traces (action_type);
 
 """
+)
 
 
 @pytest.fixture(scope="module")
@@ -701,15 +748,17 @@ def runner(tmp_path, busybox):
     calls.mkdir()
 
     def run(*args, **env):
-        full_env = {"PATH": str(bindir), "FAKE_PSQL_DIR": str(calls),
-                    "MIGRATIONS_WAIT_SECONDS": "2", **env}
-        return subprocess.run([busybox, "sh", str(script), *args], env=full_env,
-                              capture_output=True, text=True, timeout=60)
+        full_env = {"PATH": str(bindir), "FAKE_PSQL_DIR": str(calls), "MIGRATIONS_WAIT_SECONDS": "2", **env}
+        return subprocess.run(
+            [busybox, "sh", str(script), *args], env=full_env, capture_output=True, text=True, timeout=60
+        )
 
     def psql_calls():
         n = int((calls / "count").read_text()) if (calls / "count").exists() else 0
-        return [((calls / f"call{i}.args").read_text().split(),
-                 (calls / f"call{i}.sql").read_text()) for i in range(1, n + 1)]
+        return [
+            ((calls / f"call{i}.args").read_text().split(), (calls / f"call{i}.sql").read_text())
+            for i in range(1, n + 1)
+        ]
 
     run.calls = psql_calls
     run.script = script
@@ -718,8 +767,7 @@ def runner(tmp_path, busybox):
 
 def test_runner_is_valid_posix_sh(runner, busybox):
     assert runner.script.read_text().startswith("#!/bin/sh\n")
-    result = subprocess.run([busybox, "sh", "-n", str(runner.script)], capture_output=True,
-                            text=True)
+    result = subprocess.run([busybox, "sh", "-n", str(runner.script)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     dash = shutil.which("dash")
     if dash:
@@ -755,11 +803,13 @@ def test_extract_fails_without_up_annotation(runner, tmp_path):
 def _write_migrations(folder: Path) -> None:
     folder.mkdir()
     (folder / "001_initial_schema.sql").write_text(SAMPLE_GOOSE)
-    (folder / "2_second.sql").write_text("-- +goose Up\nALTER TABLE t ADD c int;\n"
-                                         "-- +goose Down\nALTER TABLE t DROP c;\n")
+    (folder / "2_second.sql").write_text(
+        "-- +goose Up\nALTER TABLE t ADD c int;\n-- +goose Down\nALTER TABLE t DROP c;\n"
+    )
     (folder / "010_index.sql").write_text(
         "-- +goose NO TRANSACTION\n-- +goose Up\nCREATE INDEX CONCURRENTLY i ON t (c);\n"
-        "-- +goose Down\nDROP INDEX i;\n")
+        "-- +goose Down\nDROP INDEX i;\n"
+    )
     (folder / "README.md").write_text("not a migration\n")
     (folder / "seed.sql").write_text("-- +goose Up\nSELECT 'no version';\n")
 
@@ -780,20 +830,21 @@ def test_apply_runs_up_sections_in_order_once(runner, tmp_path):
     assert "--single-transaction" in args1 and "--single-transaction" in args2
     # (trailing blank lines of a section are dropped before the version record)
     assert sql1 == SAMPLE_UP.rstrip("\n") + "\n" + (
-        "INSERT INTO goose_db_version (version_id, is_applied) VALUES (1, true);\n")
-    assert sql2 == ("ALTER TABLE t ADD c int;\n"
-                    "INSERT INTO goose_db_version (version_id, is_applied) VALUES (2, true);\n")
+        "INSERT INTO goose_db_version (version_id, is_applied) VALUES (1, true);\n"
+    )
+    assert sql2 == (
+        "ALTER TABLE t ADD c int;\nINSERT INTO goose_db_version (version_id, is_applied) VALUES (2, true);\n"
+    )
     assert "--single-transaction" not in args10
     assert sql10 == "CREATE INDEX CONCURRENTLY i ON t (c);\n"
-    assert record10.strip() == (
-        "INSERT INTO goose_db_version (version_id, is_applied) VALUES (10, true);")
+    assert record10.strip() == ("INSERT INTO goose_db_version (version_id, is_applied) VALUES (10, true);")
     assert all("-v" in a and "ON_ERROR_STOP=1" in a for a, _ in calls)
     assert "seed.sql" in result.stderr  # skipped: no version prefix
 
     # A second run finds every version recorded and applies nothing.
     again = runner("apply", str(migrations))
     assert again.returncode == 0, again.stderr
-    new_calls = runner.calls()[len(calls):]
+    new_calls = runner.calls()[len(calls) :]
     assert len(new_calls) == 2
     assert "0 applied" in again.stderr
 

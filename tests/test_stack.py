@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 
 from tasks.libs.errors import StackError
-from tasks.libs.stack import expand_env, load_stack, parse_size, stack_path
+from tasks.libs.stack import load_stack, stack_path
+from tasks.libs.stackfile import expand_env, parse_size
 
 
 def write(folder: Path, text: str, name="stack.yaml") -> Path:
@@ -32,7 +33,8 @@ VALID = textwrap.dedent("""\
     cluster: {name: demo-e2e, config: kind.yaml}
     services:
       api:
-        build: {containerfile: api/Containerfile, context: api, args: {KEY: value, N: 3}, target: runtime, memory: 3GiB}
+        build: {containerfile: api/Containerfile, context: api, args: {KEY: value, N: 3},
+                target: runtime, memory: 3GiB}
         manifests: [manifests/api.yaml]
         depends_on: [db]
         ready: {timeout: 120}
@@ -69,40 +71,70 @@ def test_e2e_source_overrides_source(tree):
 
 
 def test_build_args_expand_environment(tree):
-    text = VALID.replace("args: {KEY: value, N: 3}", 'args: {BASE: "${BASE_IMAGE:-busybox:1.36}", U: "${UNSET}"}')
-    assert load_stack(write(tree, text), env={}).services["api"].build.args == {"BASE": "busybox:1.36", "U": ""}
+    text = VALID.replace(
+        "args: {KEY: value, N: 3}", 'args: {BASE: "${BASE_IMAGE:-busybox:1.36}", U: "${UNSET}"}'
+    )
+    assert load_stack(write(tree, text), env={}).services["api"].build.args == {
+        "BASE": "busybox:1.36",
+        "U": "",
+    }
     env = {"BASE_IMAGE": "localhost/base:1"}
     assert load_stack(write(tree, text), env=env).services["api"].build.args["BASE"] == "localhost/base:1"
 
 
 def test_stack_and_source_dir_placeholders(tree):
     (tree / "own.Containerfile").write_text("FROM scratch\n")
-    text = VALID.replace("containerfile: api/Containerfile", "containerfile: '${STACK_DIR}/own.Containerfile'")
+    text = VALID.replace(
+        "containerfile: api/Containerfile", "containerfile: '${STACK_DIR}/own.Containerfile'"
+    )
     text = text.replace("manifests: [manifests/db.yaml]", "manifests: ['${SOURCE_DIR}/api/Containerfile']")
     stack = load_stack(write(tree, text), env={})
     assert stack.services["api"].build.containerfile == tree / "own.Containerfile"
     assert stack.services["db"].manifests == (tree / "src" / "api" / "Containerfile",)
 
 
-@pytest.mark.parametrize("change,field,words", [
-    (("engine: podman", "engine: containerd"), "engine", "not supported"),
-    (("namespace: demo", "namespace: Demo_NS"), "namespace", "valid name"),
-    (("  db:\n", "  db:\n    colour: red\n"), "services.db.colour", "unknown key"),
-    (("depends_on: [db]", "depends_on: [cache]"), "services.api.depends_on", "unknown service 'cache'"),
-    (("depends_on: [db]", "depends_on: [api]"), "services.api.depends_on", "itself"),
-    (("manifests/api.yaml", "manifests/missing.yaml"), "services.api.manifests[0]", "does not exist"),
-    (("containerfile: api/Containerfile", "containerfile: api/Nope"), "services.api.build.containerfile", "does not exist"),
-    (("context: api,", "context: nope,"), "services.api.build.context", "does not exist"),
-    (("config: kind.yaml", "config: nokind.yaml"), "cluster.config", "does not exist"),
-    (("ready: {timeout: 120}", "ready: {timeout: soon}"), "services.api.ready.timeout", "positive number"),
-    (("memory: 3GiB", "memory: lots"), "services.api.build.memory", "not a size"),
-    (("image: docker.io/library/postgres:16-alpine", "image: Postgres:16"), "services.db.image", "repository path"),
-    (("image: docker.io/library/postgres:16-alpine", "image: [a]"), "services.db.image", "non-empty string"),
-    (("args: {KEY: value, N: 3}", "args: [KEY]"), "services.api.build.args", "mapping"),
-    (("args: {KEY: value, N: 3}", "args: {KEY: {a: 1}}"), "services.api.build.args.KEY", "string or number"),
-    (("  db:\n    image", "  db:\n    build: x\n    image"), "services.db", "exactly one"),
-    (("name: demo", "nam: demo"), "nam", "unknown key"),
-])
+@pytest.mark.parametrize(
+    "change,field,words",
+    [
+        (("engine: podman", "engine: containerd"), "engine", "not supported"),
+        (("namespace: demo", "namespace: Demo_NS"), "namespace", "valid name"),
+        (("  db:\n", "  db:\n    colour: red\n"), "services.db.colour", "unknown key"),
+        (("depends_on: [db]", "depends_on: [cache]"), "services.api.depends_on", "unknown service 'cache'"),
+        (("depends_on: [db]", "depends_on: [api]"), "services.api.depends_on", "itself"),
+        (("manifests/api.yaml", "manifests/missing.yaml"), "services.api.manifests[0]", "does not exist"),
+        (
+            ("containerfile: api/Containerfile", "containerfile: api/Nope"),
+            "services.api.build.containerfile",
+            "does not exist",
+        ),
+        (("context: api,", "context: nope,"), "services.api.build.context", "does not exist"),
+        (("config: kind.yaml", "config: nokind.yaml"), "cluster.config", "does not exist"),
+        (
+            ("ready: {timeout: 120}", "ready: {timeout: soon}"),
+            "services.api.ready.timeout",
+            "positive number",
+        ),
+        (("memory: 3GiB", "memory: lots"), "services.api.build.memory", "not a size"),
+        (
+            ("image: docker.io/library/postgres:16-alpine", "image: Postgres:16"),
+            "services.db.image",
+            "repository path",
+        ),
+        (
+            ("image: docker.io/library/postgres:16-alpine", "image: [a]"),
+            "services.db.image",
+            "non-empty string",
+        ),
+        (("args: {KEY: value, N: 3}", "args: [KEY]"), "services.api.build.args", "mapping"),
+        (
+            ("args: {KEY: value, N: 3}", "args: {KEY: {a: 1}}"),
+            "services.api.build.args.KEY",
+            "string or number",
+        ),
+        (("  db:\n    image", "  db:\n    build: x\n    image"), "services.db", "exactly one"),
+        (("name: demo", "nam: demo"), "nam", "unknown key"),
+    ],
+)
 def test_each_problem_names_file_field_and_fix(tree, change, field, words):
     old, new = change
     assert old in VALID, old
@@ -126,13 +158,16 @@ def test_cycle_is_reported_with_its_path(tree):
     assert "api" in caught.value.problem and "db" in caught.value.problem
 
 
-@pytest.mark.parametrize("content,words", [
-    (b"", "empty"),
-    (b"- a\n- b\n", "not a mapping"),
-    (b"name: [unclosed\n", "invalid YAML"),
-    (b"name: caf\xe9\n", "not UTF-8"),
-    (b"name: a\nname: b\nservices: {}\n", "duplicate key"),
-])
+@pytest.mark.parametrize(
+    "content,words",
+    [
+        (b"", "empty"),
+        (b"- a\n- b\n", "not a mapping"),
+        (b"name: [unclosed\n", "invalid YAML"),
+        (b"name: caf\xe9\n", "not UTF-8"),
+        (b"name: a\nname: b\nservices: {}\n", "duplicate key"),
+    ],
+)
 def test_unreadable_documents(tmp_path, content, words):
     path = tmp_path / "stack.yaml"
     path.write_bytes(content)
@@ -201,9 +236,13 @@ def test_cluster_names_longer_than_kind_allows_are_refused(tree):
 
 
 def test_node_image_from_the_stack_or_the_environment(tree):
-    path = write(tree, VALID.replace("config: kind.yaml}", "config: kind.yaml, image: 'kindest/node:v1.36.1'}"))
+    path = write(
+        tree, VALID.replace("config: kind.yaml}", "config: kind.yaml, image: 'kindest/node:v1.36.1'}")
+    )
     assert load_stack(path, env={}).node_image == "kindest/node:v1.36.1"
-    assert load_stack(path, env={"KINDLING_NODE_IMAGE": "localhost/node:v1"}).node_image == "localhost/node:v1"
+    assert (
+        load_stack(path, env={"KINDLING_NODE_IMAGE": "localhost/node:v1"}).node_image == "localhost/node:v1"
+    )
     assert load_stack(write(tree, VALID), env={}).node_image == ""  # kind's own default
     with pytest.raises(StackError) as info:
         load_stack(path, env={"KINDLING_NODE_IMAGE": "Bad Image!"})

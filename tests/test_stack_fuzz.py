@@ -23,8 +23,8 @@ from hypothesis import configuration as hypothesis_configuration
 from hypothesis import strategies as st
 
 from tasks.libs import samples
-from tasks.libs.errors import StackError
 from tasks.libs import stack as stack_module
+from tasks.libs.errors import StackError
 from tasks.libs.stack import Stack, load_stack
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,10 +33,14 @@ hypothesis_configuration.set_hypothesis_home_dir(_HYPOTHESIS_HOME)
 
 # No example database: it would be written into the repository (.hypothesis/). No shrinking:
 # a failure is reported as found (shrinking these documents takes minutes).
-FUZZ = settings(max_examples=200, deadline=None, database=None, report_multiple_bugs=False,
-                phases=[Phase.explicit, Phase.generate],
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                       HealthCheck.filter_too_much])
+FUZZ = settings(
+    max_examples=200,
+    deadline=None,
+    database=None,
+    report_multiple_bugs=False,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -52,10 +56,18 @@ def hypothesis_home():
 def sample(tmp_path_factory):
     """A valid stack (built + prebuilt services, cluster config, timeouts) and its files."""
     folder = tmp_path_factory.mktemp("fuzz")
-    path = samples.write_stack(folder, {"a": {}, "b": {"depends_on": ["a"], "memory": "1GiB"},
-                                        "db": {"image": "docker.io/library/postgres:16-alpine"}},
-                               name="fuzz", project="fuzzproj", base_image=samples.BASE_IMAGE,
-                               namespace="fuzzns")
+    path = samples.write_stack(
+        folder,
+        {
+            "a": {},
+            "b": {"depends_on": ["a"], "memory": "1GiB"},
+            "db": {"image": "docker.io/library/postgres:16-alpine"},
+        },
+        name="fuzz",
+        project="fuzzproj",
+        base_image=samples.BASE_IMAGE,
+        namespace="fuzzns",
+    )
     (folder / "kind.yaml").write_text("kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\n")
     document = yaml.safe_load(path.read_text())
     document["source"] = "."
@@ -66,7 +78,12 @@ def sample(tmp_path_factory):
     document["services"]["a"]["build"]["coverage_args"] = {"GOFLAGS": "-cover"}
     document["services"]["db"]["load"] = False
     if "test" in stack_module.TOP_KEYS:  # sections newer than this test file's first version
-        document["test"] = {"command": ["go", "test", "./..."], "workdir": ".", "env": {"A": "1"}, "timeout": 60}
+        document["test"] = {
+            "command": ["go", "test", "./..."],
+            "workdir": ".",
+            "env": {"A": "1"},
+            "timeout": 60,
+        }
     if "registry" in stack_module.TOP_KEYS:
         document["registry"] = {"host": "localhost:5001", "tls_verify": False}
     assert isinstance(load_stack(_write_doc(folder / "base.yaml", document), env={}), Stack)
@@ -93,47 +110,158 @@ def check(path: Path, check_files: bool, env=None):
 # ---------------------------------------------------------------- strategies
 
 TRICKY_STRINGS = [
-    "", " ", "\t", "~", "null", "0", "-1", "1e999", "${STACK_DIR}/x", "${SOURCE_DIR}/manifests/a.yaml",
-    "${SOURCE_DIR}", "${UNSET}", "${X:-y}", "..", "../../..", "/", "/etc/passwd", "/dev/null", "/proc",
-    "a" * 300, "x/" * 200, "Containerfile", "manifests/a.yaml", "src/a", "1GiB", "3 Ti", "-5MiB",
-    "docker.io/library/busybox:1.36", "UPPER", "a b", "a_b", "-a", "a-", "localhost/x/y:z",
-    "busybox@sha256:" + "0" * 64, "x@sha256:zz", "x:" + "t" * 200, "ünïcödé", "\u202e", "\x00",
-    "podman", "docker", "kind.yaml",
+    "",
+    " ",
+    "\t",
+    "~",
+    "null",
+    "0",
+    "-1",
+    "1e999",
+    "${STACK_DIR}/x",
+    "${SOURCE_DIR}/manifests/a.yaml",
+    "${SOURCE_DIR}",
+    "${UNSET}",
+    "${X:-y}",
+    "..",
+    "../../..",
+    "/",
+    "/etc/passwd",
+    "/dev/null",
+    "/proc",
+    "a" * 300,
+    "x/" * 200,
+    "Containerfile",
+    "manifests/a.yaml",
+    "src/a",
+    "1GiB",
+    "3 Ti",
+    "-5MiB",
+    "docker.io/library/busybox:1.36",
+    "UPPER",
+    "a b",
+    "a_b",
+    "-a",
+    "a-",
+    "localhost/x/y:z",
+    "busybox@sha256:" + "0" * 64,
+    "x@sha256:zz",
+    "x:" + "t" * 200,
+    "ünïcödé",
+    "\u202e",
+    "\x00",
+    "podman",
+    "docker",
+    "kind.yaml",
 ]
-NUMBERS = st.one_of(st.sampled_from([float("inf"), float("-inf"), float("nan"), 1e308, 2**63, -1, 0, 0.001]),
-                    st.floats(), st.integers(), st.from_regex(r"\A[0-9]{1,400}(\.[0-9]+)? ?([KMGT]i?B?)?\Z"))
+NUMBERS = st.one_of(
+    st.sampled_from([float("inf"), float("-inf"), float("nan"), 1e308, 2**63, -1, 0, 0.001]),
+    st.floats(),
+    st.integers(),
+    st.from_regex(r"\A[0-9]{1,400}(\.[0-9]+)? ?([KMGT]i?B?)?\Z"),
+)
 SCALARS = st.one_of(
-    st.none(), st.booleans(),
-    st.integers(min_value=-2**80, max_value=2**80),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**80), max_value=2**80),
     st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=30),
     st.sampled_from(TRICKY_STRINGS),
     st.sampled_from([float("inf"), float("-inf"), float("nan"), 1e308, 2**63, -0.0, 0.5]),
 )
-KEYS = st.one_of(st.text(max_size=12), st.sampled_from(TRICKY_STRINGS), st.integers(-5, 5), st.booleans(),
-                 st.none(), st.sampled_from(["name", "image", "build", "services", "servces", "depends_on",
-                                             "manifests", "ready", "load", "timeout", "memory", "args",
-                                             "context", "containerfile", "config", "project", "source"]))
+KEYS = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(TRICKY_STRINGS),
+    st.integers(-5, 5),
+    st.booleans(),
+    st.none(),
+    st.sampled_from(
+        [
+            "name",
+            "image",
+            "build",
+            "services",
+            "servces",
+            "depends_on",
+            "manifests",
+            "ready",
+            "load",
+            "timeout",
+            "memory",
+            "args",
+            "context",
+            "containerfile",
+            "config",
+            "project",
+            "source",
+        ]
+    ),
+)
 VALUES = st.recursive(
     SCALARS,
-    lambda children: st.one_of(st.lists(children, max_size=4),
-                               st.dictionaries(KEYS, children, max_size=4)),
+    lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(KEYS, children, max_size=4)),
     max_leaves=12,
 )
-SERVICE_NAMES = st.one_of(st.text(max_size=70), st.sampled_from(TRICKY_STRINGS), st.integers(-3, 3),
-                          st.booleans(), st.none(), st.sampled_from(["a", "b", "db", "x" * 63, "x" * 64]))
+SERVICE_NAMES = st.one_of(
+    st.text(max_size=70),
+    st.sampled_from(TRICKY_STRINGS),
+    st.integers(-3, 3),
+    st.booleans(),
+    st.none(),
+    st.sampled_from(["a", "b", "db", "x" * 63, "x" * 64]),
+)
 DEEP = "__KINDLING_DEEP__"
-INTERESTING = {"timeout", "memory", "load", "depends_on", "manifests", "image", "name", "project", "source",
-               "containerfile", "context", "args", "timeouts", "services", "namespace", "config", "command"}
+INTERESTING = {
+    "timeout",
+    "memory",
+    "load",
+    "depends_on",
+    "manifests",
+    "image",
+    "name",
+    "project",
+    "source",
+    "containerfile",
+    "context",
+    "args",
+    "timeouts",
+    "services",
+    "namespace",
+    "config",
+    "command",
+}
 
 # YAML-level constructs a Python value cannot express: complex keys, aliases, tags, merges...
 SNIPPETS = [
-    "? [a, b]\n: 1", "? {a: 1}\n: 2", "x: &anchor [1, 2]\ny: *anchor", "<<: {name: merged}",
-    "a: !!binary aGVsbG8=", "a: !!set {x, y}", "a: !!timestamp 2001-12-14t21:59:43.10-05:00",
-    "a: !!omap [x: 1, y: 2]", "a: !!python/object:os.system {}", "a: !!float .nan", "a: .inf",
-    "a: -.inf", "a: 0x1F", "a: 0o17", "a: 1_000", "a: ~", "---\nname: second", "%YAML 1.1\n---",
-    "a: |\n  block\n  text", "\ta: tab", "a: 'unclosed", "a: [1, 2", "a: {b: 1", "*undefined",
-    "&a [*a]", "a: &r [*r]", "\ufeffname: bom", "name: x\nname: y", "a:\n  - b\n - c",
+    "? [a, b]\n: 1",
+    "? {a: 1}\n: 2",
+    "x: &anchor [1, 2]\ny: *anchor",
+    "<<: {name: merged}",
+    "a: !!binary aGVsbG8=",
+    "a: !!set {x, y}",
+    "a: !!timestamp 2001-12-14t21:59:43.10-05:00",
+    "a: !!omap [x: 1, y: 2]",
+    "a: !!python/object:os.system {}",
+    "a: !!float .nan",
+    "a: .inf",
+    "a: -.inf",
+    "a: 0x1F",
+    "a: 0o17",
+    "a: 1_000",
+    "a: ~",
+    "---\nname: second",
+    "%YAML 1.1\n---",
+    "a: |\n  block\n  text",
+    "\ta: tab",
+    "a: 'unclosed",
+    "a: [1, 2",
+    "a: {b: 1",
+    "*undefined",
+    "&a [*a]",
+    "a: &r [*r]",
+    "\ufeffname: bom",
+    "name: x\nname: y",
+    "a:\n  - b\n - c",
 ]
 
 
@@ -181,7 +309,9 @@ def mutated_documents(draw, base):
         path = draw(st.sampled_from(interesting if interesting and draw(st.booleans()) else paths))
         parent = _parent(document, path)
         if op == "number":  # a numeric field gets an edge-case number or numeric text
-            numeric = [p for p in paths if p[-1] in ("timeout", "memory") or (len(p) > 1 and p[-2] == "timeouts")]
+            numeric = [
+                p for p in paths if p[-1] in ("timeout", "memory") or (len(p) > 1 and p[-2] == "timeouts")
+            ]
             if numeric:
                 path = draw(st.sampled_from(numeric))
                 _parent(document, path)[path[-1]] = draw(NUMBERS)
@@ -215,6 +345,7 @@ def _render(document, depth, flavour) -> str:
 
 # ---------------------------------------------------------------- properties
 
+
 @FUZZ
 @given(data=st.data())
 def test_mutated_documents_load_or_raise_stack_error(sample, data):
@@ -243,7 +374,7 @@ def test_text_level_mutations_load_or_raise_stack_error(sample, data):
             del lines[min(position, len(lines) - 1)]
         elif op == "truncate":
             text = "\n".join(lines)
-            lines = text[:data.draw(st.integers(0, len(text)))].splitlines()
+            lines = text[: data.draw(st.integers(0, len(text)))].splitlines()
         elif op == "indent" and lines:
             index = min(position, len(lines) - 1)
             lines[index] = data.draw(st.sampled_from([" ", "\t", "   "])) + lines[index]
@@ -255,9 +386,12 @@ def test_text_level_mutations_load_or_raise_stack_error(sample, data):
 
 
 @FUZZ
-@given(raw=st.one_of(st.binary(max_size=4096),
-                     st.text(max_size=2000).map(lambda t: t.encode("utf-8", "surrogatepass"))),
-       check_files=st.booleans())
+@given(
+    raw=st.one_of(
+        st.binary(max_size=4096), st.text(max_size=2000).map(lambda t: t.encode("utf-8", "surrogatepass"))
+    ),
+    check_files=st.booleans(),
+)
 def test_raw_bytes_load_or_raise_stack_error(sample, raw, check_files):
     folder, _ = sample
     path = folder / "fuzz-bytes.yaml"
@@ -272,22 +406,34 @@ REGRESSIONS = {
     "complex-mapping-key": ("? [a, b]\n: 1\nname: x\nservices: {db: {image: busybox}}\n", ""),
     "complex-key-in-services": ("name: x\nservices:\n  ? {a: 1}\n  : {image: busybox}\n", ""),
     # _service: int(timeout) of .inf / .nan (OverflowError / ValueError).
-    "ready-timeout-inf": ("name: x\nservices: {db: {image: busybox, ready: {timeout: .inf}}}\n",
-                          "services.db.ready.timeout"),
-    "ready-timeout-nan": ("name: x\nservices: {db: {image: busybox, ready: {timeout: .nan}}}\n",
-                          "services.db.ready.timeout"),
-    "test-timeout-inf": ("name: x\ntest: {command: [go], timeout: .inf}\nservices: {db: {image: busybox}}\n",
-                         "test.timeout"),
+    "ready-timeout-inf": (
+        "name: x\nservices: {db: {image: busybox, ready: {timeout: .inf}}}\n",
+        "services.db.ready.timeout",
+    ),
+    "ready-timeout-nan": (
+        "name: x\nservices: {db: {image: busybox, ready: {timeout: .nan}}}\n",
+        "services.db.ready.timeout",
+    ),
+    "test-timeout-inf": (
+        "name: x\ntest: {command: [go], timeout: .inf}\nservices: {db: {image: busybox}}\n",
+        "test.timeout",
+    ),
     # parse_size: int(inf) raises OverflowError, which _build does not catch.
     "memory-inf": ("name: x\nservices: {a: {build: {memory: .inf}}}\n", "services.a.build.memory"),
-    "memory-huge-text": ("name: x\nservices: {a: {build: {memory: '" + "9" * 400 + "GiB'}}}\n",
-                         "services.a.build.memory"),
+    "memory-huge-text": (
+        "name: x\nservices: {a: {build: {memory: '" + "9" * 400 + "GiB'}}}\n",
+        "services.a.build.memory",
+    ),
     # Path.is_dir()/is_file() raise OSError(ENAMETOOLONG) instead of returning False.
     "source-too-long": ("name: x\nsource: " + "s" * 5000 + "\nservices: {db: {image: busybox}}\n", "source"),
-    "manifest-name-too-long": ("name: x\nservices: {db: {image: busybox, manifests: [" + "m" * 5000 + "]}}\n",
-                               "services.db.manifests[0]"),
-    "containerfile-name-too-long": ("name: x\nservices: {a: {build: {containerfile: " + "c" * 300 + "}}}\n",
-                                    "services.a.build.containerfile"),
+    "manifest-name-too-long": (
+        "name: x\nservices: {db: {image: busybox, manifests: [" + "m" * 5000 + "]}}\n",
+        "services.db.manifests[0]",
+    ),
+    "containerfile-name-too-long": (
+        "name: x\nservices: {a: {build: {containerfile: " + "c" * 300 + "}}}\n",
+        "services.a.build.containerfile",
+    ),
 }
 
 
@@ -332,10 +478,16 @@ def test_alias_bomb_gives_a_short_error(tmp_path):
     levels = ["&l0 [x, x, x, x, x, x, x, x]"]
     levels += [f"&l{i} [" + ", ".join([f"*l{i - 1}"] * 8) + "]" for i in range(1, 8)]
     path = tmp_path / "stack.yaml"
-    path.write_text("name: n\nservices: {db: {image: busybox, ready: {timeout: [" + ", ".join(levels) + "]}}}\n")
+    path.write_text(
+        "name: n\nservices: {db: {image: busybox, ready: {timeout: [" + ", ".join(levels) + "]}}}\n"
+    )
     assert path.stat().st_size < 1000
-    result = subprocess.run([sys.executable, "-c", ALIAS_BOMB_CHILD, str(path), str(ROOT)],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", ALIAS_BOMB_CHILD, str(path), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     words = result.stdout.split()
     assert words[:1] == ["STACKERROR"], result.stdout + result.stderr[-2000:]
     assert int(words[1]) < 10_000, f"the error message is {words[1]} characters long"

@@ -10,7 +10,6 @@ import xml.etree.ElementTree as ET
 
 import pytest
 import yaml
-
 from conftest import IN_CI, invoke
 
 SUITE = """\
@@ -32,11 +31,24 @@ def suite_world(stack_maker, tools, testenv, tmp_path):
     stack["services"]["b"]["build"]["coverage_args"] = {"GOFLAGS": "-cover"}
     path.write_text(yaml.safe_dump(stack, sort_keys=False))
     record = tmp_path / "suite-record.json"
-    env = {**tools.env, "E2E_STACK": str(path), "KINDLING_HOME": str(tmp_path / "home"),
-           "SUITE_RECORD": str(record), "KINDLING_MIN_FREE_DISK": "50MiB",
-           "KINDLING_LOCK_DIR": str(tmp_path / "locks")}
-    return {"path": path, "env": env, "record": record, "home": tmp_path / "home", "maker": stack_maker,
-            "tools": tools, "testenv": testenv, "cluster": f"{stack_maker.project}-e2e"}
+    env = {
+        **tools.env,
+        "E2E_STACK": str(path),
+        "KINDLING_HOME": str(tmp_path / "home"),
+        "SUITE_RECORD": str(record),
+        "KINDLING_MIN_FREE_DISK": "50MiB",
+        "KINDLING_LOCK_DIR": str(tmp_path / "locks"),
+    }
+    return {
+        "path": path,
+        "env": env,
+        "record": record,
+        "home": tmp_path / "home",
+        "maker": stack_maker,
+        "tools": tools,
+        "testenv": testenv,
+        "cluster": f"{stack_maker.project}-e2e",
+    }
 
 
 def newest_run(home):
@@ -106,7 +118,10 @@ def test_coverage_mode_renders_mounts_and_env_without_touching_committed_files(s
     assert list(w["home"].glob("runs/*/coverdata/covmeta.1"))
     scales = [c["argv"] for c in w["tools"].calls("kubectl") if "scale" in c["argv"]]
     assert any("deployment/b" in a and "--replicas=0" in a for a in scales)
-    assert w["testenv"].kubectl_json(kubeconfig, "get", "deployment", "b", "-n", "testns")["spec"]["replicas"] == 0
+    assert (
+        w["testenv"].kubectl_json(kubeconfig, "get", "deployment", "b", "-n", "testns")["spec"]["replicas"]
+        == 0
+    )
     # The scale-down made b no longer "as deployed": the next setup rolls it out again.
     again = invoke(["e2e.setup", "--coverage"], w["env"])
     assert again.returncode == 0, again.stdout + again.stderr
@@ -136,7 +151,7 @@ def test_report_table_html_and_svg_match_run_json(suite_world, tmp_path):
     html_path = next(w["home"].glob("runs/*/report.html"))
     html = html_path.read_text()
     assert "<script" not in html and "http" not in html.split("<svg", 1)[0]
-    svg = ET.fromstring(html[html.index("<svg"):html.index("</svg>") + 6])
+    svg = ET.fromstring(html[html.index("<svg") : html.index("</svg>") + 6])
     ns = "{http://www.w3.org/2000/svg}"
     scale, x0 = float(svg.get("data-scale")), float(svg.get("data-x0"))
     bars = {r.get("data-step"): r for r in svg.iter(f"{ns}rect")}
@@ -149,11 +164,24 @@ def test_report_table_html_and_svg_match_run_json(suite_world, tmp_path):
         assert (bar.get("data-critical") == "true") == (step["id"] in run["critical_path"])
     browser = chromium()
     shot = tmp_path / "report.png"
-    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    f"--user-data-dir={tmp_path / 'chromium'}", f"--screenshot={shot}", "--window-size=1000,800",
-                    html_path.as_uri()], capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'chromium'}",
+            f"--screenshot={shot}",
+            "--window-size=1000,800",
+            html_path.as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+    )
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000  # a page with text and bars, not blank
     assert invoke(["e2e.teardown"], w["env"]).returncode == 0
-

@@ -32,12 +32,23 @@ from . import render
 # suffix must then be one quantity.go's suffixer knows (or e/E and an exponent).
 _QUANTITY_RE = re.compile(r"([+-]?)([0-9]*)(?:\.([0-9]*))?([eEinumkKMGTP]*[+-]?[0-9]*)")
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL = {"n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": Decimal(1),
-            "k": Decimal("1e3"), "M": Decimal("1e6"), "G": Decimal("1e9"), "T": Decimal("1e12"),
-            "P": Decimal("1e15"), "E": Decimal("1e18")}
+_DECIMAL = {
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "": Decimal(1),
+    "k": Decimal("1e3"),
+    "M": Decimal("1e6"),
+    "G": Decimal("1e9"),
+    "T": Decimal("1e12"),
+    "P": Decimal("1e15"),
+    "E": Decimal("1e18"),
+}
 _EXPONENT_RE = re.compile(r"[eE][+-]?[0-9]+")
-QUANTITY_HELP = ("a number with an optional suffix: Ki Mi Gi Ti Pi Ei (powers of 1024), m k M G T P E "
-                 '(powers of 1000) or an exponent (e.g. "512Mi", "500m", "1e3")')
+QUANTITY_HELP = (
+    "a number with an optional suffix: Ki Mi Gi Ti Pi Ei (powers of 1024), m k M G T P E "
+    '(powers of 1000) or an exponent (e.g. "512Mi", "500m", "1e3")'
+)
 
 
 def quantity_value(value) -> Decimal | None:
@@ -87,8 +98,11 @@ def check_resources(where: str, resources, problems: list) -> None:
     requests = check_quantities(f"{where}resources.requests", resources.get("requests"), problems)
     for name, amount in requests.items():
         if name in limits and amount > limits[name]:
-            problems.append(f'{where}resources.requests.{name} "{resources["requests"][name]}" is more than '
-                            f'its limit "{resources["limits"][name]}"; the API server needs requests <= limits')
+            problems.append(
+                f'{where}resources.requests.{name} "{resources["requests"][name]}" is more than '
+                f'its limit "{resources["limits"][name]}"; the API server needs requests <= '
+                "limits"
+            )
 
 
 # ---- names, labels and selectors ------------------------------------------------------------
@@ -100,21 +114,51 @@ _DNS1035_LABEL_RE = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 _LABEL_NAME_RE = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
 
 NAME_RULES = {
-    "subdomain": ("a DNS-1123 subdomain: lowercase letters, digits, '-' and '.', starting and ending with a "
-                  "letter or digit, at most 253 characters"),
-    "label": ("a DNS-1123 label: lowercase letters, digits and '-', starting and ending with a letter or digit, "
-              "at most 63 characters"),
-    "dns1035": ("a DNS-1035 label: lowercase letters, digits and '-', starting with a letter and ending with a "
-                "letter or digit, at most 63 characters"),
+    "subdomain": (
+        "a DNS-1123 subdomain: lowercase letters, digits, '-' and '.', starting and ending with a "
+        "letter or digit, at most 253 characters"
+    ),
+    "label": (
+        "a DNS-1123 label: lowercase letters, digits and '-', starting and ending with a letter or "
+        "digit, at most 63 characters"
+    ),
+    "dns1035": (
+        "a DNS-1035 label: lowercase letters, digits and '-', starting with a letter and ending with "
+        "a letter or digit, at most 63 characters"
+    ),
     "path segment": "a name that is not '.' or '..' and has no '/' or '%'",
 }
-SUBDOMAIN_KINDS = {"ConfigMap", "Secret", "Pod", "Deployment", "DaemonSet", "ReplicaSet", "Job", "CronJob",
-                   "ServiceAccount", "PersistentVolumeClaim", "PersistentVolume", "Ingress", "IngressClass",
-                   "NetworkPolicy", "PriorityClass", "LimitRange", "ResourceQuota", "Endpoints"}
+SUBDOMAIN_KINDS = {
+    "ConfigMap",
+    "Secret",
+    "Pod",
+    "Deployment",
+    "DaemonSet",
+    "ReplicaSet",
+    "Job",
+    "CronJob",
+    "ServiceAccount",
+    "PersistentVolumeClaim",
+    "PersistentVolume",
+    "Ingress",
+    "IngressClass",
+    "NetworkPolicy",
+    "PriorityClass",
+    "LimitRange",
+    "ResourceQuota",
+    "Endpoints",
+}
 LABEL_KINDS = {"Namespace", "StatefulSet"}  # ValidateNamespaceName, apps' ValidateStatefulSetName
 RBAC_KINDS = {"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"}
 # Kinds whose spec.selector is a metav1.LabelSelector (a Service's is a plain label map).
-LABEL_SELECTOR_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "PersistentVolumeClaim"}
+LABEL_SELECTOR_KINDS = {
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "ReplicaSet",
+    "Job",
+    "PersistentVolumeClaim",
+}
 CRONJOB_NAME_MAX = 52  # batch validation: the Jobs it creates append 11 characters, and Job names are labels
 # Service names: DNS-1035 labels, or DNS-1123 labels since Kubernetes 1.36 (KEP-5311,
 # RelaxedServiceNameValidation beta and on by default: validation.go ValidateServiceCreate).
@@ -135,8 +179,11 @@ def name_rule(kind: str, version: str) -> str | None:
 def name_matches(name: str, rule: str) -> bool:
     if rule == "path segment":
         return name not in (".", "..") and "/" not in name and "%" not in name
-    pattern, limit = {"subdomain": (_DNS_SUBDOMAIN_RE, 253), "label": (_DNS_LABEL_RE, 63),
-                      "dns1035": (_DNS1035_LABEL_RE, 63)}[rule]
+    pattern, limit = {
+        "subdomain": (_DNS_SUBDOMAIN_RE, 253),
+        "label": (_DNS_LABEL_RE, 63),
+        "dns1035": (_DNS1035_LABEL_RE, 63),
+    }[rule]
     return len(name) <= limit and pattern.fullmatch(name) is not None
 
 
@@ -154,8 +201,10 @@ def check_name(doc: dict, version: str) -> list:
         fix = f'; rename it, e.g. "{suggested_name(name)}"' if rule != "path segment" else ""
         return [f'metadata.name "{name}" is not {NAME_RULES[rule]}{fix}']
     if doc.get("kind") == "CronJob" and len(name) > CRONJOB_NAME_MAX:
-        return [f'metadata.name "{name}" has {len(name)} characters; a CronJob name may have at most '
-                f"{CRONJOB_NAME_MAX} (its Jobs add 11)"]
+        return [
+            f'metadata.name "{name}" has {len(name)} characters; a CronJob name may have at most '
+            f"{CRONJOB_NAME_MAX} (its Jobs add 11)"
+        ]
     return []
 
 
@@ -165,8 +214,10 @@ def label_key_problem(key: str) -> str | None:
     if slash and (not prefix or "/" in prefix or not name_matches(prefix, "subdomain")):
         return "its prefix (before '/') must be a DNS-1123 subdomain, e.g. example.com/name"
     if len(name) > 63 or not _LABEL_NAME_RE.fullmatch(name):
-        return ("its name must be 1-63 letters, digits, '-', '_' or '.', starting and ending with a letter or "
-                "digit")
+        return (
+            "its name must be 1-63 letters, digits, '-', '_' or '.', starting and ending with a letter "
+            "or digit"
+        )
     return None
 
 
@@ -175,8 +226,10 @@ def label_value_problem(value) -> str | None:
     if not isinstance(value, str):
         return None  # a schema problem
     if value and (len(value) > 63 or not _LABEL_NAME_RE.fullmatch(value)):
-        return ("a label value must be empty or 1-63 letters, digits, '-', '_' or '.', starting and ending "
-                "with a letter or digit")
+        return (
+            "a label value must be empty or 1-63 letters, digits, '-', '_' or '.', starting and ending "
+            "with a letter or digit"
+        )
     return None
 
 
@@ -201,7 +254,8 @@ def check_selector(where: str, selector, problems: list) -> None:
     for i, expression in enumerate(selector.get("matchExpressions") or []):
         if not isinstance(expression, dict):
             continue
-        at, operator, values = f"{where}.matchExpressions[{i}]", expression.get("operator"), expression.get("values")
+        at = f"{where}.matchExpressions[{i}]"
+        operator, values = expression.get("operator"), expression.get("values")
         if operator in ("In", "NotIn") and not values:
             problems.append(f"{at}: operator {operator} needs values")
         elif operator in ("Exists", "DoesNotExist") and values:
@@ -222,7 +276,8 @@ def templates(doc: dict) -> list:
     kind, spec = doc.get("kind"), doc.get("spec") or {}
     if kind == "CronJob":
         job = spec.get("jobTemplate") or {}
-        return [("spec.jobTemplate", job), ("spec.jobTemplate.spec.template", (job.get("spec") or {}).get("template") or {})]
+        pod_template = (job.get("spec") or {}).get("template") or {}
+        return [("spec.jobTemplate", job), ("spec.jobTemplate.spec.template", pod_template)]
     if render.pod_spec(doc) is not None and kind != "Pod":
         return [("spec.template", spec.get("template") or {})]
     return []
@@ -264,42 +319,61 @@ def check_pod(doc: dict) -> tuple:
         return [], []
     problems, warnings = [], []
     volumes = [v for v in spec.get("volumes") or [] if isinstance(v, dict)]
-    for i, name in _twice(volumes, "name"):
+    for _, name in _twice(volumes, "name"):
         problems.append(f'volume "{name}" is defined twice; volume names must be unique in a pod')
     volume_names = {v.get("name") for v in volumes}
-    if doc.get("kind") == "StatefulSet":  # apps validation adds a volume per claim template (volumesToAddForTemplates)
-        volume_names |= {((t.get("metadata") or {}).get("name")) for t in (doc.get("spec") or {}).get(
-            "volumeClaimTemplates") or [] if isinstance(t, dict)}
+    # apps validation adds a volume per claim template (volumesToAddForTemplates)
+    if doc.get("kind") == "StatefulSet":
+        volume_names |= {
+            ((t.get("metadata") or {}).get("name"))
+            for t in (doc.get("spec") or {}).get("volumeClaimTemplates") or []
+            if isinstance(t, dict)
+        }
     for volume in volumes:
         if isinstance(volume.get("emptyDir"), dict) and "sizeLimit" in volume["emptyDir"]:
-            check_quantities(f'volume "{volume.get("name")}": emptyDir', {"sizeLimit": volume["emptyDir"]["sizeLimit"]},
-                             problems)
+            check_quantities(
+                f'volume "{volume.get("name")}": emptyDir',
+                {"sizeLimit": volume["emptyDir"]["sizeLimit"]},
+                problems,
+            )
     init = [c for c in spec.get("initContainers") or [] if isinstance(c, dict)]
     regular = [c for c in spec.get("containers") or [] if isinstance(c, dict)]
     for _, name in _twice(regular + init, "name"):
-        problems.append(f'container name "{name}" is used twice; names must be unique across containers and '
-                        "initContainers")
+        problems.append(
+            f'container name "{name}" is used twice; names must be unique across containers and '
+            "initContainers"
+        )
     for container in init + regular:
         where = f'container "{container.get("name", "?")}": '
         ports = [p for p in container.get("ports") or [] if isinstance(p, dict)]
         for i, name in _twice(ports, "name"):
-            problems.append(f'{where}ports[{i}].name "{name}" is used twice; port names must be unique in a container')
+            problems.append(
+                f'{where}ports[{i}].name "{name}" is used twice; port names must be unique in a container'
+            )
         keys = [{"key": (p.get("containerPort"), p.get("protocol") or "TCP")} for p in ports]
         for i, (number, protocol) in _twice(keys, "key"):
-            warnings.append(f"{where}ports[{i}]: containerPort {number}/{protocol} is declared twice (the API "
-                            "server accepts it with a warning; kubectl apply may merge the entries)")
+            warnings.append(
+                f"{where}ports[{i}]: containerPort {number}/{protocol} is declared twice (the "
+                "API server accepts it with a warning; kubectl apply may merge the entries)"
+            )
         env = [e for e in container.get("env") or [] if isinstance(e, dict)]
         for i, name in _twice(env, "name"):
-            warnings.append(f"{where}env[{i}] {name} is defined twice; the later value wins (the API server "
-                            "warns that the earlier one may be dropped by kubectl apply)")
+            warnings.append(
+                f"{where}env[{i}] {name} is defined twice; the later value wins (the API server "
+                "warns that the earlier one may be dropped by kubectl apply)"
+            )
         mounts = [m for m in container.get("volumeMounts") or [] if isinstance(m, dict)]
         for i, path in _twice(mounts, "mountPath"):
-            problems.append(f'{where}volumeMounts[{i}].mountPath "{path}" is used twice; each mount needs its own path')
+            problems.append(
+                f'{where}volumeMounts[{i}].mountPath "{path}" is used twice; each mount needs its own path'
+            )
         for i, mount in enumerate(mounts):
             if mount.get("name") and mount["name"] not in volume_names:
                 shown = ", ".join(sorted(str(n) for n in volume_names if n)) or "none"
-                problems.append(f'{where}volumeMounts[{i}].name "{mount["name"]}" is not a volume of the pod '
-                                f"(volumes: {shown}); add the volume or correct the name")
+                problems.append(
+                    f'{where}volumeMounts[{i}].name "{mount["name"]}" is not a volume of the pod '
+                    f"(volumes: {shown}); add the volume or correct the name"
+                )
         check_resources(where, container.get("resources"), problems)
     return problems, warnings
 
@@ -310,8 +384,11 @@ def check_claims(doc: dict) -> list:
     kind, spec = doc.get("kind"), doc.get("spec") or {}
     claims = [("spec.", spec)] if kind == "PersistentVolumeClaim" else []
     if kind == "StatefulSet":
-        claims += [(f"spec.volumeClaimTemplates[{i}].spec.", (t or {}).get("spec") or {})
-                   for i, t in enumerate(spec.get("volumeClaimTemplates") or []) if isinstance(t, dict)]
+        claims += [
+            (f"spec.volumeClaimTemplates[{i}].spec.", (t or {}).get("spec") or {})
+            for i, t in enumerate(spec.get("volumeClaimTemplates") or [])
+            if isinstance(t, dict)
+        ]
     for where, claim in claims:
         check_resources(where, claim.get("resources"), problems)
     return problems

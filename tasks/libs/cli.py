@@ -1,32 +1,62 @@
-"""What every task module shares: finding the stack, building an Environment, reporting errors."""
+"""What every task module shares: finding the stack, building an Environment, turning errors into
+Invoke's Exit (here and nowhere else)."""
 
 import functools
 import os
-import sys
 import signal
+import sys
 import threading
 from pathlib import Path
 
+from invoke import Config
 from invoke.exceptions import Exit
 
 from . import procs
 from .console import Console
 from .environment import Environment
 from .errors import Interrupted, KindlingError
-from .stack import load_stack, parse_size, stack_path
+from .scheduler import StepFailed
+from .settings import build_settings
+from .stack import load_stack, stack_path
+from .stackfile import parse_size
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+CONFIG_DEFAULTS = {"e2e": {"stack": None}}  # ns.configure() in tasks.py sets the same
 
 
-def truthy(value) -> bool:
-    return str(value).strip().lower() in ("1", "true", "yes", "on")
+def _plain(value):
+    """Invoke's config section as plain dicts (its DataProxy is a live view)."""
+    if hasattr(value, "items"):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def e2e_config(ctx) -> dict:
+    """The `e2e` section of the Invoke config: invoke.yaml, `-f FILE`, the user's config files
+    and INVOKE_E2E_* variables, merged by Invoke itself."""
+    return _plain(ctx.config.get("e2e", {})) if ctx is not None else {}
+
+
+def configured_stack(argv) -> str | None:
+    """`e2e.stack` from Invoke's config before a task context exists: system, user and project
+    config files, INVOKE_E2E_STACK, and the runtime file of a `-f FILE`/`--config FILE`."""
+    # Invoke loads INVOKE_* variables only for keys its defaults already have.
+    config = Config(
+        project_location=str(PROJECT_ROOT), defaults={**Config.global_defaults(), **CONFIG_DEFAULTS}
+    )
+    for i, arg in enumerate(argv):
+        if arg in ("-f", "--config") and i + 1 < len(argv):
+            config.set_runtime_path(argv[i + 1])
+        elif arg.startswith("--config="):
+            config.set_runtime_path(arg.split("=", 1)[1])
+    config.load_project()
+    config.load_runtime()
+    config.load_shell_env()
+    return (config.get("e2e") or {}).get("stack")
 
 
 def stack_file(ctx=None) -> Path:
-    configured = None
-    if ctx is not None:
-        configured = ctx.config.get("e2e", {}).get("stack")
-    return stack_path(configured, root=PROJECT_ROOT)
+    return stack_path(e2e_config(ctx).get("stack"), root=PROJECT_ROOT)
 
 
 def load(ctx, check_files=True, env=None):
@@ -43,16 +73,16 @@ def parse_budget(text):
 
 
 def environment(ctx, registry="", output="text", **options) -> Environment:
-    """An Environment for the configured stack; registry= overrides IMAGE_REGISTRY; output=json sends
-    progress to stderr so stdout carries only the JSON report."""
-    coverage = options.pop("coverage", False) or truthy(os.environ.get("E2E_COVERAGE", ""))
-    # Invoke's own --dry means what each task's --dry-run means, in every task.
+    """An Environment for the configured stack, with its settings read once (settings.py):
+    registry= overrides IMAGE_REGISTRY; output=json sends progress to stderr so stdout carries
+    only the JSON report. Invoke's own --dry means what each task's --dry-run means."""
     options["dry_run"] = bool(options.get("dry_run")) or bool(ctx.config.run.dry)
     env = {**os.environ, **({"IMAGE_REGISTRY": registry} if registry else {})}
     if output not in ("text", "json"):
         raise KindlingError(f"--output {output!r}: use text or json")
     console = Console(sys.stderr if output == "json" else None)
-    return Environment(load(ctx, env=env), env=env, console=console, coverage=coverage, **options)
+    stack = load(ctx, env=env)
+    return Environment(stack, build_settings(stack, env, e2e_config(ctx), **options), env, console=console)
 
 
 def reports_errors(function):
@@ -70,7 +100,12 @@ def reports_errors(function):
         except (Interrupted, KeyboardInterrupt) as exc:
             procs.terminate_everything()
             code = exc.exit_code if isinstance(exc, Interrupted) else 130
-            raise Exit(f"kindling: {exc if isinstance(exc, Interrupted) else 'interrupted by SIGINT'}", code=code)
+            raise Exit(
+                f"kindling: {exc if isinstance(exc, Interrupted) else 'interrupted by SIGINT'}", code=code
+            )
+        except StepFailed as exc:
+            label = getattr(exc, "label", "run")
+            raise Exit(f"kindling: {label} failed\n{getattr(exc, 'details', exc)}", code=exc.exit_code)
         except KindlingError as exc:
             raise Exit(f"kindling: {exc}", code=exc.exit_code)
         finally:

@@ -8,11 +8,23 @@ from colorama import Fore, Style
 
 _COLORS = {
     "queued": Style.DIM,
-    "building": Fore.CYAN, "loading": Fore.CYAN, "deploying": Fore.CYAN, "creating": Fore.CYAN,
-    "running": Fore.CYAN, "pulling": Fore.CYAN, "saving": Fore.CYAN,
-    "done": Fore.GREEN, "built": Fore.GREEN, "loaded": Fore.GREEN, "ready": Fore.GREEN,
-    "cached": Fore.BLUE, "up to date": Fore.BLUE, "skipped": Fore.YELLOW, "exists": Fore.BLUE,
-    "FAILED": Fore.RED + Style.BRIGHT, "error": Fore.RED + Style.BRIGHT,
+    "building": Fore.CYAN,
+    "loading": Fore.CYAN,
+    "deploying": Fore.CYAN,
+    "creating": Fore.CYAN,
+    "running": Fore.CYAN,
+    "pulling": Fore.CYAN,
+    "saving": Fore.CYAN,
+    "done": Fore.GREEN,
+    "built": Fore.GREEN,
+    "loaded": Fore.GREEN,
+    "ready": Fore.GREEN,
+    "cached": Fore.BLUE,
+    "up to date": Fore.BLUE,
+    "skipped": Fore.YELLOW,
+    "exists": Fore.BLUE,
+    "FAILED": Fore.RED + Style.BRIGHT,
+    "error": Fore.RED + Style.BRIGHT,
 }
 
 

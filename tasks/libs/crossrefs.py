@@ -23,7 +23,9 @@ def namespace_of(doc: dict) -> str:
 
 
 def shape_ok(doc: dict) -> bool:
-    """Whether the parts the checks walk have the types Kubernetes gives them (else the schema check reports it)."""
+    """Whether the parts the checks walk have the types Kubernetes gives them (else the schema check
+    reports it)."""
+
     def ok(value, kind):
         return value is None or isinstance(value, kind)
 
@@ -129,13 +131,17 @@ def check_references(item, defined: dict) -> list:
             continue
         found = defined.get((kind, namespace, name))
         if found is None:
-            problems.append(f'{where} references {kind} "{name}", which no manifest of the stack defines '
-                            f"(namespace {namespace}); define it, or mark the reference `optional: true`")
+            problems.append(
+                f'{where} references {kind} "{name}", which no manifest of the stack defines '
+                f"(namespace {namespace}); define it, or mark the reference `optional: true`"
+            )
             continue
         for key in keys:
             if key not in found:
-                problems.append(f'{where} references key "{key}" of {kind} "{name}", which has no such key '
-                                f"(keys: {', '.join(sorted(found)) or 'none'})")
+                problems.append(
+                    f'{where} references key "{key}" of {kind} "{name}", which has no such key '
+                    f"(keys: {', '.join(sorted(found)) or 'none'})"
+                )
     return problems
 
 
@@ -151,13 +157,18 @@ def pod_templates(items) -> list:
         if kind == "Pod":
             metadata = doc.get("metadata") or {}
         elif kind == "CronJob":
-            metadata = (((spec.get("jobTemplate") or {}).get("spec") or {}).get("template") or {}).get("metadata")
+            job_spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+            metadata = (job_spec.get("template") or {}).get("metadata")
         elif render.pod_spec(doc) is not None:
             metadata = (spec.get("template") or {}).get("metadata")
         else:
             continue
-        names = {p.get("name") for c in render.containers(doc) for p in c.get("ports") or []
-                 if isinstance(p, dict) and p.get("name")}
+        names = {
+            p.get("name")
+            for c in render.containers(doc)
+            for p in c.get("ports") or []
+            if isinstance(p, dict) and p.get("name")
+        }
         found.append((namespace_of(doc), dict((metadata or {}).get("labels") or {}), names))
     return found
 
@@ -174,8 +185,10 @@ def check_selectors(item, templates: list) -> list:
         match_labels = (spec.get("selector") or {}).get("matchLabels") or {}
         labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
         if match_labels and not match_labels.items() <= labels.items():
-            problems.append(f"spec.selector {_labels_text(match_labels)} does not match the pod template's "
-                            f"labels ({_labels_text(labels) or 'none'})")
+            problems.append(
+                f"spec.selector {_labels_text(match_labels)} does not match the pod template's "
+                f"labels ({_labels_text(labels) or 'none'})"
+            )
     if kind != "Service" or spec.get("type") == "ExternalName":
         return problems
     selector = spec.get("selector")
@@ -184,12 +197,16 @@ def check_selectors(item, templates: list) -> list:
     namespace = namespace_of(doc)
     matched = [t for t in templates if t[0] == namespace and selector.items() <= t[1].items()]
     if not matched:
-        return problems + [f"selector {_labels_text(selector)} matches no pod template of the stack "
-                           f"(namespace {namespace})"]
+        return problems + [
+            f"selector {_labels_text(selector)} matches no pod template of the stack (namespace {namespace})"
+        ]
     port_names = set().union(*(t[2] for t in matched))
     for port in spec.get("ports") or []:
         target = port.get("targetPort") if isinstance(port, dict) else None
         if isinstance(target, str) and not target.isdigit() and target not in port_names:
-            problems.append(f'port {port.get("name") or port.get("port")}: targetPort "{target}" is not a port '
-                            f"name the selected pods declare ({', '.join(sorted(port_names)) or 'none'})")
+            declared = ", ".join(sorted(port_names)) or "none"
+            problems.append(
+                f'port {port.get("name") or port.get("port")}: targetPort "{target}" is not a '
+                f"port name the selected pods declare ({declared})"
+            )
     return problems

@@ -32,6 +32,15 @@ class CommandFailed(KindlingError):
         super().__init__(text)
 
 
+class PipeFailed(CommandFailed):
+    """One side of a pipe between two commands failed (or timed out): `side` is "left" for the
+    command that writes, "right" for the one that reads."""
+
+    def __init__(self, side, command, exit_code, tail="", log_path=None, reason=""):
+        self.side = side
+        super().__init__(command, exit_code, tail, log_path, reason)
+
+
 class Interrupted(KindlingError):
     """SIGINT or SIGTERM arrived; exit 130 or 143 like a shell would."""
 

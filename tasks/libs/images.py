@@ -7,6 +7,7 @@ here, so the `localhost/` prefix is added once and never stripped or doubled.
 """
 
 import re
+import string
 from dataclasses import dataclass
 
 from .errors import KindlingError
@@ -14,6 +15,10 @@ from .errors import KindlingError
 LOCAL_REGISTRY = "localhost"
 DEFAULT_REGISTRY = "docker.io"
 OFFICIAL_NAMESPACE = "library"
+# How a built image is named (a stack's `images.name`): {registry} is where images go ("localhost" for
+# podman's store and kind loads, the registry's host in registry mode).
+NAME_FIELDS = ("registry", "project", "service")
+DEFAULT_NAME_TEMPLATE = "{registry}/{project}/{service}"
 
 # Grammar from the distribution project's reference package (reference/regexp.go).
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
@@ -116,16 +121,70 @@ def same_image(a: str, b: str) -> bool:
     return normalize(a) == normalize(b)
 
 
-def local_ref(project: str, service: str, tag: str, registry: str = LOCAL_REGISTRY) -> str:
-    """The reference of a service's built image: `localhost/<project>/<service>:<tag>`."""
+def local_ref(
+    project: str,
+    service: str,
+    tag: str,
+    registry: str = LOCAL_REGISTRY,
+    template: str = DEFAULT_NAME_TEMPLATE,
+) -> str:
+    """The reference of a service's built image: `localhost/<project>/<service>:<tag>` by default,
+    or as the stack's naming template (`images.name`) says."""
     check_tag(tag)
-    text = f"{registry}/{project}/{service}:{tag}"
+    text = f"{repository(project, service, registry, template)}:{tag}"
     parse(text)  # raises on a project or service name the grammar refuses
     return text
 
 
-def repository(project: str, service: str, registry: str = LOCAL_REGISTRY) -> str:
-    return f"{registry}/{project}/{service}"
+def repository(
+    project: str, service: str, registry: str = LOCAL_REGISTRY, template: str = DEFAULT_NAME_TEMPLATE
+) -> str:
+    return template.format(registry=registry, project=project, service=service)
+
+
+def name_template_problem(template, project: str) -> tuple:
+    """(problem, fix) when a naming template cannot name every service's repository; ("", "") when it can.
+
+    Only known fields; {registry} first, as the registry is where the nodes find an image (a name
+    without one is Docker Hub's to them); {service}, so services do not share a repository; and the
+    result, in every delivery mode, a repository with no tag or digest (kindling adds the tag)."""
+    fields = ", ".join("{" + f + "}" for f in NAME_FIELDS)
+    if not isinstance(template, str) or not template.strip():
+        return "must be a non-empty string", f'write e.g. "{DEFAULT_NAME_TEMPLATE}"'
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        return f"{template!r} is not a template: {exc}", "write fields in braces, e.g. {service}"
+    used = [name for _, name, spec, conversion in parts if name is not None]
+    unknown = [name or "{}" for name in used if name not in NAME_FIELDS]
+    if unknown:
+        return f"{template!r} uses unknown field(s) {', '.join(unknown)}", f"use only {fields}"
+    if any(spec or conversion for _, name, spec, conversion in parts if name is not None):
+        return f"{template!r}: fields take no format specification", f"write them plainly: {fields}"
+    if "service" not in used:
+        return (
+            f"{template!r} has no {{service}}, so every service would share one repository",
+            'add it, e.g. "{registry}/{service}"',
+        )
+    if not template.startswith("{registry}/"):
+        return (
+            f"{template!r} does not start with {{registry}}/: a name without a registry is read as "
+            "Docker Hub's by the nodes"
+        ), 'start it with {registry}/, e.g. "{registry}/{service}"'
+    for registry in (LOCAL_REGISTRY, "localhost:5001"):
+        try:
+            ref = parse(repository(project, "service", registry, template))
+        except BadReference as exc:
+            return (
+                f"{template!r} does not give an image name: {exc}",
+                "use lowercase letters, digits, '.', '_', '-' and '/'",
+            )
+        if ref.tag or ref.digest or ref.registry != registry:
+            return (
+                f"{template!r} must name a repository (kindling adds the tag), and it gives {ref}",
+                "remove the ':' or '@' part",
+            )
+    return "", ""
 
 
 def check_tag(tag: str) -> str:

@@ -37,17 +37,54 @@ class Kubectl:
         return self.run("apply", "-f", str(path), log_path=log_path, timeout=timeout)
 
     def delete(self, kind, name, namespace, log_path=None, cascade="background"):
-        return self.run("delete", kind, name, "-n", namespace, "--ignore-not-found", "--wait=true",
-                        f"--cascade={cascade}", "--timeout=120s", log_path=log_path, timeout=150)
+        return self.run(
+            "delete",
+            kind,
+            name,
+            "-n",
+            namespace,
+            "--ignore-not-found",
+            "--wait=true",
+            f"--cascade={cascade}",
+            "--timeout=120s",
+            log_path=log_path,
+            timeout=150,
+        )
+
+    def api_problem(self) -> str | None:
+        """Why the API server cannot be used, or None: its /readyz answered ok."""
+        ready = self.run(
+            "get", "--raw", "/readyz", "--request-timeout=10s", check=False, mutating=False, timeout=30
+        )
+        if ready.exit_code == 0:
+            return None
+        detail = (ready.stderr or ready.stdout).strip().splitlines()[-1:] or ["no answer"]
+        return f"its API server does not answer /readyz ({detail[0][:200]})"
 
     def wait_crd_established(self, name, timeout, log_path=None):
-        return self.run("wait", "--for=condition=Established", f"customresourcedefinition/{name}",
-                        f"--timeout={int(timeout)}s", log_path=log_path, timeout=timeout + 30)
+        return self.run(
+            "wait",
+            "--for=condition=Established",
+            f"customresourcedefinition/{name}",
+            f"--timeout={int(timeout)}s",
+            log_path=log_path,
+            timeout=timeout + 30,
+        )
 
     def get_json(self, resource, namespace, *args, timeout=30):
         """One object or list as JSON; None when it cannot be read (absent, or the server refused)."""
-        result = self.run("get", resource, *args, "-n", namespace, "-o", "json", check=False, mutating=False,
-                          timeout=timeout)
+        result = self.run(
+            "get",
+            resource,
+            *args,
+            "-n",
+            namespace,
+            "-o",
+            "json",
+            check=False,
+            mutating=False,
+            timeout=timeout,
+        )
         if result.exit_code != 0:
             return None
         try:
@@ -77,16 +114,6 @@ class Kubectl:
                 raise NotReady(f"not ready after {timeout:g} s: {verdict.message}", verdict)
             time.sleep(READY_POLL_SECONDS)
 
-    def is_ready(self, kind, name, namespace, replicas=None) -> bool:
-        """A quick, read-only readiness check (used to decide whether a deploy can be skipped);
-        with replicas, the live object must also still ask for that many."""
-        obj = self.get_json(f"{RESOURCES[kind]}/{name}", namespace)
-        if obj is None:
-            return False
-        if replicas is not None and (obj.get("spec") or {}).get("replicas", 1) != replicas:
-            return False
-        return readiness.workload(obj).state == readiness.State.READY
-
     def diagnostics(self, namespace) -> dict:
         """Read-only views a person needs after a failed wait; file name -> text."""
         views = {
@@ -114,8 +141,10 @@ class Kubectl:
         parts = []
         for pod in pods:
             pod_name = pod["metadata"]["name"]
-            restarted = any(c.get("restartCount") for c in (pod.get("status") or {}).get("containerStatuses") or [])
-            for previous in ([False, True] if restarted else [False]):
+            restarted = any(
+                c.get("restartCount") for c in (pod.get("status") or {}).get("containerStatuses") or []
+            )
+            for previous in [False, True] if restarted else [False]:
                 args = ["logs", pod_name, "-n", namespace, "--all-containers", "--tail", "200"]
                 args += ["--previous"] if previous else []
                 result = self.run(*args, check=False, mutating=False, timeout=60)

@@ -13,6 +13,7 @@ import os
 import time
 from pathlib import Path
 
+from . import proctree
 from .errors import KindlingError
 
 _HELD = {}  # path -> open file: held until this process exits (pre= chains re-enter)
@@ -27,16 +28,6 @@ def lock_folder(env=None) -> Path:
     if env.get("KINDLING_LOCK_DIR"):
         return Path(env["KINDLING_LOCK_DIR"])
     return Path(env.get("XDG_RUNTIME_DIR") or "/tmp") / f"kindling-locks-{os.getuid()}"
-
-
-def _alive(pid) -> bool:
-    try:
-        os.kill(int(pid), 0)
-        return True
-    except (ProcessLookupError, ValueError, TypeError):
-        return False
-    except PermissionError:
-        return True
 
 
 def acquire(cluster: str, what: str, wait_seconds: float = 0.0, env=None, say=None) -> str:
@@ -55,24 +46,29 @@ def acquire(cluster: str, what: str, wait_seconds: float = 0.0, env=None, say=No
             break
         except BlockingIOError:
             holder = _holder(path)
-            message = (f"cluster {cluster} is in use by PID {holder.get('pid', '?')} "
-                       f"({holder.get('what', '?')}, started {holder.get('started', '?')})")
+            message = (
+                f"cluster {cluster} is in use by PID {holder.get('pid', '?')} "
+                f"({holder.get('what', '?')}, started {holder.get('started', '?')})"
+            )
             if time.monotonic() >= deadline:
                 handle.close()
-                raise ClusterBusy(message + "\n  fix: wait for it to finish, use another cluster name, or "
-                                  "set KINDLING_LOCK_WAIT=SECONDS to wait")
+                raise ClusterBusy(
+                    message + "\n  fix: wait for it to finish, use another cluster name, or "
+                    "set KINDLING_LOCK_WAIT=SECONDS to wait"
+                )
             if say and not told:
                 say(message + "; waiting")
                 told = True
             time.sleep(0.2)
     previous = _holder(path)
     note = "acquired"
-    if previous.get("pid") and previous.get("pid") != os.getpid() and not _alive(previous["pid"]):
+    if previous.get("pid") and previous.get("pid") != os.getpid() and not proctree.alive(previous["pid"]):
         note = f"took over a stale lock from PID {previous['pid']} (no longer running)"
     handle.seek(0)
     handle.truncate()
-    handle.write(json.dumps({"pid": os.getpid(), "what": what,
-                             "started": time.strftime("%Y-%m-%d %H:%M:%S")}))
+    handle.write(
+        json.dumps({"pid": os.getpid(), "what": what, "started": time.strftime("%Y-%m-%d %H:%M:%S")})
+    )
     handle.flush()
     if not _HELD:
         atexit.register(release_all)

@@ -34,8 +34,11 @@ def mask_folder(folder, mask, max_bytes: int = DEFAULT_MAX_BYTES) -> dict:
             continue
         size = path.stat().st_size
         if size > max_bytes:
-            _replace(path, f"[kindling: this file had {size} bytes, more than the {max_bytes} that are "
-                           "masked; removed so that no secret in it is kept]\n")
+            _replace(
+                path,
+                f"[kindling: this file had {size} bytes, more than the {max_bytes} that are "
+                "masked; removed so that no secret in it is kept]\n",
+            )
             found["too_large"].append(path)
             continue
         with open(path, "rb") as handle:

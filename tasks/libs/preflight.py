@@ -23,13 +23,23 @@ from .stack import parse_size
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 # Oldest versions kindling is known to need: podman 4 for `podman image exists`/label
 # filters as used here, kind 0.20 for the podman provider's stability, kubectl 1.26 for `kubectl events`.
-MINIMUM_VERSIONS = {"podman": (4, 0), "docker": (20, 10), "kind": (0, 20), "kubectl": (1, 26)}
+MINIMUM_VERSIONS = {
+    "podman": (4, 0),
+    "docker": (20, 10),
+    "kind": (0, 20),
+    "kubectl": (1, 26),
+    "helm": (3, 10),
+}  # helm 3.10 for `template --set-json` (tasks/libs/sources.py)
 INSTALL_HINTS = {
     "podman": "install podman (Debian/Ubuntu: apt-get install podman runc)",
     "docker": "install Docker Engine, or set `engine: podman` in the stack",
     "kind": "install kind: https://kind.sigs.k8s.io/docs/user/quick-start/#installation",
     "kubectl": "install kubectl: https://kubernetes.io/docs/tasks/tools/",
+    "helm": "install helm 3: https://helm.sh/docs/intro/install/ (a release binary, or e.g. "
+    "`brew install helm`, `snap install helm --classic`)",
 }
+# kubectl's built-in kustomize (`kubectl kustomize`) arrived in kubectl 1.14.
+KUSTOMIZE_IN_KUBECTL = (1, 14)
 DEFAULT_DISK_BASE = 5 * 1024**3
 DEFAULT_DISK_PER_IMAGE = 2 * 1024**3
 
@@ -61,8 +71,12 @@ class Probe:
 
 def version_check(tool: str, found: Probe) -> Check:
     if found.text is None and found.failure:
-        return Check(tool, FAIL, f"on PATH, but {found.failure}",
-                     f"run `{tool} version` to see why; reinstall if it is broken: {INSTALL_HINTS[tool]}")
+        return Check(
+            tool,
+            FAIL,
+            f"on PATH, but {found.failure}",
+            f"run `{tool} version` to see why; reinstall if it is broken: {INSTALL_HINTS[tool]}",
+        )
     if found.text is None:
         return Check(tool, FAIL, "not found on PATH", INSTALL_HINTS[tool])
     version = parse_version(found.text)
@@ -71,9 +85,48 @@ def version_check(tool: str, found: Probe) -> Check:
     if version is None:
         return Check(tool, WARN, f"version unknown ({found.text.strip()[:60]!r}); needs {wanted} or newer")
     if version[:2] < minimum:
-        return Check(tool, FAIL, f"{'.'.join(map(str, version))} is older than {wanted}",
-                     f"upgrade {tool}: {INSTALL_HINTS[tool]}")
+        return Check(
+            tool,
+            FAIL,
+            f"{'.'.join(map(str, version))} is older than {wanted}",
+            f"upgrade {tool}: {INSTALL_HINTS[tool]}",
+        )
     return Check(tool, OK, f"{'.'.join(map(str, version))} (needs {wanted}+)")
+
+
+def deploy_source_checks(runner, stack, kubectl_text) -> list:
+    """helm when a service deploys a chart; kubectl's kustomize when one deploys a kustomization."""
+    checks = []
+    if any(s.helm for s in stack.services.values()):
+        if shutil.which("helm") is None:
+            found = Probe(None)
+        else:
+            result, failure = _query(runner, ["helm", "version", "--short"], timeout=30)
+            found = Probe(result.stdout if result else None, failure)
+        checks.append(version_check("helm", found))
+    if any(s.kustomize for s in stack.services.values()):
+        checks.append(kustomize_check(kubectl_text))
+    return checks
+
+
+def kustomize_check(kubectl_text) -> Check:
+    wanted = ".".join(map(str, KUSTOMIZE_IN_KUBECTL))
+    version = parse_version(kubectl_text) if kubectl_text else None
+    if version is None:
+        return Check(
+            "kustomize",
+            FAIL,
+            "kustomize services are rendered with `kubectl kustomize`, and no working kubectl was found",
+            INSTALL_HINTS["kubectl"],
+        )
+    if version[:2] < KUSTOMIZE_IN_KUBECTL:
+        return Check(
+            "kustomize",
+            FAIL,
+            f"kubectl {'.'.join(map(str, version))} has no `kubectl kustomize` (kubectl {wanted}+)",
+            f"upgrade kubectl: {INSTALL_HINTS['kubectl']}",
+        )
+    return Check("kustomize", OK, f"kubectl {'.'.join(map(str, version[:2]))}'s built-in `kubectl kustomize`")
 
 
 def disk_needed(built_images: int, env) -> int:
@@ -90,18 +143,30 @@ def disk_check(label: str, path: Path, needed: int) -> Check:
     free = shutil.disk_usage(existing).free
     detail = f"{_gib(free)} free under {path} (needs {_gib(needed)})"
     if free < needed:
-        return Check(label, FAIL, detail, f"free space under {existing} (old images: `podman image prune`; "
-                                          "old runs: the runs/ folder), or lower KINDLING_MIN_FREE_DISK")
+        return Check(
+            label,
+            FAIL,
+            detail,
+            f"free space under {existing} (old images: `podman image prune`; "
+            "old runs: the runs/ folder), or lower KINDLING_MIN_FREE_DISK",
+        )
     return Check(label, OK, detail)
 
 
 def memory_check(largest_build: int, budget: int, available: int) -> Check:
-    detail = f"{_gib(available)} available; build budget {_gib(budget)}; largest declared build {_gib(largest_build)}"
+    detail = (f"{_gib(available)} available; build budget {_gib(budget)}; "
+              f"largest declared build {_gib(largest_build)}")
     if largest_build and available and largest_build > available:
-        return Check("memory", FAIL, detail, "free memory, or lower the service's build.memory if it is too high")
+        return Check(
+            "memory", FAIL, detail, "free memory, or lower the service's build.memory if it is too high"
+        )
     if largest_build and budget and largest_build > budget:
-        return Check("memory", WARN, detail + ": that build will run alone",
-                     "raise --memory-budget if the machine can take more")
+        return Check(
+            "memory",
+            WARN,
+            detail + ": that build will run alone",
+            "raise --memory-budget if the machine can take more",
+        )
     return Check("memory", OK, detail)
 
 
@@ -155,7 +220,10 @@ def _query(runner, argv, env=None, timeout=30):
     try:
         result = runner.run(argv, env=env, check=False, mutating=False, timeout=timeout)
     except CommandFailed as exc:  # timed out, or not runnable at all
-        return None, f"`{shown}` failed (exit {exc.returncode}): {_last_line(exc.tail) or str(exc).splitlines()[0]}"
+        return (
+            None,
+            f"`{shown}` failed (exit {exc.returncode}): {_last_line(exc.tail) or str(exc).splitlines()[0]}",
+        )
     if result.exit_code != 0:
         last = _last_line(result.stderr) or _last_line(result.stdout) or "no output"
         return None, f"`{shown}` failed (exit {result.exit_code}): {last}"
@@ -174,9 +242,11 @@ def _last_line(text) -> str:
 UNFOLLOWABLE_LOG_DRIVERS = {"none", "passthrough", "passthrough-tty"}
 FOLLOWABLE_LOG_DRIVERS = {"k8s-file", "json-file"}  # podman's json-file is k8s-file
 JOURNAL_SOCKET = Path("/run/systemd/journal/socket")
-LOG_DRIVER_FIX = ('set `log_driver = "k8s-file"` under [containers] in containers.conf '
-                  "(/etc/containers/containers.conf, or ~/.config/containers/containers.conf for rootless "
-                  "podman), as kind's Rootless page shows")
+LOG_DRIVER_FIX = (
+    'set `log_driver = "k8s-file"` under [containers] in containers.conf '
+    "(/etc/containers/containers.conf, or ~/.config/containers/containers.conf for rootless "
+    "podman), as kind's Rootless page shows"
+)
 
 
 def journal_works(runner) -> bool:
@@ -195,12 +265,19 @@ def podman_checks(runner, journal=journal_works) -> tuple:
     except ValueError:
         info, failure = None, "`podman info --format json` printed no JSON"
     if not isinstance(info, dict):
-        return [Check("podman info", FAIL, failure or "no host information",
-                      "run `podman info` to see why; kind's podman provider needs it too")], None
+        return [
+            Check(
+                "podman info",
+                FAIL,
+                failure or "no host information",
+                "run `podman info` to see why; kind's podman provider needs it too",
+            )
+        ], None
     host = info.get("host") or {}
     graph_root = (info.get("store") or {}).get("graphRoot")
-    return [rootless_check(host), log_driver_check(host, lambda: journal(runner))], \
-        (Path(graph_root) if graph_root else None)
+    return [rootless_check(host), log_driver_check(host, lambda: journal(runner))], (
+        Path(graph_root) if graph_root else None
+    )
 
 
 def rootless_check(host: dict) -> Check:
@@ -210,12 +287,20 @@ def rootless_check(host: dict) -> Check:
     if not rootless:
         return Check("podman mode", OK, f"rootful (cgroup {cgroup})")
     if cgroup == "v2":
-        return Check("podman mode", OK, "rootless with cgroup v2 (kind's Rootless page also wants the cpu "
-                                        "controller delegated: systemd 252+ does it)")
-    return Check("podman mode", FAIL, f"rootless with cgroup {cgroup}: kind's rootless provider needs cgroup v2",
-                 'boot with cgroup v2 (GRUB_CMDLINE_LINUX="systemd.unified_cgroup_hierarchy=1", '
-                 "`sudo update-grub`, reboot; see https://kind.sigs.k8s.io/docs/user/rootless/), or run podman "
-                 "rootful (sudo)")
+        return Check(
+            "podman mode",
+            OK,
+            "rootless with cgroup v2 (kind's Rootless page also wants the cpu "
+            "controller delegated: systemd 252+ does it)",
+        )
+    return Check(
+        "podman mode",
+        FAIL,
+        f"rootless with cgroup {cgroup}: kind's rootless provider needs cgroup v2",
+        'boot with cgroup v2 (GRUB_CMDLINE_LINUX="systemd.unified_cgroup_hierarchy=1", '
+        "`sudo update-grub`, reboot; see https://kind.sigs.k8s.io/docs/user/rootless/), or run podman "
+        "rootful (sudo)",
+    )
 
 
 def log_driver_check(host: dict, journal_ok) -> Check:
@@ -225,39 +310,70 @@ def log_driver_check(host: dict, journal_ok) -> Check:
     if driver == "journald":
         if journal_ok():
             return Check("log driver", OK, "journald (the journal answers)")
-        return Check("log driver", FAIL, "journald, but no journal answers here (no journald running): "
-                                         "kind's `podman logs -f` wait for the node would fail", LOG_DRIVER_FIX)
+        return Check(
+            "log driver",
+            FAIL,
+            "journald, but no journal answers here (no journald running): "
+            "kind's `podman logs -f` wait for the node would fail",
+            LOG_DRIVER_FIX,
+        )
     if driver in UNFOLLOWABLE_LOG_DRIVERS:
-        return Check("log driver", FAIL, f"{driver}: podman keeps no log, so kind's `podman logs -f` wait "
-                                         "for the node would fail", LOG_DRIVER_FIX)
-    return Check("log driver", WARN, f"{driver or 'unknown'}: kind follows node logs with `podman logs -f`",
-                 LOG_DRIVER_FIX)
+        return Check(
+            "log driver",
+            FAIL,
+            f"{driver}: podman keeps no log, so kind's `podman logs -f` wait for the node would fail",
+            LOG_DRIVER_FIX,
+        )
+    return Check(
+        "log driver",
+        WARN,
+        f"{driver or 'unknown'}: kind follows node logs with `podman logs -f`",
+        LOG_DRIVER_FIX,
+    )
 
 
 def modules_check(modules=Path("/lib/modules")) -> Check:
     """kind mounts /lib/modules read-only into every node (provision.go of each provider): it must exist."""
     if modules.is_dir():
         return Check("/lib/modules", OK, "exists (kind mounts it into every node)")
-    return Check("/lib/modules", FAIL, "missing: kind mounts it read-only into every node, and the node "
-                                       "container cannot start without it", f"sudo mkdir -p {modules}")
+    return Check(
+        "/lib/modules",
+        FAIL,
+        "missing: kind mounts it read-only into every node, and the node container cannot start without it",
+        f"sudo mkdir -p {modules}",
+    )
 
 
 # ---- version skew -----------------------------------------------------------------------------
 
 # The default node image of each kind release (pkg/apis/config/defaults/image.go at its
 # tag): the newest Kubernetes that release supports. Newer node images need a newer kind.
-KIND_DEFAULT_NODE = {(0, 20): "v1.27.3", (0, 21): "v1.29.1", (0, 22): "v1.29.2", (0, 23): "v1.30.0",
-                     (0, 24): "v1.31.0", (0, 25): "v1.31.2", (0, 26): "v1.32.0", (0, 27): "v1.32.2",
-                     (0, 28): "v1.33.1", (0, 29): "v1.33.1", (0, 30): "v1.34.0", (0, 31): "v1.35.0",
-                     (0, 32): "v1.36.1"}
+KIND_DEFAULT_NODE = {
+    (0, 20): "v1.27.3",
+    (0, 21): "v1.29.1",
+    (0, 22): "v1.29.2",
+    (0, 23): "v1.30.0",
+    (0, 24): "v1.31.0",
+    (0, 25): "v1.31.2",
+    (0, 26): "v1.32.0",
+    (0, 27): "v1.32.2",
+    (0, 28): "v1.33.1",
+    (0, 29): "v1.33.1",
+    (0, 30): "v1.34.0",
+    (0, 31): "v1.35.0",
+    (0, 32): "v1.36.1",
+}
 KUBECTL_SKEW = 1  # kubernetes.io version skew policy: kubectl within one minor of kube-apiserver
 
 
 def skew_checks(runner, stack, home: Path, kubectl_text, kind_text) -> list:
     checks = []
     if kubectl_text:
-        checks.append(kubectl_skew_check(runner, ClusterState(home, stack.cluster_name).kubeconfig,
-                                         stack.cluster_name, kubectl_text))
+        checks.append(
+            kubectl_skew_check(
+                runner, ClusterState(home, stack.cluster_name).kubeconfig, stack.cluster_name, kubectl_text
+            )
+        )
     if kind_text:
         checks.append(node_image_check(kind_text, stack.node_image))
     return checks
@@ -266,25 +382,38 @@ def skew_checks(runner, stack, home: Path, kubectl_text, kind_text) -> list:
 def kubectl_skew_check(runner, kubeconfig: Path, cluster: str, client_text: str) -> Check:
     if not kubeconfig.exists():
         return Check("kubectl skew", OK, f"no cluster yet ({cluster}); checked once it is up")
-    result, failure = _query(runner, ["kubectl", "--kubeconfig", str(kubeconfig), "version", "-o", "json",
-                                      "--request-timeout=5s"], timeout=15)
+    result, failure = _query(
+        runner,
+        ["kubectl", "--kubeconfig", str(kubeconfig), "version", "-o", "json", "--request-timeout=5s"],
+        timeout=15,
+    )
     try:
         server = json.loads(result.stdout)["serverVersion"]["gitVersion"] if result else None
     except (ValueError, KeyError, TypeError):
         server = None
     if server is None:
-        return Check("kubectl skew", OK, f"no cluster yet: {cluster}'s API server did not answer "
-                                         f"({failure or 'no serverVersion'})")
+        return Check(
+            "kubectl skew",
+            OK,
+            f"no cluster yet: {cluster}'s API server did not answer ({failure or 'no serverVersion'})",
+        )
     client, server_version = parse_version(client_text), parse_version(server)
     if not client or not server_version:
-        return Check("kubectl skew", WARN, f"cannot compare kubectl {client_text!r} with the server's {server!r}")
-    shown = f"kubectl {client[0]}.{client[1]}, cluster {cluster} Kubernetes {server_version[0]}.{server_version[1]}"
+        return Check(
+            "kubectl skew", WARN, f"cannot compare kubectl {client_text!r} with the server's {server!r}"
+        )
+    server = f"{server_version[0]}.{server_version[1]}"
+    shown = f"kubectl {client[0]}.{client[1]}, cluster {cluster} Kubernetes {server}"
     if abs(client[1] - server_version[1]) <= KUBECTL_SKEW and client[0] == server_version[0]:
         return Check("kubectl skew", OK, shown)
-    return Check("kubectl skew", WARN, f"{shown}: kubectl supports one minor version either side of the API "
-                                       "server (kubernetes.io version skew policy)",
-                 f"use kubectl {server_version[0]}.{server_version[1] - 1}-{server_version[0]}."
-                 f"{server_version[1] + 1}: https://kubernetes.io/docs/tasks/tools/")
+    return Check(
+        "kubectl skew",
+        WARN,
+        f"{shown}: kubectl supports one minor version either side of the API "
+        "server (kubernetes.io version skew policy)",
+        f"use kubectl {server_version[0]}.{server_version[1] - 1}-{server_version[0]}."
+        f"{server_version[1] + 1}: https://kubernetes.io/docs/tasks/tools/",
+    )
 
 
 def node_image_check(kind_text: str, node_image: str) -> Check:
@@ -301,14 +430,22 @@ def node_image_check(kind_text: str, node_image: str) -> Check:
     match = re.fullmatch(r"v(\d+)\.(\d+)\.(\d+)", tag)
     default = KIND_DEFAULT_NODE.get(kind[:2])
     if not match or default is None:
-        why = "its tag is not vX.Y.Z" if not match else f"kindling knows kind releases up to 0.{max(KIND_DEFAULT_NODE)[1]}"
+        why = (
+            "its tag is not vX.Y.Z"
+            if not match
+            else f"kindling knows kind releases up to 0.{max(KIND_DEFAULT_NODE)[1]}"
+        )
         return Check("node image", OK, f"{node_image} with kind {kind_shown} (not compared: {why})")
     wanted, newest = (int(match[1]), int(match[2])), parse_version(default)[:2]
     if wanted > newest:
-        return Check("node image", WARN, f"{node_image} is Kubernetes {wanted[0]}.{wanted[1]}, newer than kind "
-                                         f"{kind_shown} supports (its newest node image is {default})",
-                     f"upgrade kind to a release whose notes list {wanted[0]}.{wanted[1]} node images, or set "
-                     f"cluster.image (or KINDLING_NODE_IMAGE) to kindest/node:{default}")
+        return Check(
+            "node image",
+            WARN,
+            f"{node_image} is Kubernetes {wanted[0]}.{wanted[1]}, newer than kind "
+            f"{kind_shown} supports (its newest node image is {default})",
+            f"upgrade kind to a release whose notes list {wanted[0]}.{wanted[1]} node images, or set "
+            f"cluster.image (or KINDLING_NODE_IMAGE) to kindest/node:{default}",
+        )
     return Check("node image", OK, f"{node_image} (kind {kind_shown} supports up to {default})")
 
 
@@ -324,8 +461,13 @@ def run_checks(stack, runner, home: Path, budget: int, available: int, env=None)
     engine = stack.engine if stack is not None else "podman"
     versions = tool_versions(runner, engine)
     checks = [version_check(tool, versions[tool]) for tool in (engine, "kind", "kubectl")]
-    checks.append(Check("kind provider", OK, f"{engine} (kindling sets KIND_EXPERIMENTAL_PROVIDER={engine} "
-                                             "on every kind call)"))
+    checks.append(
+        Check(
+            "kind provider",
+            OK,
+            f"{engine} (kindling sets KIND_EXPERIMENTAL_PROVIDER={engine} on every kind call)",
+        )
+    )
     store = None
     if versions[engine].text and engine == "podman":
         info_checks, store = podman_checks(runner)
@@ -335,6 +477,7 @@ def run_checks(stack, runner, home: Path, budget: int, available: int, env=None)
     checks.append(modules_check())
     if stack is not None:
         checks += skew_checks(runner, stack, home, versions["kubectl"].text, versions["kind"].text)
+        checks += deploy_source_checks(runner, stack, versions["kubectl"].text)
     services = stack.services.values() if stack is not None else ()
     needed = disk_needed(sum(1 for s in services if s.built), env)
     if store is not None:

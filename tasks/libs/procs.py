@@ -19,12 +19,16 @@ from pathlib import Path
 
 import sh
 
-from .errors import CommandFailed
+from . import proctree
+from .errors import CommandFailed, PipeFailed
 
 SECRET_NAME_RE = re.compile(r"pass(word|wd)?|secret|token|api[_-]?key|credential|private", re.I)
 MASK = "***"
 TAIL_LINES = 20
 DEFAULT_TIMEOUT = 600  # seconds, for commands whose caller gives none
+# Command log lines: "HH:MM:SS [dry-run] CMD" (not run), "HH:MM:SS [read-only] CMD" (a query, run
+# under --dry-run too), "HH:MM:SS CMD" (changes something); a pipe is one line, "CMD | CMD".
+DRY_RUN_MARK, READ_ONLY_MARK, PIPE_MARK = "[dry-run]", "[read-only]", " | "
 
 
 @dataclass
@@ -50,7 +54,9 @@ def mask_argv(argv, secrets=()) -> list:
 
 
 def display(argv, env_overrides=None, secrets=()) -> str:
-    prefix = " ".join(f"{k}={shlex.quote(v)}" for k, v in (env_overrides or {}).items())
+    # The environment is masked as arguments are: a DB_PASSWORD=... in a command's env is never shown.
+    shown_env = mask_argv([f"{k}={v}" for k, v in (env_overrides or {}).items()], secrets)
+    prefix = " ".join(f"{k}={shlex.quote(v)}" for k, _, v in (item.partition("=") for item in shown_env))
     text = shlex.join(mask_argv(argv, secrets))
     return f"{prefix} {text}" if prefix else text
 
@@ -67,61 +73,20 @@ def tail(path_or_text, lines=TAIL_LINES) -> str:
     return "\n".join(deque(text.rstrip("\n").splitlines(), maxlen=lines))
 
 
-def descendants(pid: int) -> list:
-    """Every process below pid, found through /proc; deepest last."""
-    children = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as handle:
-                ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
+def pipe_culprit(left_code: int, right_code: int, left_tail: str = "", stopped=()) -> str | None:
+    """Which side of `left | right` failed first: "left", "right", or None when both succeeded.
 
-
-def _signal(pid, signum):
-    try:
-        os.kill(pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def kill_tree(pid: int, grace: float = 5.0) -> None:
-    """Stop a command and everything it started.
-
-    Container runtimes put the processes of a RUN step in a session of their own,
-    so signalling podman's process group misses them and they outlive the build
-    (seen with podman 4.3: SIGTERM or SIGINT to `podman build` leaves the RUN step
-    running). Killing the descendants first lets podman notice the failed step and
-    remove its working container itself; podman is then given a grace period.
-    """
-    for child in reversed(descendants(pid)):
-        _signal(child, signal.SIGKILL)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.05)
-    if _alive(pid):
-        _signal(pid, signal.SIGTERM)
-        time.sleep(0.5)
-        for child in reversed(descendants(pid)):
-            _signal(child, signal.SIGKILL)
-        _signal(pid, signal.SIGKILL)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    A side kindling stopped because the other had failed is not a cause, and neither is a
+    writer cut off by its reader: it dies of SIGPIPE, or reports EPIPE ("broken pipe") when it
+    opened the pipe itself (podman writes through /dev/stdout)."""
+    if left_code == 0 and right_code == 0:
+        return None
+    broken = left_code == -signal.SIGPIPE or "broken pipe" in left_tail.lower()
+    if left_code != 0 and "left" not in stopped and not broken:
+        return "left"
+    if right_code != 0 and "right" not in stopped:
+        return "right"
+    return "left" if left_code != 0 else "right"
 
 
 _RUNNERS = weakref.WeakSet()
@@ -136,7 +101,9 @@ def terminate_everything():
 class Runner:
     """Runs commands as argument lists. One per kindling run; thread-safe."""
 
-    def __init__(self, dry_run=False, command_log=None, echo=None, secrets=(), default_timeout=DEFAULT_TIMEOUT):
+    def __init__(
+        self, dry_run=False, command_log=None, echo=None, secrets=(), default_timeout=DEFAULT_TIMEOUT
+    ):
         _RUNNERS.add(self)
         # Every command is bounded: callers give step timeouts; quick queries get this one.
         self.default_timeout = default_timeout
@@ -147,6 +114,7 @@ class Runner:
         self._live = {}
         self._lock = threading.Lock()
         self._stopping = False
+        self.commands_run = {"total": 0, "mutating": 0}  # commands started (the run report shows it)
 
     @property
     def stopping(self) -> bool:
@@ -154,6 +122,20 @@ class Runner:
 
     def add_secrets(self, values):
         self.secrets.update(v for v in values if v)
+
+    def _start(self, shown: str, mutating: bool, processes: int = 1) -> bool:
+        """Log and count a command about to start; False when it must not run (a change, in a
+        dry run: printed instead). A stopping run starts nothing."""
+        if self.dry_run and mutating:
+            self._record(f"{DRY_RUN_MARK} {shown}")
+            return False
+        if self._stopping:
+            raise CommandFailed(shown, 130, reason="not started: the run is stopping")
+        with self._lock:
+            self.commands_run["total"] += processes
+            self.commands_run["mutating"] += processes if mutating else 0
+        self._record(shown if mutating else f"{READ_ONLY_MARK} {shown}")
+        return True
 
     def _record(self, line):
         if self.echo and self.dry_run:
@@ -164,8 +146,19 @@ class Runner:
                 with open(self.command_log, "a", encoding="utf-8") as handle:
                     handle.write(f"{time.strftime('%H:%M:%S')} {line}\n")
 
-    def run(self, argv, *, env=None, log_path=None, timeout=None, check=True, mutating=True, cwd=None,
-            stream=None, input=None) -> Result:
+    def run(
+        self,
+        argv,
+        *,
+        env=None,
+        log_path=None,
+        timeout=None,
+        check=True,
+        mutating=True,
+        cwd=None,
+        stream=None,
+        input=None,
+    ) -> Result:
         """Run argv; env holds overrides on top of os.environ.
 
         mutating=False marks read-only queries, which still run under --dry-run so that
@@ -174,16 +167,19 @@ class Runner:
         argv = [str(a) for a in argv]
         timeout = self.default_timeout if timeout is None else timeout
         shown = display(argv, env, self.secrets)
-        if self.dry_run and mutating:
-            self._record(f"[dry-run] {shown}")
+        if not self._start(shown, mutating):
             return Result("", 0)
-        if self._stopping:
-            raise CommandFailed(shown, 130, reason="not started: the run is stopping")
-        self._record(shown)
         full_env = {**os.environ, **(env or {})}
         log_handle = open(log_path, "ab") if log_path else None
-        options = dict(_env=full_env, _bg=True, _bg_exc=False, _new_group=True,
-                       _tty_out=False, _truncate_exc=False, _in=input)
+        options = dict(
+            _env=full_env,
+            _bg=True,
+            _bg_exc=False,
+            _new_group=True,
+            _tty_out=False,
+            _truncate_exc=False,
+            _in=input,
+        )
         if cwd:
             options["_cwd"] = str(cwd)
         if log_handle:
@@ -195,7 +191,12 @@ class Runner:
                 def both(line, handle=log_handle):
                     handle.write(line.encode("utf-8", "replace") if isinstance(line, str) else line)
                     handle.flush()
-                    stream(self.mask_text(line if isinstance(line, str) else line.decode("utf-8", "replace")).rstrip("\n"))
+                    stream(
+                        self.mask_text(
+                            line if isinstance(line, str) else line.decode("utf-8", "replace")
+                        ).rstrip("\n")
+                    )
+
                 options["_out"] = both
         try:
             try:
@@ -209,13 +210,18 @@ class Runner:
                 _drain(process)
                 return Result(_text(process.stdout), process.exit_code, _text(process.stderr))
             except sh.TimeoutException:
-                kill_tree(process.pid)
-                output = tail(Path(log_path)) if log_path else tail(_text(process.stdout) + _text(process.stderr))
+                proctree.kill_tree(process.pid)
+                _drain(process)
+                # The process's own buffers: RunningCommand.stdout would wait for it and raise its
+                # exit (ErrorReturnCode_137) instead of giving the output.
+                captured = _text(process.process.stdout) + _text(process.process.stderr)
+                output = tail(Path(log_path)) if log_path else tail(captured)
                 raise CommandFailed(shown, 124, output, log_path, reason=f"timed out after {timeout} s")
             except sh.SignalException as exc:
                 output = tail(Path(log_path)) if log_path else tail(_text(exc.stderr))
-                raise CommandFailed(shown, 128 + abs(exc.exit_code), output, log_path,
-                                    reason="stopped by a signal")
+                raise CommandFailed(
+                    shown, 128 + abs(exc.exit_code), output, log_path, reason="stopped by a signal"
+                )
             except sh.ErrorReturnCode as exc:
                 _drain(process)
                 exc = _refreshed(exc, process)
@@ -230,6 +236,116 @@ class Runner:
             if log_handle:
                 log_handle.close()
 
+    def pipe(
+        self,
+        left,
+        right,
+        *,
+        left_env=None,
+        right_env=None,
+        log_path=None,
+        timeout=None,
+        left_timeout=None,
+        mutating=True,
+    ) -> Result:
+        """Run `left | right` with no shell and no file: left's stdout goes into right's stdin
+        through an OS pipe. Returns right's output.
+
+        Both exit codes are checked. When one side fails, the other is stopped at once, and the
+        error (PipeFailed) names the side that failed first (pipe_culprit) with the tail of its
+        output. `timeout` bounds the reading side, `left_timeout` (default: timeout) the writing
+        side, both from the start. Each side's output goes to log_path with its program's name in
+        front. The command log holds one line, "LEFT | RIGHT"; it counts as two commands.
+        """
+        timeout = self.default_timeout if timeout is None else timeout
+        sides = (
+            _PipeSide("left", left, left_env, timeout if left_timeout is None else left_timeout, self),
+            _PipeSide("right", right, right_env, timeout, self),
+        )
+        shown = PIPE_MARK.join(side.shown for side in sides)
+        if not self._start(shown, mutating, processes=2):
+            return Result("", 0)
+        log_handle = open(log_path, "ab") if log_path else None
+        try:
+            if log_handle:
+                log_handle.write(f"$ {shown}\n".encode())
+                log_handle.flush()
+            return self._run_pipe(sides, shown, log_handle, log_path)
+        finally:
+            if log_handle:
+                log_handle.close()
+
+    def _run_pipe(self, sides, shown, log_handle, log_path) -> Result:
+        left, right = sides
+        for side in sides:
+            side.log = log_handle
+        read_end, write_end = os.pipe()
+        try:
+            # Our copies of both ends are closed right after both sides started: a reader that
+            # exits must leave the writer with no reader (SIGPIPE), and the writer's end of file
+            # must reach the reader.
+            try:
+                left.start(_out=write_end, _err=left.output)
+                try:
+                    right.start(_in=read_end, _out=right.output, _err_to_out=True)
+                except PipeFailed:
+                    proctree.kill_all([left.pid], grace=1.0)
+                    raise
+            finally:
+                os.close(read_end)
+                os.close(write_end)
+            started = time.monotonic()
+            stopped, timed_out = set(), None
+            while True:
+                codes = {side.role: side.exit_code() for side in sides}
+                running = [side for side in sides if codes[side.role] is None]
+                if not running:
+                    break
+                elapsed = time.monotonic() - started
+                timed_out = next((side for side in running if elapsed > side.timeout), None)
+                failed = [side for side in sides if codes[side.role] not in (None, 0)]
+                if timed_out or failed or self._stopping:
+                    # One bad side dooms the other: stop it rather than let it wait for a partner
+                    # that is gone (a reader left with a half-written archive, a writer blocked).
+                    stopped.update(side.role for side in running)
+                    proctree.kill_all([side.pid for side in running], grace=1.0)
+                    break
+                time.sleep(0.05)
+            for side in sides:
+                side.finish(max(1.0, side.timeout - (time.monotonic() - started)))
+        finally:
+            with self._lock:
+                for side in sides:
+                    self._live.pop(side.pid, None)
+        codes = {side.role: side.exit_code() for side in sides}
+        if self._stopping:
+            # Stopped from outside (terminate_all): a side whose children were killed may still
+            # exit 0, so the stream is not trusted whatever the exit codes say.
+            signals = [-code for code in codes.values() if code and code < 0]
+            raise CommandFailed(
+                shown,
+                128 + (signals[0] if signals else 2),
+                self.mask_text(right.tail()),
+                log_path,
+                reason="stopped by a signal",
+            )
+        if timed_out:
+            raise PipeFailed(
+                timed_out.role,
+                shown,
+                124,
+                self.mask_text(timed_out.tail()),
+                log_path,
+                reason=f"{timed_out.name} timed out after {timed_out.timeout:g} s "
+                f"({timed_out.describe(sides)})",
+            )
+        culprit = pipe_culprit(codes["left"], codes["right"], left.tail(), stopped)
+        if culprit is None:
+            return Result(right.text(), 0)
+        side = left if culprit == "left" else right
+        reason = f"{side.name} failed with exit code {codes[culprit]} ({side.describe(sides)})"
+        raise PipeFailed(culprit, shown, codes[culprit], self.mask_text(side.tail()), log_path, reason=reason)
+
     def mask_text(self, text: str) -> str:
         for secret in sorted(self.secrets, key=len, reverse=True):
             if len(secret) >= 4:
@@ -241,14 +357,87 @@ class Runner:
         self._stopping = True
         with self._lock:
             pids = list(self._live)
-        threads = [threading.Thread(target=kill_tree, args=(pid,)) for pid in pids]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        proctree.kill_all(pids, grace=5.0)
 
     def resume(self):
         self._stopping = False
+
+
+class _PipeSide:
+    """One command of Runner.pipe: its process, its deadline and the tail of its output."""
+
+    def __init__(self, role, argv, env, timeout, runner):
+        self.role, self.env, self.timeout, self.runner = role, env, timeout, runner
+        self.argv = [str(a) for a in argv]
+        self.shown = display(self.argv, env, runner.secrets)
+        self.name = " ".join([Path(self.argv[0]).name, *self.argv[1:2]])  # "podman save", "kind load"
+        self.log = None
+        self.process = None
+        self._lines = deque(maxlen=TAIL_LINES)
+        self._all = []
+
+    @property
+    def pid(self):
+        return self.process.pid if self.process is not None else None
+
+    def start(self, **streams):
+        options = dict(
+            _env={**os.environ, **(self.env or {})},
+            _bg=True,
+            _bg_exc=False,
+            _new_group=True,
+            _tty_out=False,
+            _truncate_exc=False,
+            _decode_errors="replace",
+            **streams,
+        )
+        try:
+            self.process = sh.Command(self.argv[0])(*self.argv[1:], **options)
+        except sh.CommandNotFound:
+            raise PipeFailed(
+                self.role, self.shown, 127, reason=f"{self.argv[0]} is not installed or not on PATH"
+            ) from None
+        with self.runner._lock:
+            self.runner._live[self.process.pid] = self.process
+
+    def output(self, line):
+        line = line if isinstance(line, str) else line.decode("utf-8", "replace")
+        self._lines.append(line.rstrip("\n"))
+        if self.role == "right":
+            self._all.append(line)
+        if self.log:
+            with self.runner._lock:
+                self.log.write(f"{Path(self.argv[0]).name}: {line}".encode("utf-8", "replace"))
+                self.log.flush()
+
+    def exit_code(self):
+        """None while it runs; negative when a signal ended it."""
+        if self.process is None:
+            return None
+        running, code = self.process.process.is_alive()
+        return None if running else code
+
+    def finish(self, timeout):
+        """Wait for the exit and for sh's readers to pass on the last output."""
+        if self.process is None:
+            return
+        try:
+            self.process.wait(timeout=timeout)
+        except sh.TimeoutException:
+            proctree.kill_tree(self.process.pid, grace=1.0)
+        except sh.ErrorReturnCode:
+            pass
+        _drain(self.process)
+
+    def tail(self) -> str:
+        return "\n".join(self._lines)
+
+    def text(self) -> str:
+        return "".join(self._all)
+
+    def describe(self, sides) -> str:
+        other = next(side for side in sides if side is not self)
+        return f"it {'feeds' if self.role == 'left' else 'reads from'} {other.name}"
 
 
 def _drain(process) -> None:

@@ -13,8 +13,15 @@ from enum import Enum
 # Waiting reasons the kubelet sets when a container cannot start without a change from
 # outside (pkg/kubelet/images/types.go, kuberuntime/kuberuntime_container.go,
 # kuberuntime/kuberuntime_manager.go).
-FATAL_WAITING_REASONS = {"ErrImageNeverPull", "ImagePullBackOff", "ErrImagePull", "CrashLoopBackOff",
-                         "CreateContainerConfigError", "InvalidImageName", "CreateContainerError"}
+FATAL_WAITING_REASONS = {
+    "ErrImageNeverPull",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "CrashLoopBackOff",
+    "CreateContainerConfigError",
+    "InvalidImageName",
+    "CreateContainerError",
+}
 
 
 class State(Enum):
@@ -27,9 +34,9 @@ class State(Enum):
 class Verdict:
     state: State
     message: str
-    pod: str = ""          # the pod that failed, when one did
-    reason: str = ""       # its waiting reason, or the Job's condition reason
-    image: str = ""        # the image of the failing container
+    pod: str = ""  # the pod that failed, when one did
+    reason: str = ""  # its waiting reason, or the Job's condition reason
+    image: str = ""  # the image of the failing container
 
 
 def workload(obj: dict) -> Verdict:
@@ -45,43 +52,61 @@ def workload(obj: dict) -> Verdict:
             return Verdict(State.WAITING, f"statefulset {name}: waiting for the spec update to be observed")
         replicas = spec.get("replicas", 1)
         if (status.get("readyReplicas") or 0) < replicas:
-            return Verdict(State.WAITING, f"statefulset {name}: {replicas - (status.get('readyReplicas') or 0)} "
-                                          "pod(s) not ready")
+            return Verdict(
+                State.WAITING,
+                f"statefulset {name}: {replicas - (status.get('readyReplicas') or 0)} pod(s) not ready",
+            )
         rolling = (spec.get("updateStrategy") or {}).get("rollingUpdate") or {}
         if "partition" in rolling:
             wanted = replicas - int(rolling["partition"] or 0)
             if (status.get("updatedReplicas") or 0) < wanted:
-                return Verdict(State.WAITING, f"statefulset {name}: {status.get('updatedReplicas') or 0} of "
-                                              f"{wanted} new pods updated (partitioned roll out)")
+                return Verdict(
+                    State.WAITING,
+                    f"statefulset {name}: {status.get('updatedReplicas') or 0} of "
+                    f"{wanted} new pods updated (partitioned roll out)",
+                )
             return Verdict(State.READY, f"statefulset {name}: partitioned roll out complete")
         if status.get("updateRevision") != status.get("currentRevision"):
-            return Verdict(State.WAITING, f"statefulset {name}: rolling update to {status.get('updateRevision')}")
+            return Verdict(
+                State.WAITING, f"statefulset {name}: rolling update to {status.get('updateRevision')}"
+            )
         return Verdict(State.READY, f"statefulset {name}: rolling update complete")
     if generation > observed:
         return Verdict(State.WAITING, f"{kind.lower()} {name}: waiting for the spec update to be observed")
     if kind == "DaemonSet":
         desired = status.get("desiredNumberScheduled") or 0
         if (status.get("updatedNumberScheduled") or 0) < desired:
-            return Verdict(State.WAITING, f"daemonset {name}: {status.get('updatedNumberScheduled') or 0} of "
-                                          f"{desired} pods updated")
+            return Verdict(
+                State.WAITING,
+                f"daemonset {name}: {status.get('updatedNumberScheduled') or 0} of {desired} pods updated",
+            )
         if (status.get("numberAvailable") or 0) < desired:
-            return Verdict(State.WAITING, f"daemonset {name}: {status.get('numberAvailable') or 0} of {desired} "
-                                          "pods available")
+            return Verdict(
+                State.WAITING,
+                f"daemonset {name}: {status.get('numberAvailable') or 0} of {desired} pods available",
+            )
         return Verdict(State.READY, f"daemonset {name}: rolled out")
     # Deployment
     for condition in status.get("conditions") or []:
         if condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded":
-            return Verdict(State.FAILED, f"deployment {name} exceeded its progress deadline: "
-                                         f"{condition.get('message', '')}", reason="ProgressDeadlineExceeded")
+            return Verdict(
+                State.FAILED,
+                f"deployment {name} exceeded its progress deadline: {condition.get('message', '')}",
+                reason="ProgressDeadlineExceeded",
+            )
     replicas = spec.get("replicas", 1)
     updated, total = status.get("updatedReplicas") or 0, status.get("replicas") or 0
     available = status.get("availableReplicas") or 0
     if updated < replicas:
         return Verdict(State.WAITING, f"deployment {name}: {updated} of {replicas} new replicas updated")
     if total > updated:
-        return Verdict(State.WAITING, f"deployment {name}: {total - updated} old replicas pending termination")
+        return Verdict(
+            State.WAITING, f"deployment {name}: {total - updated} old replicas pending termination"
+        )
     if available < updated:
-        return Verdict(State.WAITING, f"deployment {name}: {available} of {updated} updated replicas available")
+        return Verdict(
+            State.WAITING, f"deployment {name}: {available} of {updated} updated replicas available"
+        )
     return Verdict(State.READY, f"deployment {name}: rolled out")
 
 
@@ -89,8 +114,11 @@ def _job(name, spec, status) -> Verdict:
     conditions = {c.get("type"): c for c in status.get("conditions") or [] if c.get("status") == "True"}
     if "Failed" in conditions:
         failed = conditions["Failed"]
-        return Verdict(State.FAILED, f"job {name} failed: {failed.get('reason', '')}: {failed.get('message', '')}",
-                       reason=failed.get("reason", "Failed"))
+        return Verdict(
+            State.FAILED,
+            f"job {name} failed: {failed.get('reason', '')}: {failed.get('message', '')}",
+            reason=failed.get("reason", "Failed"),
+        )
     if "Complete" in conditions:
         return Verdict(State.READY, f"job {name}: complete")
     completions = spec.get("completions", 1) or 1
@@ -103,16 +131,26 @@ def pods(items: list, owner_name: str = "") -> Verdict | None:
         meta, status = pod.get("metadata") or {}, pod.get("status") or {}
         if meta.get("deletionTimestamp"):
             continue  # an old pod on its way out
-        images = {c.get("name"): c.get("image", "") for c in
-                  ((pod.get("spec") or {}).get("initContainers") or []) + ((pod.get("spec") or {}).get("containers") or [])}
-        for container in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+        images = {
+            c.get("name"): c.get("image", "")
+            for c in ((pod.get("spec") or {}).get("initContainers") or [])
+            + ((pod.get("spec") or {}).get("containers") or [])
+        }
+        for container in (status.get("initContainerStatuses") or []) + (
+            status.get("containerStatuses") or []
+        ):
             waiting = (container.get("state") or {}).get("waiting") or {}
             reason = waiting.get("reason", "")
             if reason in FATAL_WAITING_REASONS:
                 name = meta.get("name", "?")
-                return Verdict(State.FAILED, f"pod {name}: container {container.get('name')}: {reason}: "
-                                             f"{waiting.get('message', '')}".rstrip(": "),
-                               pod=name, reason=reason, image=images.get(container.get("name"), ""))
+                return Verdict(
+                    State.FAILED,
+                    f"pod {name}: container {container.get('name')}: {reason}: "
+                    f"{waiting.get('message', '')}".rstrip(": "),
+                    pod=name,
+                    reason=reason,
+                    image=images.get(container.get("name"), ""),
+                )
     return None
 
 

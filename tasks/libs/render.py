@@ -1,7 +1,8 @@
 """Manifest rendering: pure functions from manifest documents to what is applied.
 
 A container whose `image:` is a service's key (`image: datastorage`), or that
-service's repository (`localhost/<project>/datastorage[:any]`), gets the service's
+service's repository (`localhost/<project>/datastorage[:any]`, or as the stack's naming
+template composes it), gets the service's
 concrete reference; images loaded into Kind get `imagePullPolicy: Never`, so a
 missing image fails fast (ErrImageNeverPull) instead of pulling from Docker Hub.
 """
@@ -21,18 +22,52 @@ from .errors import KindlingError
 # Apply order: what others refer to goes first. A ConfigMap applied after the
 # Deployment that mounts it leaves the pod in ContainerCreating until it appears.
 KIND_ORDER = [
-    "Namespace", "CustomResourceDefinition", "PriorityClass", "StorageClass", "PersistentVolume",
-    "ServiceAccount", "Secret", "ConfigMap", "PersistentVolumeClaim",
-    "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
-    "Service", "Endpoints", "NetworkPolicy", "PodDisruptionBudget",
-    "DaemonSet", "StatefulSet", "Deployment", "ReplicaSet", "Pod", "Job", "CronJob",
-    "Ingress", "HorizontalPodAutoscaler",
-    "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration", "APIService",
+    "Namespace",
+    "CustomResourceDefinition",
+    "PriorityClass",
+    "StorageClass",
+    "PersistentVolume",
+    "ServiceAccount",
+    "Secret",
+    "ConfigMap",
+    "PersistentVolumeClaim",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "Role",
+    "RoleBinding",
+    "Service",
+    "Endpoints",
+    "NetworkPolicy",
+    "PodDisruptionBudget",
+    "DaemonSet",
+    "StatefulSet",
+    "Deployment",
+    "ReplicaSet",
+    "Pod",
+    "Job",
+    "CronJob",
+    "Ingress",
+    "HorizontalPodAutoscaler",
+    "ValidatingWebhookConfiguration",
+    "MutatingWebhookConfiguration",
+    "APIService",
 ]
 CLUSTER_SCOPED = {
-    "Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "PersistentVolume",
-    "StorageClass", "PriorityClass", "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration",
-    "APIService", "Node", "IngressClass", "RuntimeClass", "CSIDriver", "VolumeAttachment",
+    "Namespace",
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "PersistentVolume",
+    "StorageClass",
+    "PriorityClass",
+    "ValidatingWebhookConfiguration",
+    "MutatingWebhookConfiguration",
+    "APIService",
+    "Node",
+    "IngressClass",
+    "RuntimeClass",
+    "CSIDriver",
+    "VolumeAttachment",
 }
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job"}
 
@@ -46,17 +81,25 @@ def load_documents(path: Path) -> list:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ManifestError(f"{path}: cannot read manifest: {exc}")
+    return parse_documents(text, path)
+
+
+def parse_documents(text: str, path) -> list:
+    """The Kubernetes objects of a multi-document YAML text (Lists flattened); path names where it
+    came from in errors (a manifest file, or the chart or kustomization it was rendered from)."""
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:
-        raise ManifestError(f"{path}: invalid YAML: {exc}")
+        raise ManifestError(f"{path}: invalid YAML: {exc}") from None
     flat = []
     for index, doc in enumerate(docs):
         items = doc.get("items") if isinstance(doc, dict) and doc.get("kind") == "List" else [doc]
         for item in items or []:
             if not isinstance(item, dict) or "kind" not in item or not isinstance(item.get("metadata"), dict):
-                raise ManifestError(f"{path}: document {index + 1} is not a Kubernetes object "
-                                    "(needs apiVersion, kind and metadata)")
+                raise ManifestError(
+                    f"{path}: document {index + 1} is not a Kubernetes object "
+                    "(needs apiVersion, kind and metadata)"
+                )
             flat.append(item)
     return flat
 
@@ -81,8 +124,15 @@ def containers(doc: dict) -> list:
     return found
 
 
-def match_service(image: str, project: str, service_refs: dict, registry: str = images.LOCAL_REGISTRY):
-    """The service a container image names, if any: its key, or its repository (any tag)."""
+def match_service(
+    image: str,
+    project: str,
+    service_refs: dict,
+    registry: str = images.LOCAL_REGISTRY,
+    template: str = images.DEFAULT_NAME_TEMPLATE,
+):
+    """The service a container image names, if any: its key, or its repository (any tag), as the
+    stack's naming template composes it."""
     if image in service_refs:
         return image
     try:
@@ -90,17 +140,29 @@ def match_service(image: str, project: str, service_refs: dict, registry: str = 
     except images.BadReference:
         return None
     for service in service_refs:
-        if ref.repository in (images.repository(project, service), images.repository(project, service, registry)):
+        if ref.repository in (
+            images.repository(project, service, template=template),
+            images.repository(project, service, registry, template),
+        ):
             return service
     return None
 
 
-def render(docs: list, *, project: str, namespace: str, service_refs: dict, pull_policies: dict,
-           registry: str = images.LOCAL_REGISTRY) -> list:
+def render(
+    docs: list,
+    *,
+    project: str,
+    namespace: str,
+    service_refs: dict,
+    pull_policies: dict,
+    registry: str = images.LOCAL_REGISTRY,
+    template: str = images.DEFAULT_NAME_TEMPLATE,
+) -> list:
     """Copy docs with image references substituted and namespaces made explicit.
 
     service_refs: service name -> concrete reference; pull_policies: service -> policy to set
-    (Never for images loaded into the nodes, IfNotPresent for images pulled from a registry).
+    (Never for images loaded into the nodes, IfNotPresent for images pulled from a registry);
+    template: the stack's image naming template (images.name).
     """
     out = []
     for doc in docs:
@@ -109,7 +171,9 @@ def render(docs: list, *, project: str, namespace: str, service_refs: dict, pull
         if doc.get("kind") not in CLUSTER_SCOPED and not meta.get("namespace"):
             meta["namespace"] = namespace
         for container in containers(doc):
-            service = match_service(str(container.get("image", "")), project, service_refs, registry)
+            service = match_service(
+                str(container.get("image", "")), project, service_refs, registry, template
+            )
             if service is None:
                 continue
             container["image"] = service_refs[service]
@@ -128,8 +192,9 @@ def teardown_order(objects: list) -> list:
     """[kind, name, namespace] entries in reverse apply order: custom resources first (their
     controllers may still need the rest), then workloads, then configuration, CRDs last."""
     rank = {kind: i for i, kind in enumerate(KIND_ORDER)}
-    return sorted(objects, key=lambda o: 1 if o[0] == "CustomResourceDefinition"
-                  else -rank.get(o[0], len(KIND_ORDER)))
+    return sorted(
+        objects, key=lambda o: 1 if o[0] == "CustomResourceDefinition" else -rank.get(o[0], len(KIND_ORDER))
+    )
 
 
 def split_crds(docs: list):
@@ -140,15 +205,22 @@ def split_crds(docs: list):
 
 def readiness_targets(docs: list) -> list:
     """(kind, name, namespace) of every object whose readiness the deploy waits for."""
-    return [(d["kind"], d["metadata"]["name"], d["metadata"].get("namespace", ""))
-            for d in docs if d.get("kind") in WORKLOADS]
+    return [
+        (d["kind"], d["metadata"]["name"], d["metadata"].get("namespace", ""))
+        for d in docs
+        if d.get("kind") in WORKLOADS
+    ]
 
 
 def manifest_replicas(docs: list) -> dict:
     """(kind, name, namespace) -> the replica count the manifest asks for (the API default is 1)."""
-    return {(d["kind"], d["metadata"]["name"], d["metadata"].get("namespace", "")):
-            (d.get("spec") or {}).get("replicas", 1)
-            for d in docs if d.get("kind") in ("Deployment", "StatefulSet")}
+    return {
+        (d["kind"], d["metadata"]["name"], d["metadata"].get("namespace", "")): (d.get("spec") or {}).get(
+            "replicas", 1
+        )
+        for d in docs
+        if d.get("kind") in ("Deployment", "StatefulSet")
+    }
 
 
 def secret_values(docs: list) -> set:
@@ -213,8 +285,9 @@ def add_coverage(docs: list, covered_images: set) -> list:
             touched = True
         if touched:
             volumes = [v for v in spec.get("volumes") or [] if v.get("name") != COVERAGE_VOLUME]
-            spec["volumes"] = volumes + [{"name": COVERAGE_VOLUME,
-                                          "hostPath": {"path": COVERAGE_DIR, "type": "DirectoryOrCreate"}}]
+            spec["volumes"] = volumes + [
+                {"name": COVERAGE_VOLUME, "hostPath": {"path": COVERAGE_DIR, "type": "DirectoryOrCreate"}}
+            ]
     return out
 
 
@@ -224,14 +297,16 @@ def covered_workloads(docs: list) -> list:
     for doc in docs:
         spec = pod_spec(doc) or {}
         if doc.get("kind") in ("Deployment", "StatefulSet") and any(
-                v.get("name") == COVERAGE_VOLUME for v in spec.get("volumes") or []):
+            v.get("name") == COVERAGE_VOLUME for v in spec.get("volumes") or []
+        ):
             labels = ((doc.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
             found.append((doc["kind"], doc["metadata"]["name"], doc["metadata"].get("namespace", ""), labels))
     return found
 
 
 def endpoints(docs: list, kind_config: dict | None) -> dict:
-    """Kubernetes Service name -> http://localhost:<hostPort> for NodePorts the Kind config maps to the host."""
+    """Kubernetes Service name -> http://localhost:<hostPort>, for the NodePorts the Kind config
+    maps to the host."""
     mapped = {}
     for node in (kind_config or {}).get("nodes") or []:
         for mapping in node.get("extraPortMappings") or []:
@@ -253,8 +328,9 @@ def env_name(name: str) -> str:
 
 
 # Kind's documented local-registry pattern (kind docs, "Local Registry", kind-with-registry.sh).
-CONTAINERD_REGISTRY_PATCH = ('[plugins."io.containerd.grpc.v1.cri".registry]\n'
-                             '  config_path = "/etc/containerd/certs.d"')
+CONTAINERD_REGISTRY_PATCH = (
+    '[plugins."io.containerd.grpc.v1.cri".registry]\n  config_path = "/etc/containerd/certs.d"'
+)
 
 
 def kind_registry_config(config: dict | None) -> dict:
@@ -273,7 +349,12 @@ def registry_hosts_toml(registry_name: str, container_port: int = 5000) -> str:
 
 def local_registry_hosting(host: str) -> dict:
     """KEP-1755's ConfigMap telling tools where the cluster's local registry is."""
-    return {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "local-registry-hosting", "namespace": "kube-public"},
-            "data": {"localRegistryHosting.v1": f'host: "{host}"\n'
-                                                 'help: "https://kind.sigs.k8s.io/docs/user/local-registry/"\n'}}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "local-registry-hosting", "namespace": "kube-public"},
+        "data": {
+            "localRegistryHosting.v1": f'host: "{host}"\n'
+            'help: "https://kind.sigs.k8s.io/docs/user/local-registry/"\n'
+        },
+    }

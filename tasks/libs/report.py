@@ -39,12 +39,28 @@ def summary(records, strategy="", run_id="", status="") -> dict:
         "critical_path_seconds": round(path_sum, 3),
         "wall_over_critical_path": round(wall / path_sum, 3) if path_sum else None,
         "steps": [
-            {"id": r.id, "kind": r.kind, "subject": r.subject, "needs": r.needs, "status": r.status,
-             "outcome": r.outcome, "start": _round(r.start), "end": _round(r.end),
-             "seconds": round(r.duration, 3), "error": r.error, **r.extra}
+            {
+                "id": r.id,
+                "kind": _value(r.kind) or r.pool,
+                "pool": r.pool,
+                "subject": r.subject,
+                "needs": r.needs,
+                "status": r.status,
+                "outcome": _value(r.outcome),
+                "start": _round(r.start),
+                "end": _round(r.end),
+                "seconds": round(r.duration, 3),
+                "error": r.error,
+                **r.extra,
+            }
             for r in records
         ],
     }
+
+
+def _value(item):
+    """An Enum's value (StepKind, Outcome), anything else as it is: run.json holds plain values."""
+    return getattr(item, "value", item)
 
 
 def _round(value):
@@ -67,23 +83,28 @@ def table(report: dict) -> str:
         result = s["outcome"] if s["status"] == "ok" else s["status"]
         start = f"{s['start']:.1f}" if s["start"] is not None else "-"
         mark = "*" if s["id"] in on_path else " "
-        lines.append(f"{s['id'] + mark:<{width + 1}} {result[:16]:<16} {start:>7} {s['seconds']:>7.1f}  |{bar:<{BAR_WIDTH}}|")
+        lines.append(
+            f"{s['id'] + mark:<{width + 1}} {result[:16]:<16} {start:>7} {s['seconds']:>7.1f}  "
+            f"|{bar:<{BAR_WIDTH}}|"
+        )
     ratio = report["wall_over_critical_path"]
     lines.append(
         f"wall {report['wall_seconds']:.1f} s; critical path {report['critical_path_seconds']:.1f} s "
         f"({' -> '.join(report['critical_path']) or '-'})"
-        + (f"; wall / critical path = {ratio:.2f}" if ratio else ""))
+        + (f"; wall / critical path = {ratio:.2f}" if ratio else "")
+    )
     return "\n".join(lines)
 
 
 def service_table(report: dict, services) -> str:
     """service, image, build s, load s, deploy s: the end-of-setup summary."""
-    by_id = {s["id"]: s for s in report["steps"]}
+    columns = {"image": "image", "load": "load", "push": "load", "deploy": "deploy"}
+    by_column = {(columns[s["kind"]], s["subject"]): s for s in report["steps"] if s.get("kind") in columns}
     lines = [f"{'service':<24} {'build':>7} {'load':>7} {'deploy':>7}  image   (load: kind load or push)"]
     for name, ref in services:
         cells = []
-        for kind in ("image", "load", "deploy"):
-            step = by_id.get(f"{kind}:{name}") or (by_id.get(f"push:{name}") if kind == "load" else None)
+        for column in ("image", "load", "deploy"):
+            step = by_column.get((column, name))
             if step is None:
                 cells.append("-")
             elif step["status"] != "ok":
@@ -97,13 +118,19 @@ def service_table(report: dict, services) -> str:
     return "\n".join(lines)
 
 
-KIND_COLORS = {"cluster": "#7b61ff", "build": "#2f80ed", "image": "#2f80ed", "load": "#f2994a",
-               "kube": "#27ae60", "deploy": "#27ae60", "test": "#eb5757"}
+KIND_COLORS = {
+    "cluster": "#7b61ff",
+    "build": "#2f80ed",
+    "image": "#2f80ed",
+    "load": "#f2994a",
+    "kube": "#27ae60",
+    "deploy": "#27ae60",
+    "test": "#eb5757",
+}
 
 
 def _escape(text) -> str:
-    return (str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .replace('"', "&quot;"))
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
 
 
 def svg_timeline(report: dict, width: int = 900, row: int = 22) -> str:
@@ -114,30 +141,37 @@ def svg_timeline(report: dict, width: int = 900, row: int = 22) -> str:
     plot = width - label_width - 40
     on_path = set(report["critical_path"])
     height = axis + row * len(steps) + 10
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-             f'viewBox="0 0 {width} {height}" data-wall="{wall:.3f}" data-scale="{plot / wall:.6f}" '
-             f'data-x0="{label_width}" font-family="sans-serif" font-size="12">']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" data-wall="{wall:.3f}" data-scale="{plot / wall:.6f}" '
+        f'data-x0="{label_width}" font-family="sans-serif" font-size="12">'
+    ]
     ticks = 5
     for i in range(ticks + 1):
         x = label_width + plot * i / ticks
         parts.append(f'<line x1="{x:.1f}" y1="{axis - 6}" x2="{x:.1f}" y2="{height}" stroke="#ddd"/>')
-        parts.append(f'<text x="{x:.1f}" y="{axis - 10}" text-anchor="middle" fill="#555">'
-                     f'{wall * i / ticks:.1f}s</text>')
+        parts.append(
+            f'<text x="{x:.1f}" y="{axis - 10}" text-anchor="middle" fill="#555">'
+            f"{wall * i / ticks:.1f}s</text>"
+        )
     for index, step in enumerate(steps):
         y = axis + index * row
         x = label_width + step["start"] / wall * plot
         w = max(1.0, step["seconds"] / wall * plot)
-        kind = step["id"].split(":", 1)[0]
-        color = KIND_COLORS.get(kind, "#888") if step["status"] == "ok" else "#c0392b"
+        color = KIND_COLORS.get(step.get("kind", ""), "#888") if step["status"] == "ok" else "#c0392b"
         critical = step["id"] in on_path
         outline = ' stroke="#111" stroke-width="2"' if critical else ""
-        parts.append(f'<text x="4" y="{y + 15}" fill="#222">{_escape(step["id"])}{" *" if critical else ""}</text>')
         parts.append(
-            f'<rect x="{x:.2f}" y="{y + 3}" width="{w:.2f}" height="{row - 6}" rx="3" fill="{color}"{outline} '
+            f'<text x="4" y="{y + 15}" fill="#222">{_escape(step["id"])}{" *" if critical else ""}</text>'
+        )
+        parts.append(
+            f'<rect x="{x:.2f}" y="{y + 3}" width="{w:.2f}" height="{row - 6}" rx="3" '
+            f'fill="{color}"{outline} '
             f'data-step="{_escape(step["id"])}" data-start="{step["start"]:.3f}" '
             f'data-seconds="{step["seconds"]:.3f}" data-critical="{str(critical).lower()}">'
-            f'<title>{_escape(step["id"])}: {_escape(step["outcome"] or step["status"])}, '
-            f'{step["seconds"]:.1f} s from {step["start"]:.1f} s</title></rect>')
+            f"<title>{_escape(step['id'])}: {_escape(step['outcome'] or step['status'])}, "
+            f"{step['seconds']:.1f} s from {step['start']:.1f} s</title></rect>"
+        )
     parts.append("</svg>")
     return "\n".join(parts)
 
@@ -150,12 +184,15 @@ def html_page(report: dict) -> str:
     """A self-contained page (no scripts, no network): summary, timeline, step table."""
     ratio = report.get("wall_over_critical_path")
     rows = "\n".join(
-        f"<tr class=\"{_escape(s['status'])}\"><td>{_escape(s['id'])}</td><td>{_escape(s['status'])}</td>"
+        f'<tr class="{_escape(s["status"])}"><td>{_escape(s["id"])}</td><td>{_escape(s["status"])}</td>'
         f"<td>{_escape(s['outcome'])}</td><td>{_seconds(s['start'])}</td>"
         f"<td>{s['seconds']:.1f}</td><td>{_escape(s['error'])[:400]}</td></tr>"
-        for s in report["steps"])
-    images = "\n".join(f"<li><code>{_escape(k)}</code>: <code>{_escape(v)}</code></li>"
-                       for k, v in sorted((report.get("images") or {}).items()))
+        for s in report["steps"]
+    )
+    images = "\n".join(
+        f"<li><code>{_escape(k)}</code>: <code>{_escape(v)}</code></li>"
+        for k, v in sorted((report.get("images") or {}).items())
+    )
     title = f"kindling run {report.get('run', '')}"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{_escape(title)}</title>
@@ -168,14 +205,14 @@ tr.failed td, tr.cancelled td {{ background: #fdecea; }}
 </style></head>
 <body>
 <h1>{_escape(title)}</h1>
-<p class="summary"><span>stack <b>{_escape(report.get('stack', ''))}</b></span>
-<span>task <b>{_escape(report.get('task', ''))}</b></span>
-<span>status <b>{_escape(report.get('status', ''))}</b></span>
-<span>strategy {_escape(report.get('strategy', ''))}</span>
-<span>wall {report['wall_seconds']:.1f} s</span>
-<span>critical path {report['critical_path_seconds']:.1f} s</span>
+<p class="summary"><span>stack <b>{_escape(report.get("stack", ""))}</b></span>
+<span>task <b>{_escape(report.get("task", ""))}</b></span>
+<span>status <b>{_escape(report.get("status", ""))}</b></span>
+<span>strategy {_escape(report.get("strategy", ""))}</span>
+<span>wall {report["wall_seconds"]:.1f} s</span>
+<span>critical path {report["critical_path_seconds"]:.1f} s</span>
 <span>wall / critical path {_seconds(ratio, 2)}</span></p>
-<p>Critical path (outlined bars, marked *): {_escape(' → '.join(report['critical_path']) or '-')}</p>
+<p>Critical path (outlined bars, marked *): {_escape(" → ".join(report["critical_path"]) or "-")}</p>
 {svg_timeline(report)}
 <table><tr><th>step</th><th>status</th><th>outcome</th><th>start s</th><th>seconds</th><th>error</th></tr>
 {rows}

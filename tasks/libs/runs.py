@@ -7,6 +7,7 @@ Layout under KINDLING_HOME (default: `.kindling` beside the stack file):
     stacks/<stack>/built.json    every reference kindling built for this stack (teardown removes these)
     clusters/<cluster>/kubeconfig   mode 0600; never the user's ~/.kube/config
     clusters/<cluster>/deployed.json  image and manifest digest last rolled out per service
+    clusters/<cluster>/outputs/<service>.out  the output of a service's run step (mode 0600)
 """
 
 import itertools
@@ -22,7 +23,6 @@ _LOCK = threading.Lock()
 # Several Environments of one process (a pre= chain of deploy tasks) start in the same second:
 # a per-process sequence number keeps their run folders apart.
 _RUN_SEQUENCE = itertools.count(1)
-DEFAULT_KEEP_RUNS = 50
 
 
 def new_run_id(stack_name: str) -> str:
@@ -37,10 +37,13 @@ def is_run_of(stack_name: str, folder_name: str) -> bool:
 
 def prune_runs(home: Path, keep: int, current: str = "") -> list:
     """Remove all but the newest `keep` run folders (never `current`); returns the removed ids."""
-    folders = sorted((p for p in (home / "runs").glob("*") if p.is_dir() and p.name != current),
-                     key=lambda p: p.stat().st_mtime, reverse=True)
+    folders = sorted(
+        (p for p in (home / "runs").glob("*") if p.is_dir() and p.name != current),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
     removed = []
-    for folder in folders[max(keep - 1, 0):]:
+    for folder in folders[max(keep - 1, 0) :]:
         shutil.rmtree(folder, ignore_errors=True)
         removed.append(folder.name)
     return removed
@@ -112,8 +115,10 @@ class Run:
         update_json(self.folder / "images.json", lambda d: d.__setitem__(service, info))
         update_json(self.stack_folder / "images.json", lambda d: d.__setitem__(service, info))
         if info.get("built_by_kindling"):
-            update_json(self.stack_folder / "built.json",
-                        lambda d: d.__setitem__(info["ref"], {"service": service, "run": self.id}))
+            update_json(
+                self.stack_folder / "built.json",
+                lambda d: d.__setitem__(info["ref"], {"service": service, "run": self.id}),
+            )
 
     def built_images(self) -> dict:
         return read_json(self.stack_folder / "built.json", {})
@@ -122,6 +127,7 @@ class Run:
         def drop(data):
             for ref in refs:
                 data.pop(ref, None)
+
         update_json(self.stack_folder / "built.json", drop)
 
 
@@ -131,6 +137,7 @@ class ClusterState:
         self.kubeconfig = self.folder / "kubeconfig"
         self.deployed_path = self.folder / "deployed.json"
         self.created_marker = self.folder / "created-by-kindling"
+        self.outputs = self.folder / "outputs"
 
     def mark_created(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -148,9 +155,26 @@ class ClusterState:
                 data.pop(service, None)
             else:
                 data[service] = info
+
         update_json(self.deployed_path, change)
 
+    def save_output(self, service: str, text: str) -> None:
+        """Keep a run step's output, so a later run that skips the step still has its file."""
+        self.outputs.mkdir(parents=True, exist_ok=True)
+        write_private(self.outputs / f"{service}.out", text)
+
+    def restore_output(self, service: str, target: Path) -> bool:
+        """Copy a run step's kept output to target (mode 0600); False when there is none."""
+        try:
+            text = (self.outputs / f"{service}.out").read_text(encoding="utf-8")
+        except OSError:
+            return False
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_private(target, text)
+        return True
+
     def forget(self) -> None:
+        shutil.rmtree(self.outputs, ignore_errors=True)
         for path in (self.kubeconfig, self.deployed_path, self.created_marker):
             try:
                 path.unlink()
@@ -160,6 +184,18 @@ class ClusterState:
             self.folder.rmdir()
         except OSError:
             pass
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (mode 0600 from the start)."""
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def list_runs(home: Path) -> list:
+    """Every run that wrote a report, oldest first: (folder name, its run.json data)."""
+    found = sorted((home / "runs").glob("*/run.json"), key=lambda p: p.stat().st_mtime)
+    return [(path.parent.name, read_json(path, {})) for path in found]
 
 
 def find_run(home: Path, run: str | None = None) -> Path:

@@ -66,32 +66,69 @@ def manifests(service: str, spec: dict) -> list:
         if not spec.get("job"):
             # A crashing server that never answers its probe: without one, the container would
             # count as ready in the moment between its start and its crash.
-            pod["containers"][0]["readinessProbe"] = {"httpGet": {"path": "/", "port": 8080},
-                                                      "initialDelaySeconds": 30, "periodSeconds": 5}
+            pod["containers"][0]["readinessProbe"] = {
+                "httpGet": {"path": "/", "port": 8080},
+                "initialDelaySeconds": 30,
+                "periodSeconds": 5,
+            }
     if spec.get("run_seconds") is not None:
         annotations[RUN_SECONDS_ANNOTATION] = str(spec["run_seconds"])
     template_metadata = {"annotations": annotations} if annotations else {}
     if spec.get("configmap"):
-        docs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"{service}-config"},
-                     "data": {"config.yaml": "port: 8080\n"}})
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": f"{service}-config"},
+                "data": {"config.yaml": "port: 8080\n"},
+            }
+        )
         pod["volumes"] = [{"name": "config", "configMap": {"name": f"{service}-config"}}]
         pod["containers"][0]["volumeMounts"] = [{"name": "config", "mountPath": "/etc/config"}]
     if spec.get("job"):
         pod["restartPolicy"] = "Never"
-        docs.append({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": service},
-                     "spec": {"backoffLimit": 0, "template": {"metadata": template_metadata, "spec": pod}}})
+        docs.append(
+            {
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "metadata": {"name": service},
+                "spec": {"backoffLimit": 0, "template": {"metadata": template_metadata, "spec": pod}},
+            }
+        )
         return docs
-    docs.append({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": service},
-                 "spec": {"replicas": 1, "selector": {"matchLabels": {"app": service}},
-                          "template": {"metadata": {"labels": {"app": service}, **template_metadata},
-                                       "spec": pod}}})
-    docs.append({"apiVersion": "v1", "kind": "Service", "metadata": {"name": service},
-                 "spec": {"selector": {"app": service}, "ports": [{"port": 8080}]}})
+    docs.append(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": service},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": service}},
+                "template": {"metadata": {"labels": {"app": service}, **template_metadata}, "spec": pod},
+            },
+        }
+    )
+    docs.append(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": service},
+            "spec": {"selector": {"app": service}, "ports": [{"port": 8080}]},
+        }
+    )
     return docs
 
 
-def write_stack(folder: Path, services: dict, *, name: str, project: str, base_image: str,
-                cluster: str | None = None, namespace: str = "sample") -> Path:
+def write_stack(
+    folder: Path,
+    services: dict,
+    *,
+    name: str,
+    project: str,
+    base_image: str,
+    cluster: str | None = None,
+    namespace: str = "sample",
+) -> Path:
     """Write a stack file and its sources under folder.
 
     services: name -> {"sleep": seconds, "depends_on": [...], "fail": bool, "memory": "1GiB",
@@ -100,13 +137,21 @@ def write_stack(folder: Path, services: dict, *, name: str, project: str, base_i
     """
     (folder / "src").mkdir(parents=True, exist_ok=True)
     (folder / "manifests").mkdir(exist_ok=True)
-    stack = {"name": name, "project": project, "namespace": namespace,
-             "cluster": {"name": cluster or f"{project}-e2e"}, "services": {}}
+    stack = {
+        "name": name,
+        "project": project,
+        "namespace": namespace,
+        "cluster": {"name": cluster or f"{project}-e2e"},
+        "services": {},
+    }
     for service, spec in services.items():
         manifest = folder / "manifests" / f"{service}.yaml"
         manifest.write_text(yaml.safe_dump_all(manifests(service, spec)))
-        entry = {"manifests": [f"manifests/{service}.yaml"], "depends_on": spec.get("depends_on", []),
-                 "ready": {"timeout": spec.get("timeout", 30)}}
+        entry = {
+            "manifests": [f"manifests/{service}.yaml"],
+            "depends_on": spec.get("depends_on", []),
+            "ready": {"timeout": spec.get("timeout", 30)},
+        }
         if spec.get("image"):
             entry["image"] = spec["image"]
             if spec.get("load"):
@@ -117,8 +162,11 @@ def write_stack(folder: Path, services: dict, *, name: str, project: str, base_i
             (context / "version.txt").write_text(str(spec.get("version", "1")) + "\n")
             step = "/bin/busybox false" if spec.get("fail") else f"/bin/busybox sleep {spec.get('sleep', 0)}"
             (context / "Containerfile").write_text(CONTAINERFILE.format(step=step, service=service))
-            entry["build"] = {"containerfile": f"src/{service}/Containerfile", "context": f"src/{service}",
-                              "args": {"BASE_IMAGE": base_image}}
+            entry["build"] = {
+                "containerfile": f"src/{service}/Containerfile",
+                "context": f"src/{service}",
+                "args": {"BASE_IMAGE": base_image},
+            }
             if spec.get("memory"):
                 entry["build"]["memory"] = spec["memory"]
         stack["services"][service] = entry
@@ -129,19 +177,26 @@ def write_stack(folder: Path, services: dict, *, name: str, project: str, base_i
 
 @contextmanager
 def local_registry(folder: Path):
-    """Debian's docker-registry (the CNCF distribution registry) on a loopback port; yields (host, storage)."""
+    """Debian's docker-registry (the CNCF distribution registry) on a loopback port;
+    yields (host, storage)."""
 
     binary = shutil.which("docker-registry")
     if binary is None:
-        raise KindlingError("a local registry needs docker-registry (Debian: apt-get install docker-registry)")
+        raise KindlingError(
+            "a local registry needs docker-registry (Debian: apt-get install docker-registry)"
+        )
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     storage = folder / "registry"
     config = folder / "registry.yml"
-    config.write_text(f"version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem: {{rootdirectory: {storage}}}\n"
-                      f"http:\n  addr: 127.0.0.1:{port}\n")
-    process = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    config.write_text(
+        f"version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem: {{rootdirectory: {storage}}}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+    )
+    process = subprocess.Popen(
+        [binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 20
         while True:

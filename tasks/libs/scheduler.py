@@ -1,4 +1,4 @@
-"""Run a graph of steps: each as soon as its inputs are done, within per-kind limits.
+"""Run a graph of steps: each as soon as its inputs are done, within per-pool limits.
 
 graphlib.TopologicalSorter says which steps are ready; a ThreadPoolExecutor runs
 them. Among ready steps the one with the longest estimated path to the end goes
@@ -21,26 +21,28 @@ OK, FAILED, CANCELLED, NOT_RUN = "ok", "failed", "cancelled", "not run"
 @dataclass
 class Step:
     id: str
-    kind: str  # a limit class: "build", "load", "kube", "cluster", ...
-    action: Callable[[], str]  # does the work; returns a short outcome ("built", "cached", ...)
+    pool: str  # a limit class: "build", "load", "kube", "cluster", ...
+    action: Callable[[], object]  # does the work; returns its outcome (plan.Outcome)
     needs: tuple = ()
     subject: str = ""
     memory: int = 0  # bytes reserved from the memory budget while it runs
     estimate: float = 1.0  # seconds, for ordering only
+    kind: object = None  # what the step is (plan.StepKind); the scheduler does not look at it
 
 
 @dataclass
 class Record:
     id: str
-    kind: str
+    pool: str
     subject: str
     needs: list
     status: str = NOT_RUN
-    outcome: str = ""
+    outcome: object = ""
     start: float | None = None  # seconds since the run started
     end: float | None = None
     error: str = ""
     extra: dict = field(default_factory=dict)
+    kind: object = None  # the step's plan.StepKind
 
     @property
     def duration(self) -> float:
@@ -68,10 +70,18 @@ def priorities(steps: dict) -> dict:
 
 
 class Scheduler:
-    def __init__(self, limits=None, total=None, memory_budget=None, on_event=None,
-                 keep_going=False, on_abort=None, clock=time.monotonic):
+    def __init__(
+        self,
+        limits=None,
+        total=None,
+        memory_budget=None,
+        on_event=None,
+        keep_going=False,
+        on_abort=None,
+        clock=time.monotonic,
+    ):
         self.limits = dict(limits or {})
-        self.total = total  # at most this many steps at once, whatever their kind
+        self.total = total  # at most this many steps at once, whatever their pool
         self.memory_budget = memory_budget
         self.on_event = on_event or (lambda record, state, detail="": None)
         self.keep_going = keep_going
@@ -84,13 +94,13 @@ class Scheduler:
             missing = [n for n in step.needs if n not in steps]
             if missing:
                 raise ValueError(f"step {step.id} needs unknown steps {missing}")
-        records = {s.id: Record(s.id, s.kind, s.subject, list(s.needs)) for s in steps.values()}
+        records = {s.id: Record(s.id, s.pool, s.subject, list(s.needs), kind=s.kind) for s in steps.values()}
         sorter = graphlib.TopologicalSorter({s.id: s.needs for s in steps.values()})
         sorter.prepare()
         rank = priorities(steps)
         origin = self.clock()
         pending, running = [], {}
-        running_kind, memory_in_use = {}, 0
+        running_pool, memory_in_use = {}, 0
         failed = False
         pool = ThreadPoolExecutor(max_workers=max(1, len(steps)), thread_name_prefix="step")
         try:
@@ -105,7 +115,7 @@ class Scheduler:
                     started = False
                     for sid in list(pending):
                         step = steps[sid]
-                        if not self._fits(step, running, running_kind, memory_in_use):
+                        if not self._fits(step, running, running_pool, memory_in_use):
                             continue
                         pending.remove(sid)
                         record = records[sid]
@@ -113,7 +123,7 @@ class Scheduler:
                         record.status = "running"
                         self.on_event(record, "start")
                         running[pool.submit(step.action)] = sid
-                        running_kind[step.kind] = running_kind.get(step.kind, 0) + 1
+                        running_pool[step.pool] = running_pool.get(step.pool, 0) + 1
                         memory_in_use += step.memory
                         started = True
                         break
@@ -127,7 +137,7 @@ class Scheduler:
                 for future in done:
                     sid = running.pop(future)
                     step, record = steps[sid], records[sid]
-                    running_kind[step.kind] -= 1
+                    running_pool[step.pool] -= 1
                     memory_in_use -= step.memory
                     record.end = self.clock() - origin
                     exc = future.exception()
@@ -167,11 +177,11 @@ class Scheduler:
             raise StepFailed(result)
         return result
 
-    def _fits(self, step, running, running_kind, memory_in_use) -> bool:
+    def _fits(self, step, running, running_pool, memory_in_use) -> bool:
         if self.total is not None and len(running) >= self.total:
             return False
-        limit = self.limits.get(step.kind)
-        if limit is not None and running_kind.get(step.kind, 0) >= limit:
+        limit = self.limits.get(step.pool)
+        if limit is not None and running_pool.get(step.pool, 0) >= limit:
             return False
         if self.memory_budget and step.memory:
             if memory_in_use and memory_in_use + step.memory > self.memory_budget:

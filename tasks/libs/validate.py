@@ -21,10 +21,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import apirules, images, render
-# The checks across objects live in crossrefs; they are part of this module's interface.
-from .crossrefs import check_references, check_selectors, defined_objects, pod_templates, shape_ok, well_formed
 
-KUBERNETES_VERSION = "1.29"
+# The checks across objects live in crossrefs; they are part of this module's interface.
+from .crossrefs import (
+    check_references,
+    check_selectors,
+    defined_objects,
+    pod_templates,
+    shape_ok,
+    well_formed,
+)
+
+KUBERNETES_VERSION = "1.29"  # these functions' default; stack.check passes the cluster's (nodeversion.py)
 PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
 PROBE_HANDLERS = ("httpGet", "tcpSocket", "grpc")
 
@@ -41,11 +49,13 @@ class Item:
 @dataclass(frozen=True)
 class Problem:
     file: str
-    object: str  # "Kind/name"; "" for a problem of the whole file
+    object: str  # "Kind/name", or where in the file ("line 23"); "" for a problem of the whole file
     text: str
+    fix: str = ""
 
     def __str__(self) -> str:
-        return f"{self.file}: {self.object}: {self.text}" if self.object else f"{self.file}: {self.text}"
+        text = f"{self.file}: {self.object}: {self.text}" if self.object else f"{self.file}: {self.text}"
+        return f"{text}\n  fix: {self.fix}" if self.fix else text
 
 
 @dataclass
@@ -64,9 +74,16 @@ def object_label(doc: dict) -> str:
 
 
 def sample_refs(stack) -> dict:
-    """service -> the reference the check renders with: localhost/<project>/<service>:check, or the prebuilt image."""
-    return {name: images.local_ref(stack.project, name, "check") if service.built else service.image
-            for name, service in stack.services.items()}
+    """service -> the reference the check renders with: localhost/<project>/<service>:check (or as the
+    stack's naming template says), or the prebuilt image. A service with neither (a run step) has none."""
+    template = getattr(stack, "image_name", images.DEFAULT_NAME_TEMPLATE)
+    return {
+        name: images.local_ref(stack.project, name, "check", template=template)
+        if service.built
+        else service.image
+        for name, service in stack.services.items()
+        if service.built or service.image
+    }
 
 
 def render_file(docs: list, stack, refs: dict) -> list:
@@ -74,9 +91,15 @@ def render_file(docs: list, stack, refs: dict) -> list:
 
     A manifest may name a built service by its repository under the stack's registry too (registry mode).
     """
-    return render.render(docs, project=stack.project, namespace=stack.namespace, service_refs=refs,
-                         pull_policies={n: "Never" for n, s in stack.services.items() if s.built},
-                         registry=getattr(stack, "registry", "") or images.LOCAL_REGISTRY)
+    return render.render(
+        docs,
+        project=stack.project,
+        namespace=stack.namespace,
+        service_refs=refs,
+        pull_policies={n: "Never" for n, s in stack.services.items() if s.built},
+        registry=getattr(stack, "registry", "") or images.LOCAL_REGISTRY,
+        template=getattr(stack, "image_name", images.DEFAULT_NAME_TEMPLATE),
+    )
 
 
 def display_path(path, stack_folder) -> str:
@@ -144,10 +167,14 @@ def check_schema(item: Item, result: Result, kv, version, crds: dict, unchecked_
     if (group, kind) in crds:
         crd_name, versions = crds[(group, kind)]
         if group_version not in versions:
-            return [f"CustomResourceDefinition {crd_name} of the stack has no version {group_version!r} "
-                    f"(it has: {', '.join(versions) or 'none'})"]
-        result.note(item.service, f"custom resources not schema-checked (their CRD is part of the stack): "
-                                  f"{kind} ({crd_name})")
+            return [
+                f"CustomResourceDefinition {crd_name} of the stack has no version {group_version!r} "
+                f"(it has: {', '.join(versions) or 'none'})"
+            ]
+        result.note(
+            item.service,
+            f"custom resources not schema-checked (their CRD is part of the stack): {kind} ({crd_name})",
+        )
         return []
     problem = schema_problem(doc, kv, version)
     if problem is None:
@@ -155,8 +182,11 @@ def check_schema(item: Item, result: Result, kv, version, crds: dict, unchecked_
     if isinstance(problem, str):
         return [problem]
     if not is_builtin_group(group) and unchecked_files:
-        result.note(item.service, f"{kind} ({api_version}) not schema-checked: its CRD may be in "
-                                  f"{', '.join(unchecked_files)} (not checked)")
+        result.note(
+            item.service,
+            f"{kind} ({api_version}) not schema-checked: its CRD may be in "
+            f"{', '.join(unchecked_files)} (not checked)",
+        )
         return []
     return [f"Kubernetes {version} has no {kind} in {api_version}, and no CRD of the stack defines it"]
 
@@ -181,8 +211,9 @@ def check_images(item: Item, allowed: set, services=(), prebuilt=()) -> list:
             choices = f"a service ({', '.join(services)})" if services else "a service"
             if prebuilt:
                 choices += f" or a prebuilt image of the stack ({', '.join(prebuilt)})"
-            problems.append(f'container "{name}": image "{image}" is not an image of the stack: '
-                            f"name {choices}")
+            problems.append(
+                f'container "{name}": image "{image}" is not an image of the stack: name {choices}'
+            )
     return problems
 
 
@@ -226,13 +257,18 @@ def check_probes(item: Item) -> list:
                         continue  # a schema problem
                     if isinstance(port, int):
                         if port not in numbers:
-                            problems.append(f"{where} {port} is not a port the container declares ({declared})")
+                            problems.append(
+                                f"{where} {port} is not a port the container declares ({declared})"
+                            )
                     elif isinstance(port, str):
                         if port.isdigit():
-                            problems.append(f'{where} "{port}" is a string: write the number {port} '
-                                            "or a port name")
+                            problems.append(
+                                f'{where} "{port}" is a string: write the number {port} or a port name'
+                            )
                         elif port not in names:
-                            problems.append(f'{where} "{port}" is not a port the container declares ({declared})')
+                            problems.append(
+                                f'{where} "{port}" is not a port the container declares ({declared})'
+                            )
     return problems
 
 
@@ -249,8 +285,16 @@ def check_api_rules(item: Item, result: Result, version: str = KUBERNETES_VERSIO
 # ---- all of them --------------------------------------------------------------------------
 
 
-def check(items, *, kv, refs: dict, prebuilt=(), version: str = KUBERNETES_VERSION, unchecked_files=(),
-          file_problems=()) -> Result:
+def check(
+    items,
+    *,
+    kv,
+    refs: dict,
+    prebuilt=(),
+    version: str = KUBERNETES_VERSION,
+    unchecked_files=(),
+    file_problems=(),
+) -> Result:
     """Run every check over the stack's rendered objects.
 
     refs: service -> sample reference (sample_refs); prebuilt: names of prebuilt services;
@@ -262,15 +306,17 @@ def check(items, *, kv, refs: dict, prebuilt=(), version: str = KUBERNETES_VERSI
     defined = defined_objects(items)
     templates = pod_templates(items)
     allowed = {images.normalize(ref) for ref in refs.values()}
-    prebuilt_images = [refs[n] for n in prebuilt]
+    prebuilt_images = [refs[n] for n in prebuilt if n in refs]
     for item in items:
         result.objects[item.service] = result.objects.get(item.service, 0) + 1
         texts = check_schema(item, result, kv, version, crds, unchecked_files)
-        checks = (lambda: check_images(item, allowed, list(refs), prebuilt_images),
-                  lambda: check_probes(item),
-                  lambda: check_references(item, defined),
-                  lambda: check_selectors(item, templates),
-                  lambda: check_api_rules(item, result, version))
+        checks = (
+            lambda item=item: check_images(item, allowed, list(refs), prebuilt_images),
+            lambda item=item: check_probes(item),
+            lambda item=item: check_references(item, defined),
+            lambda item=item: check_selectors(item, templates),
+            lambda item=item: check_api_rules(item, result, version),
+        )
         well_shaped, crashed = shape_ok(item.doc), False
         for run in checks if well_shaped else ():
             try:

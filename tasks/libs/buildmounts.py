@@ -1,0 +1,136 @@
+"""Host folders a build reads: a stack's `build.mounts`, e.g. the host's Go module cache mounted
+read-only at /go/pkg/mod, so `go build` finds the modules without downloading them.
+
+Podman mounts each into every RUN step of the build, `podman build --volume SOURCE:TARGET:ro`
+(podman-build(1), --volume: "[rw|ro]"; the Containerfile is unchanged). Like build caches, mounts
+are no part of an image's inputs digest (cache.py): a read-only module cache changes how fast a
+build is, not what it produces, when go.sum pins the modules (go verifies each one against it).
+"""
+
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from . import buildcaches
+from .stackfile import Checker, expand_env, show, type_name
+
+MOUNT_KEYS = {"source", "target", "readonly"}
+SYSTEM_PATHS = ("/proc", "/sys", "/dev")
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: Path  # on the host, absolute
+    target: str  # where every RUN step of the build sees it
+    readonly: bool = True
+
+    def volume(self) -> tuple:
+        """(host, path, options) for Engine.build(mounts=...)."""
+        return (str(self.source), self.target, "ro" if self.readonly else "rw")
+
+
+def parse(c: Checker, raw, where: str, source: Path, caches=()) -> tuple:
+    """`mounts: [{source: PATH, target: /path/in/build, readonly: true}]`. source resolves like the
+    build's other paths (relative to `source`; ${STACK_DIR}, ${SOURCE_DIR} and ${VAR} expand)."""
+    if raw is None:
+        return ()
+    example = "write e.g. `mounts: [{source: '${GOMODCACHE}', target: /go/pkg/mod, readonly: true}]`"
+    if not isinstance(raw, list):
+        c.fail(where, f"must be a list of {{source, target}} mappings, got {type_name(raw)}", example)
+    mounts = []
+    for i, item in enumerate(raw):
+        field_name = f"{where}[{i}]"
+        if not isinstance(item, dict):
+            c.fail(field_name, f"must be a mapping with source and target, got {type_name(item)}", example)
+        c.mapping(item, field_name, MOUNT_KEYS)
+        for key in ("source", "target"):
+            if item.get(key) is None:
+                c.fail(f"{field_name}.{key}", "is required", example)
+        mount = Mount(
+            _source(c, item["source"], f"{field_name}.source", source),
+            _target(c, item["target"], f"{field_name}.target"),
+            _readonly(c, item.get("readonly", True), f"{field_name}.readonly"),
+        )
+        for other in mounts:
+            if _overlap(mount.target, other.target):
+                c.fail(
+                    f"{field_name}.target",
+                    f"{mount.target} and {other.target} are the same or inside one another",
+                    "mount each folder at a path of its own",
+                )
+        for cache in caches:
+            if _overlap(mount.target, cache.path):
+                c.fail(
+                    f"{field_name}.target",
+                    f"{mount.target} and build cache {show(cache.name)}'s "
+                    f"{cache.path} are the same or inside one another",
+                    "mount it at another path",
+                )
+        mounts.append(mount)
+    return tuple(mounts)
+
+
+def _source(c: Checker, value, field_name: str, source: Path) -> Path:
+    if not isinstance(value, str):
+        c.fail(
+            field_name,
+            f"must be a path on the host, got {type_name(value)}",
+            "write the host folder, e.g. '${GOMODCACHE}'",
+        )
+    # The folder variables first: expand_env would read them as (unset) environment variables.
+    text = value.replace("${STACK_DIR}", str(c.path.parent)).replace("${SOURCE_DIR}", str(source))
+    expanded = expand_env(text, c.env)
+    if not expanded.strip():
+        c.fail(
+            field_name,
+            f"{show(value)} is empty once the environment is expanded",
+            "set the variable it names (e.g. export GOMODCACHE=$(go env GOMODCACHE)), or write the path",
+        )
+    path = c.path_value(expanded, field_name, source, source)
+    if ":" in str(path) or "," in str(path):
+        c.fail(
+            field_name,
+            f"{path} holds ':' or ',', which podman's --volume syntax reserves",
+            "mount a folder whose path has neither",
+        )
+    return c.existing(path, field_name, "folder" if not path.is_file() else "file")
+
+
+def _target(c: Checker, value, field_name: str) -> str:
+    fix = "write the absolute path where the build reads it, e.g. /go/pkg/mod"
+    path = buildcaches.container_path(c, value, field_name, fix, "a mount's target is absolute")
+    if path == "/" or any(path == system or _overlap(path, system) for system in SYSTEM_PATHS):
+        c.fail(field_name, f"{path} is the root or a system folder of the build container", fix)
+    return path
+
+
+def _readonly(c: Checker, value, field_name: str) -> bool:
+    if not isinstance(value, bool):
+        c.fail(
+            field_name, f"must be true or false, got {show(value)}", "write `readonly: true` (the default)"
+        )
+    return value
+
+
+def _overlap(a: str, b: str) -> bool:
+    a, b = PurePosixPath(a), PurePosixPath(b)
+    return a == b or a in b.parents or b in a.parents
+
+
+def require_podman(c: Checker, engine: str, services: dict) -> None:
+    """`docker build` has no --volume; BuildKit's bind mounts need a `RUN --mount=type=bind` line in
+    the Containerfile, which kindling does not write."""
+    if engine == "podman":
+        return
+    for service in services.values():
+        if service.build is not None and getattr(service.build, "mounts", ()):
+            c.fail(
+                f"services.{service.name}.build.mounts",
+                f"needs engine: podman; `{engine} build` cannot mount a host folder into every RUN step",
+                "use engine: podman, or remove `mounts` (with docker, write "
+                "`RUN --mount=type=bind,source=...,target=PATH` in the Containerfile instead)",
+            )
+
+
+def volumes(build) -> list:
+    """(host, path, options) of the build's mounts, for Engine.build(mounts=...)."""
+    return [mount.volume() for mount in getattr(build, "mounts", ())]

@@ -1,0 +1,128 @@
+"""The cluster phase: the Kind cluster (or an existing one), the stack's namespace, and the
+registry container beside Kind when images go through it."""
+
+import os
+from pathlib import Path
+
+import yaml
+
+from .. import locks, render
+from ..context import RunContext
+from ..plan import Outcome, StepKind
+
+_ENSURED = set()  # (state home, cluster) this process has ensured: a pre= chain checks once
+
+
+def ensure_cluster(ctx: RunContext) -> Outcome:
+    if ctx.settings.delivery.existing_cluster:
+        return _ensure_existing(ctx)
+    key = (str(ctx.home), ctx.stack.cluster_name)
+    if key in _ENSURED and not ctx.dry_run:
+        return Outcome.EXISTS
+    log = ctx.log(StepKind.CLUSTER)
+    config = ctx.stack.cluster_config
+    if ctx.settings.coverage or ctx.local_registry:
+        config = rendered_kind_config(ctx)
+        if (
+            ctx.settings.coverage
+            and not ctx.dry_run
+            and ctx.cluster.exists()
+            and not coverage_dir(ctx).exists()
+        ):
+            ctx.console.line(
+                f"warning: cluster {ctx.stack.cluster_name} was created without the "
+                "coverage mount; run e2e.teardown first to collect coverage"
+            )
+    # A broken cluster kindling made is ours to recreate; one made elsewhere only on --recreate.
+    outcome = Outcome(
+        ctx.cluster.ensure(
+            config,
+            log_path=log,
+            timeout=ctx.timeout("cluster"),
+            recreate=ctx.settings.recreate or ctx.cluster_state.created_by_kindling(),
+            api_problem=ctx.kubectl.api_problem,
+        )
+    )
+    if outcome is not Outcome.EXISTS and not ctx.dry_run:
+        ctx.cluster_state.mark_created()
+    ensure_namespace(ctx, log, known_new=outcome is not Outcome.EXISTS)
+    if not ctx.dry_run:
+        _ENSURED.add(key)
+    return outcome
+
+
+def lock_cluster(ctx: RunContext, what: str) -> None:
+    """One run at a time changes a cluster (locks.py); a dry run changes nothing."""
+    if ctx.dry_run:
+        return
+    note = locks.acquire(ctx.stack.cluster_name, what, ctx.settings.lock_wait, ctx.env, say=ctx.console.line)
+    if note.startswith("took over"):
+        ctx.console.line(f"cluster {ctx.stack.cluster_name}: {note}")
+
+
+def forget_ensured(ctx: RunContext) -> None:
+    _ENSURED.discard((str(ctx.home), ctx.stack.cluster_name))
+
+
+def _ensure_existing(ctx: RunContext) -> Outcome:
+    """An existing cluster (registry mode with a kubeconfig/context): reachable? then the namespace."""
+    log = ctx.log(StepKind.CLUSTER)
+    ctx.kubectl.run("cluster-info", log_path=log, timeout=ctx.timeout("apply"), mutating=False)
+    ensure_namespace(ctx, log)
+    return Outcome.EXISTING
+
+
+def ensure_namespace(ctx: RunContext, log: Path, known_new: bool = False) -> None:
+    """Apply the namespace only when it is missing: a run that changes nothing mutates nothing."""
+    if (
+        not known_new
+        and not ctx.dry_run
+        and ctx.kubectl.get_json(f"namespace/{ctx.stack.namespace}", "default")
+    ):
+        return
+    namespace_file = ctx.run.folder / "namespace.yaml"
+    namespace_file.write_text(render.dump([render.namespace_doc(ctx.stack.namespace)]))
+    ctx.kubectl.apply_file(namespace_file, log_path=log, timeout=ctx.timeout("apply"))
+
+
+def coverage_dir(ctx: RunContext) -> Path:
+    """Host folder mounted at /coverdata on the nodes in coverage mode."""
+    return ctx.cluster_state.folder / "coverdata"
+
+
+def kind_config(ctx: RunContext) -> dict | None:
+    if ctx.stack.cluster_config is None:
+        return None
+    return yaml.safe_load(ctx.stack.cluster_config.read_text(encoding="utf-8")) or None
+
+
+def rendered_kind_config(ctx: RunContext) -> Path:
+    """A rendered copy of the Kind config (the committed one stays clean): the coverage mount,
+    and containerd's registry config folder for the local registry."""
+    config = kind_config(ctx)
+    if ctx.settings.coverage:
+        folder = coverage_dir(ctx)
+        folder.mkdir(parents=True, exist_ok=True)
+        os.chmod(folder, 0o777)  # workloads may run as any user
+        config = render.coverage_kind_config(config, str(folder))
+    if ctx.local_registry:
+        config = render.kind_registry_config(config)
+    path = ctx.run.folder / "kind-config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def ensure_local_registry(ctx: RunContext) -> Outcome:
+    return Outcome(ctx.local_registry.ensure(log_path=ctx.log(StepKind.REGISTRY)))
+
+
+def wire_local_registry(ctx: RunContext) -> Outcome:
+    """Once both the cluster and the registry container exist (kind's local-registry guide):
+    each node's hosts.toml, the registry on the cluster's network, the hosting ConfigMap."""
+    log = ctx.log(StepKind.REGISTRY)
+    nodes = ctx.cluster.nodes() if not ctx.dry_run else [f"{ctx.stack.cluster_name}-control-plane"]
+    ctx.local_registry.connect(nodes, log_path=log)
+    hosting = ctx.run.folder / "local-registry-hosting.yaml"
+    hosting.write_text(render.dump([render.local_registry_hosting(ctx.local_registry.host)]))
+    ctx.kubectl.apply_file(hosting, log_path=log, timeout=ctx.timeout("apply"))
+    return Outcome.WIRED

@@ -1,0 +1,73 @@
+"""Process trees through /proc: find, signal and kill a command and everything it started."""
+
+import os
+import signal
+import threading
+import time
+
+
+def descendants(pid: int) -> list:
+    """Every process below pid, found through /proc; deepest last."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def send_signal(pid, signum):
+    try:
+        os.kill(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def kill_tree(pid: int, grace: float = 5.0) -> None:
+    """Stop a command and everything it started.
+
+    Container runtimes put the processes of a RUN step in a session of their own,
+    so signalling podman's process group misses them and they outlive the build
+    (seen with podman 4.3: SIGTERM or SIGINT to `podman build` leaves the RUN step
+    running). Killing the descendants first lets podman notice the failed step and
+    remove its working container itself; podman is then given a grace period.
+    """
+    for child in reversed(descendants(pid)):
+        send_signal(child, signal.SIGKILL)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and alive(pid):
+        time.sleep(0.05)
+    if alive(pid):
+        send_signal(pid, signal.SIGTERM)
+        time.sleep(0.5)
+        for child in reversed(descendants(pid)):
+            send_signal(child, signal.SIGKILL)
+        send_signal(pid, signal.SIGKILL)
+
+
+def alive(pid) -> bool:
+    """Whether the process exists and is not a zombie (a finished child not yet reaped)."""
+    try:
+        with open(f"/proc/{int(pid)}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def kill_all(pids, grace) -> None:
+    """kill_tree for several commands at once (both sides of a pipe)."""
+    threads = [threading.Thread(target=kill_tree, args=(pid, grace)) for pid in pids if pid]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()

@@ -1,0 +1,240 @@
+"""Every run setting, read once into a frozen value.
+
+Precedence, lowest first: built-in default, Invoke config (`e2e.*` in invoke.yaml, a `-f`
+file, the user's config, or `INVOKE_E2E_*` variables), the environment variable, the task
+option. `SETTINGS` is the one table of them; the README prints the same table. Stack-file
+overrides (E2E_STACK, E2E_SOURCE, IMAGE_REGISTRY, KINDLING_NODE_IMAGE) are read where the
+stack file is loaded (stack.py), because they replace fields of the stack.
+"""
+
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from types import MappingProxyType
+
+from . import images, preflight
+from .errors import KindlingError
+
+DEFAULT_LIMITS = {"build": 4, "load": 2, "kube": 4, "cluster": 1}
+DEFAULT_TIMEOUTS = {"build": 3600, "save": 900, "load": 900, "cluster": 600, "apply": 300}
+DEFAULT_KEEP_RUNS = 50
+# kind's local-registry guide (site/static/examples/kind-with-registry.sh) names these.
+DEFAULT_KIND_REGISTRY = {"name": "kind-registry", "port": 5001, "image": "docker.io/library/registry:3"}
+
+
+class Strategy(Enum):
+    """How the step graph is scheduled."""
+
+    PIPELINED = "pipelined"  # each step as soon as its inputs are ready
+    PHASED = "phased"  # Kubernaut's December 2025 flow: builds, loads, then deploys one by one
+    BATCHED = "batched"  # Kubernaut's DD-TEST-002: builds, cluster, loads, then all deploys at once
+    SERIAL = "serial"  # one step at a time
+
+
+class DeliveryMode(Enum):
+    """Where built images go so the nodes can run them."""
+
+    ARCHIVE = "archive"  # saved from the engine and loaded into each node (`kind load`)
+    LOCAL_REGISTRY = "local-registry"  # pushed to a registry container beside Kind
+    REGISTRY = "registry"  # pushed to the stack's registry; maybe an existing cluster
+
+
+@dataclass(frozen=True)
+class Delivery:
+    mode: DeliveryMode
+    registry: str  # the host image references are tagged for ("localhost" for archives)
+    tls_verify: bool = True
+    context: str | None = None  # existing cluster (registry mode only)
+    kubeconfig: str | None = None
+    kind_registry: MappingProxyType = field(default_factory=lambda: MappingProxyType(DEFAULT_KIND_REGISTRY))
+
+    @property
+    def pushes(self) -> bool:
+        return self.mode is not DeliveryMode.ARCHIVE
+
+    @property
+    def existing_cluster(self) -> bool:
+        return self.mode is DeliveryMode.REGISTRY and bool(self.context or self.kubeconfig)
+
+
+@dataclass(frozen=True)
+class Settings:
+    delivery: Delivery
+    dry_run: bool = False
+    no_cache: bool = False
+    coverage: bool = False
+    keep_going: bool = False
+    recreate: bool = False
+    strategy: Strategy = Strategy.PIPELINED
+    limits: MappingProxyType = field(default_factory=lambda: MappingProxyType(DEFAULT_LIMITS))
+    timeouts: MappingProxyType = field(default_factory=lambda: MappingProxyType(DEFAULT_TIMEOUTS))
+    memory_budget: int = 0
+    image_tag: str | None = None
+    keep_runs: int = DEFAULT_KEEP_RUNS
+    lock_wait: float = 0.0
+    keep_cluster: bool = False
+
+
+# (setting, Invoke config key under e2e., environment variable, task option, meaning)
+SETTINGS = (
+    ("stack", "stack", "E2E_STACK", "", "the stack file (default e2e.yaml)"),
+    ("coverage", "coverage", "E2E_COVERAGE", "--coverage", "coverage mode"),
+    (
+        "delivery",
+        "load_via",
+        "KINDLING_LOAD_VIA",
+        "--load-via",
+        "archive, or registry (kind's local registry)",
+    ),
+    (
+        "kind registry",
+        "kind_registry.{name,port,image}",
+        "KINDLING_KIND_REGISTRY_{NAME,PORT,IMAGE}",
+        "",
+        "the local registry container",
+    ),
+    ("image tag", "image_tag", "IMAGE_TAG", "", "one tag for every built image (CI artifacts)"),
+    ("timeouts", "timeouts", "KINDLING_TIMEOUTS", "", "per-kind timeouts, e.g. build=1800,load=300"),
+    ("runs kept", "keep_runs", "KINDLING_KEEP_RUNS", "", "run folders kept (default 50)"),
+    ("lock wait", "lock_wait", "KINDLING_LOCK_WAIT", "", "seconds to wait for another run's cluster lock"),
+    ("keep cluster", "keep_cluster", "KEEP_CLUSTER", "--keep-cluster", "keep a cluster a failed run created"),
+    ("strategy", "strategy", "", "--strategy", "pipelined, phased, batched or serial"),
+)
+
+
+def truthy(value) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def parse_timeouts(text: str, origin: str = "KINDLING_TIMEOUTS") -> dict:
+    """`build=600,load=120` -> {"build": 600.0, "load": 120.0}."""
+    result = {}
+    for part in filter(None, (p.strip() for p in str(text).split(","))):
+        key, _, value = part.partition("=")
+        if key not in DEFAULT_TIMEOUTS:
+            raise KindlingError(f"{origin}: unknown step {key!r}; use {', '.join(DEFAULT_TIMEOUTS)}")
+        try:
+            result[key] = float(value)
+        except ValueError:
+            raise KindlingError(f"{origin}: {part!r} needs a number of seconds") from None
+        if not math.isfinite(result[key]) or result[key] <= 0:
+            raise KindlingError(f"{origin}: {part!r} must be a positive number of seconds")
+    return result
+
+
+def _layered(config: dict, env, key: str, variable: str, option=None):
+    """The option if given, else the environment variable if set, else the Invoke config value."""
+    if option not in (None, ""):
+        return option, "option"
+    if variable and env.get(variable) not in (None, ""):
+        return env[variable], variable
+    value = config
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value, f"invoke config e2e.{key}"
+
+
+def _positive_int(text, origin: str, what: str, low: int = 1, high: int | None = None) -> int:
+    value = str(text)
+    if not value.isdigit() or int(value) < low or (high is not None and int(value) > high):
+        raise KindlingError(f"{origin}: {text!r} must be {what}")
+    return int(value)
+
+
+def _delivery(stack, env, config, load_via, context, kubeconfig) -> Delivery:
+    if stack.registry:
+        # With a registry, a kubeconfig/context names an existing cluster: no Kind cluster is made.
+        return Delivery(
+            DeliveryMode.REGISTRY,
+            stack.registry,
+            stack.registry_tls_verify,
+            context or None,
+            kubeconfig or env.get("KUBECONFIG") or None if (context or kubeconfig) else None,
+        )
+    if context or kubeconfig:
+        raise KindlingError(
+            "--context/--kubeconfig deploy to an existing cluster, which cannot receive "
+            "`kind load`: also give --registry (or IMAGE_REGISTRY)"
+        )
+    via, origin = _layered(config, env, "load_via", "KINDLING_LOAD_VIA", load_via)
+    via = via or "archive"
+    if via not in ("archive", "registry"):
+        raise KindlingError(
+            f"{'--load-via' if origin == 'option' else origin} {via!r}: use archive or registry"
+        )
+    if via == "archive":
+        return Delivery(DeliveryMode.ARCHIVE, images.LOCAL_REGISTRY)
+    local = {}
+    for key, default in DEFAULT_KIND_REGISTRY.items():
+        value, origin = _layered(config, env, f"kind_registry.{key}", f"KINDLING_KIND_REGISTRY_{key.upper()}")
+        local[key] = default if value in (None, "") else value
+    local["port"] = _positive_int(local["port"], "KINDLING_KIND_REGISTRY_PORT", "a port number", 1, 65535)
+    return Delivery(
+        DeliveryMode.LOCAL_REGISTRY,
+        f"localhost:{local['port']}",
+        False,
+        kind_registry=MappingProxyType(local),
+    )
+
+
+def build_settings(
+    stack,
+    env,
+    config=None,
+    *,
+    dry_run=False,
+    no_cache=False,
+    coverage=False,
+    keep_going=False,
+    recreate=False,
+    strategy=None,
+    jobs=None,
+    memory_budget=None,
+    load_via=None,
+    context=None,
+    kubeconfig=None,
+    keep_cluster=False,
+) -> Settings:
+    """The settings of one run: defaults < Invoke config < environment < task options."""
+    config = dict(config or {})
+    strategy_text = _layered(config, env, "strategy", "", strategy)[0] or Strategy.PIPELINED.value
+    try:
+        chosen = Strategy(strategy_text)
+    except ValueError:
+        raise KindlingError(
+            f"unknown strategy {strategy_text!r}: use one of {', '.join(s.value for s in Strategy)}"
+        ) from None
+    limits = dict(DEFAULT_LIMITS)
+    if jobs:
+        limits["build"] = _positive_int(jobs, "--jobs", "a number of builds, 1 or more")
+    timeouts_text, origin = _layered(config, env, "timeouts", "KINDLING_TIMEOUTS")
+    timeouts = {**DEFAULT_TIMEOUTS, **stack.timeouts, **parse_timeouts(timeouts_text or "", origin)}
+    image_tag = _layered(config, env, "image_tag", "IMAGE_TAG")[0] or None
+    if image_tag:
+        try:
+            images.check_tag(str(image_tag))
+        except images.BadReference as exc:
+            raise KindlingError(f"IMAGE_TAG: {exc}") from None
+    keep_runs, origin = _layered(config, env, "keep_runs", "KINDLING_KEEP_RUNS")
+    lock_wait, lock_origin = _layered(config, env, "lock_wait", "KINDLING_LOCK_WAIT")
+    try:
+        lock_wait = float(lock_wait or 0)
+    except ValueError:
+        raise KindlingError(f"{lock_origin}: {lock_wait!r} must be a number of seconds") from None
+    return Settings(
+        delivery=_delivery(stack, env, config, load_via, context, kubeconfig),
+        dry_run=bool(dry_run),
+        no_cache=bool(no_cache),
+        keep_going=bool(keep_going),
+        recreate=bool(recreate),
+        coverage=bool(coverage) or truthy(_layered(config, env, "coverage", "E2E_COVERAGE")[0] or ""),
+        keep_cluster=bool(keep_cluster)
+        or truthy(_layered(config, env, "keep_cluster", "KEEP_CLUSTER")[0] or ""),
+        strategy=chosen,
+        limits=MappingProxyType(limits),
+        timeouts=MappingProxyType(timeouts),
+        memory_budget=preflight.mem_available() * 3 // 4 if memory_budget is None else memory_budget,
+        image_tag=str(image_tag) if image_tag else None,
+        keep_runs=_positive_int(keep_runs or DEFAULT_KEEP_RUNS, origin, "a number of runs, 1 or more"),
+        lock_wait=lock_wait,
+    )
