@@ -197,3 +197,32 @@ def test_selectors():
     )
     assert selector_of({"kind": "Job", "metadata": {"uid": "u1"}}) == "batch.kubernetes.io/controller-uid=u1"
     assert selector_of({"kind": "Deployment", "spec": {}}) == ""
+
+
+def crashed(restarts: int, exit_code: int, running=False, ready=False) -> dict:
+    """A pod as the real kubelet reports a crashing container between restarts."""
+    last = {"terminated": {"exitCode": exit_code, "reason": "Error" if exit_code else "Completed"}}
+    state = {"running": {"startedAt": "2026-01-01T00:00:02Z"}} if running else last
+    return {
+        "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "image": "localhost/p/c:1"}]},
+        "status": {
+            "containerStatuses": [
+                {"name": "c", "restartCount": restarts, "ready": ready, "state": state, "lastState": last}
+            ]
+        },
+    }
+
+
+def test_a_crash_loop_shown_as_terminated_error_fails_the_wait():
+    verdict = pods([crashed(restarts=2, exit_code=3)])
+    assert verdict.state is State.FAILED and verdict.reason == "CrashLoopBackOff"
+    assert "exited with code 3 (Error) after 2 restart(s)" in verdict.message
+    assert verdict.image == "localhost/p/c:1"
+
+
+def test_one_crash_a_restart_cures_or_a_clean_exit_is_no_crash_loop():
+    assert pods([crashed(restarts=0, exit_code=1)]) is None  # not restarted yet
+    assert pods([crashed(restarts=1, exit_code=1, running=True)]) is None  # running again
+    assert pods([crashed(restarts=3, exit_code=0)]) is None  # exits 0: not a failure to run
+    assert pods([crashed(restarts=1, exit_code=1, ready=True)]) is None

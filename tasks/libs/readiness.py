@@ -140,18 +140,42 @@ def pods(items: list, owner_name: str = "") -> Verdict | None:
             status.get("containerStatuses") or []
         ):
             waiting = (container.get("state") or {}).get("waiting") or {}
-            reason = waiting.get("reason", "")
-            if reason in FATAL_WAITING_REASONS:
+            reason, message = waiting.get("reason", ""), waiting.get("message", "")
+            if reason not in FATAL_WAITING_REASONS:
+                reason, message = _crash_loop(container)
+            if reason:
                 name = meta.get("name", "?")
                 return Verdict(
                     State.FAILED,
-                    f"pod {name}: container {container.get('name')}: {reason}: "
-                    f"{waiting.get('message', '')}".rstrip(": "),
+                    f"pod {name}: container {container.get('name')}: {reason}: {message}".rstrip(": "),
                     pod=name,
                     reason=reason,
                     image=images.get(container.get("name"), ""),
                 )
     return None
+
+
+def _crash_loop(container: dict) -> tuple[str, str]:
+    """("CrashLoopBackOff", detail) for a container that failed again after a restart, else ("", "").
+
+    The kubelet backs a container off once it has exited and been restarted
+    (pkg/kubelet/kuberuntime/kuberuntime_manager.go doBackOff), but the API mostly shows it as
+    `terminated` with reason Error between restarts: `waiting: CrashLoopBackOff` appears only once
+    the back-off outlasts the pod worker's resync (pod_workers.go completeWork). So a failure to
+    run is read as `kubectl get pods` shows it: the container is down again, with a non-zero
+    exit code, and RESTARTS is at least 1 (k8s.io/kubernetes pkg/printers/internalversion
+    printers.go printPod). One crash that a restart cures is not a loop.
+    """
+    if (container.get("restartCount") or 0) < 1 or container.get("ready"):
+        return "", ""
+    terminated = (container.get("state") or {}).get("terminated")
+    if not terminated or not terminated.get("exitCode"):
+        return "", ""
+    detail = f"exited with code {terminated['exitCode']} ({terminated.get('reason') or 'Error'}) "
+    detail += f"after {container['restartCount']} restart(s)"
+    if terminated.get("message"):
+        detail += f": {terminated['message']}"
+    return "CrashLoopBackOff", detail
 
 
 def selector_of(obj: dict) -> str:
