@@ -55,7 +55,13 @@ def _stack_problem(exc: KindlingError) -> preflight.Check:
 
 def preflight_checks(ctx) -> list:
     return preflight.run_checks(
-        ctx.stack, ctx.runner, ctx.home, ctx.settings.memory_budget, preflight.mem_available(), ctx.env
+        ctx.stack,
+        ctx.runner,
+        ctx.home,
+        ctx.settings.memory_budget,
+        preflight.mem_available(),
+        ctx.env,
+        host=ctx.host_info,
     )
 
 

@@ -110,21 +110,91 @@ def test_docker_engine_skips_the_podman_only_checks(monkeypatch, tmp_path):
                 lambda a: a[:2] == ["kubectl", "version"],
                 Result('{"clientVersion": {"gitVersion": "v1.36.3"}}', 0),
             ),
-            (lambda a: a[:2] == ["docker", "info"], Result(f"{tmp_path}\n", 0)),
+            (
+                lambda a: a[:2] == ["docker", "info"],
+                Result(json.dumps({"DockerRootDir": str(tmp_path), "CgroupVersion": "2"}), 0),
+            ),
         ]
     )
     stack = dataclasses.replace(load_stack(ROOT / "demo.yaml", env={}), engine="docker")
-    names = [
-        c.name
-        for c in preflight.run_checks(
-            stack, runner, tmp_path / "home", 1024**3, 2 * 1024**3, env={"KINDLING_MIN_FREE_DISK": "1MiB"}
-        )
-    ]
+    checks = preflight.run_checks(
+        stack, runner, tmp_path / "home", 1024**3, 2 * 1024**3, env={"KINDLING_MIN_FREE_DISK": "1MiB"}
+    )
+    names = [c.name for c in checks]
     assert "podman mode" not in names and "log driver" not in names
     assert ["podman", "info", "--format", "json"] not in [argv for argv, _ in runner.calls]
     assert {"docker", "kind", "kubectl", "kind provider", "/lib/modules", "image store", "run folder"} <= set(
         names
     )
+    # one `docker info`, as kind's docker provider asks it, serves the image store and the cgroup version
+    assert [argv for argv, _ in runner.calls if argv[:2] == ["docker", "info"]] == [
+        ["docker", "info", "--format", "{{json .}}"]
+    ]
+    assert by_name(checks)["image store"].detail.endswith(f"under {tmp_path} (needs 0.0 GiB)")
+    assert by_name(checks)["cgroup"].detail == "cgroup v2 host: the kubelet needs no failCgroupV1"
+
+
+# ---- the kubelet's failCgroupV1 on cgroup v1 hosts ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "cgroup,image,line",
+    [
+        (
+            "v1",
+            "kindest/node:v1.36.1",
+            "ok   cgroup         cgroup v1 host and node v1.36: kind config gets KubeletConfiguration "
+            "failCgroupV1: false; node image kindest/node:v1.36.1 (KINDLING_NODE_IMAGE)",
+        ),
+        (
+            "v2",
+            "kindest/node:v1.36.1",
+            "ok   cgroup         cgroup v2 host: the kubelet needs no failCgroupV1",
+        ),
+        (
+            "v1",
+            "kindest/node:v1.34.0",
+            "ok   cgroup         cgroup v1 host and node v1.34: kubelets before 1.35 run on cgroup v1 as is; "
+            "no failCgroupV1 patch; node image kindest/node:v1.34.0 (KINDLING_NODE_IMAGE)",
+        ),
+    ],
+)
+def test_doctor_says_the_cgroup_version_and_whether_the_kubelet_gets_failcgroupv1(cgroup, image, line):
+    env = {"KINDLING_NODE_IMAGE": image}
+    host = preflight.HostInfo(info_runner(cgroup=cgroup))
+    assert preflight.cgroup_check(host, load_stack(ROOT / "demo.yaml", env=env), env).line() == line
+
+
+def test_doctor_counts_a_kind_config_that_sets_failcgroupv1(tmp_path):
+    config = tmp_path / "kind.yaml"
+    config.write_text(
+        "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nkubeadmConfigPatches:\n"
+        "  - |\n    kind: KubeletConfiguration\n    failCgroupV1: true\n"
+    )
+    stack = dataclasses.replace(load_stack(ROOT / "demo.yaml", env={}), cluster_config=config)
+    check = preflight.cgroup_check(preflight.HostInfo(info_runner(cgroup="v1")), stack, {})
+    assert check.status == OK
+    assert check.detail == "cgroup v1 host: the kind config sets failCgroupV1 itself; kindling leaves it"
+
+
+def test_doctor_reads_the_cgroup_version_from_its_one_podman_info(tmp_path, monkeypatch):
+    monkeypatch.setattr(preflight.shutil, "which", lambda name: f"/usr/bin/{name}")
+    runner = ScriptedRunner(
+        [
+            (lambda a: a[:2] == ["podman", "version"], Result("5.4.2\n", 0)),
+            (lambda a: a[:2] == ["kind", "version"], Result("kind v0.32.0 go1.24.4 linux/amd64\n", 0)),
+            (lambda a: a[:2] == ["podman", "info"], podman_info(cgroup="v1", graph_root=str(tmp_path))),
+        ]
+    )
+    env = {"KINDLING_MIN_FREE_DISK": "1MiB"}
+    checks = preflight.run_checks(load_stack(ROOT / "demo.yaml", env={}), runner, tmp_path, 0, 0, env=env)
+    assert by_name(checks)["cgroup"].line() == (
+        "ok   cgroup         cgroup v1 host and node v1.36: kind config gets KubeletConfiguration "
+        "failCgroupV1: false; node image kindest/node:v1.36.1 (kind 0.32.0's default node image)"
+    )
+    assert [argv for argv, _ in runner.calls if argv[:2] == ["podman", "info"]] == [
+        ["podman", "info", "--format", "json"]
+    ]
 
 
 # ---- 16. version skew -------------------------------------------------------------------------

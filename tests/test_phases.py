@@ -1,13 +1,20 @@
 """The phases' decisions, in process: a scripted runner stands where podman, kind and kubectl
 would answer, so what each ensure_* asks and decides is visible without a subprocess."""
 
+import io
 import json
+from pathlib import Path
 
 import pytest
+import yaml
 
-from tasks.libs import cache, images, render
+from tasks import doctor
+from tasks.libs import cache, images, kubeletcgroup, preflight, render
+from tasks.libs.console import Console
 from tasks.libs.engine import DIGEST_LABEL
 from tasks.libs.environment import Environment
+from tasks.libs.kubeletcgroup import PATCH
+from tasks.libs.phases import cluster as cluster_phase
 from tasks.libs.phases import deploy, teardown
 from tasks.libs.plan import Outcome, StepKind
 from tasks.libs.procs import Result, Runner
@@ -180,3 +187,232 @@ def test_step_records_carry_kind_and_outcome_enums(tmp_path):
     steps = environment.setup_steps(["svc0"])
     assert {s.kind for s in steps} == {StepKind.CLUSTER, StepKind.IMAGE, StepKind.LOAD, StepKind.DEPLOY}
     assert {s.pool for s in steps} == {"cluster", "build", "load", "kube"}
+
+
+# ---- KubeletConfiguration failCgroupV1: false on cgroup v1 hosts for Kubernetes 1.35+ -----------------
+
+USER_KIND_CONFIG = """\
+kind: Cluster
+apiVersion: kind.x-k8s.io/v1alpha4
+kubeadmConfigPatches:
+  - |
+    kind: ClusterConfiguration
+    apiServer:
+      extraArgs:
+        v: "2"
+nodes:
+  - role: control-plane
+"""
+ADDED_V136 = "cgroup v1 host and node v1.36: kind config gets KubeletConfiguration failCgroupV1: false"
+
+
+def cgroup_environment(
+    tmp_path, cgroup, node_image="kindest/node:v1.36.1", kind_config=USER_KIND_CONFIG, **options
+):
+    """A stack whose cluster does not exist yet, on a host whose `podman info` reports `cgroup`."""
+    folder = tmp_path / "stack"
+    folder.mkdir()
+    cluster = {"name": "cg-e2e"}
+    if kind_config is not None:
+        (folder / "kind.yaml").write_text(kind_config)
+        cluster["config"] = "kind.yaml"
+    stack_file = folder / "stack.yaml"
+    stack_file.write_text(
+        yaml.safe_dump(
+            {"name": "cg", "project": "cg", "cluster": cluster, "services": {"app": {"image": "busybox:1"}}}
+        )
+    )
+    env = {
+        "KINDLING_HOME": str(tmp_path / "home"),
+        "KINDLING_LOCK_DIR": str(tmp_path / "locks"),
+        "USER": "tester",
+    }
+    if node_image:
+        env["KINDLING_NODE_IMAGE"] = node_image
+    stack = load_stack(stack_file, env=env)
+    info = {"host": {"cgroupVersion": cgroup, "logDriver": "k8s-file", "security": {"rootless": False}}}
+
+    def answer(argv):
+        if argv[:2] == ["podman", "info"]:
+            return Result(json.dumps(info), 0)
+        if argv[:2] == ["podman", "version"]:
+            return Result("5.4.2\n", 0)
+        return None
+
+    scripted = ScriptedRunner(answer)
+    out = io.StringIO()
+    settings = build_settings(stack, env, memory_budget=0, **options)
+    environment = Environment(stack, settings, env, console=Console(out, color=False), runner=scripted)
+    return environment.ctx, scripted, out
+
+
+def create_config(scripted):
+    """The --config of `kind create cluster`, or None."""
+    (argv,) = [argv for argv, _ in scripted.calls if argv[:3] == ["kind", "create", "cluster"]]
+    return argv[argv.index("--config") + 1] if "--config" in argv else None
+
+
+def test_cgroup_v1_host_and_node_1_36_get_failcgroupv1_false_in_a_run_folder_copy(tmp_path):
+    ctx, scripted, out = cgroup_environment(tmp_path, "v1")
+    assert cluster_phase.ensure_cluster(ctx) is Outcome.CREATED
+    given = create_config(scripted)
+    assert given == str(ctx.run.folder / "kind-config.yaml")
+    user = yaml.safe_load(USER_KIND_CONFIG)
+    assert yaml.safe_load(Path(given).read_text()) == {
+        **user,
+        "kubeadmConfigPatches": [*user["kubeadmConfigPatches"], PATCH],
+    }
+    assert PATCH == "kind: KubeletConfiguration\nfailCgroupV1: false\n"
+    assert ctx.stack.cluster_config.read_text() == USER_KIND_CONFIG  # the stack's own file is never edited
+    assert out.getvalue().splitlines().count(ADDED_V136) == 1
+
+
+@pytest.mark.parametrize(
+    "cgroup,node_image",
+    [("v2", "kindest/node:v1.36.1"), ("v1", "kindest/node:v1.34.0"), ("v1", "kindest/node:v1.33.4")],
+)
+def test_no_patch_on_cgroup_v2_or_before_1_35(tmp_path, cgroup, node_image):
+    ctx, scripted, out = cgroup_environment(tmp_path, cgroup, node_image)
+    cluster_phase.ensure_cluster(ctx)
+    assert create_config(scripted) == str(ctx.stack.cluster_config)
+    assert not (ctx.run.folder / "kind-config.yaml").exists()
+    assert "failCgroupV1" not in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "patches",
+    [
+        "kubeadmConfigPatches:\n  - |\n    kind: KubeletConfiguration\n    failCgroupV1: true\n",
+        "kubeadmConfigPatches:\n  - |\n    kind: KubeletConfiguration\n    failCgroupV1: false\n",
+        "kubeadmConfigPatches:\n  - |\n    kind: InitConfiguration\n    ---\n"
+        "    apiVersion: kubelet.config.k8s.io/v1beta1\n"
+        "    kind: KubeletConfiguration\n    failCgroupV1: true\n",
+        "kubeadmConfigPatchesJSON6902:\n  - group: kubelet.config.k8s.io\n    version: v1beta1\n"
+        "    kind: KubeletConfiguration\n    patch: |\n      - op: add\n        path: /failCgroupV1\n"
+        "        value: true\n",
+        "nodes:\n  - role: control-plane\n    kubeadmConfigPatches:\n      - |\n"
+        "        kind: KubeletConfiguration\n        failCgroupV1: false\n",
+    ],
+    ids=["merge-true", "merge-false", "multi-document", "json6902", "node-level"],
+)
+def test_a_kind_config_that_sets_failcgroupv1_is_left_as_it_is(tmp_path, patches):
+    config = "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\n" + patches
+    ctx, scripted, out = cgroup_environment(tmp_path, "v1", kind_config=config)
+    cluster_phase.ensure_cluster(ctx)
+    assert create_config(scripted) == str(ctx.stack.cluster_config)
+    assert ctx.stack.cluster_config.read_text() == config
+    assert "failCgroupV1" not in out.getvalue()
+
+
+def test_no_kind_config_gets_one_with_only_the_patch(tmp_path):
+    ctx, scripted, out = cgroup_environment(tmp_path, "v1", kind_config=None)
+    cluster_phase.ensure_cluster(ctx)
+    assert yaml.safe_load(Path(create_config(scripted)).read_text()) == {
+        "kind": "Cluster",
+        "apiVersion": "kind.x-k8s.io/v1alpha4",
+        "kubeadmConfigPatches": [PATCH],
+    }
+    assert ADDED_V136 in out.getvalue().splitlines()
+
+
+def test_no_kind_config_gets_the_patch_beside_what_kindling_already_renders(tmp_path):
+    ctx, scripted, _ = cgroup_environment(tmp_path, "v1", kind_config=None, load_via="registry")
+    cluster_phase.ensure_cluster(ctx)
+    assert yaml.safe_load(Path(create_config(scripted)).read_text()) == {
+        "kind": "Cluster",
+        "apiVersion": "kind.x-k8s.io/v1alpha4",
+        "containerdConfigPatches": [render.CONTAINERD_REGISTRY_PATCH],
+        "kubeadmConfigPatches": [PATCH],
+    }
+
+
+def test_the_cgroup_version_is_the_preflights_podman_info(tmp_path, monkeypatch):
+    ctx, scripted, _ = cgroup_environment(tmp_path, "v1")
+    monkeypatch.setattr(preflight.shutil, "which", lambda name: f"/usr/bin/{name}")
+    checks = {c.name: c for c in doctor.preflight_checks(ctx)}
+    assert checks["cgroup"].detail.startswith(ADDED_V136)
+    cluster_phase.ensure_cluster(ctx)
+    infos = [argv for argv, _ in scripted.calls if argv[:2] == ["podman", "info"]]
+    assert infos == [["podman", "info", "--format", "json"]]  # asked once, by the preflight
+    assert create_config(scripted) == str(ctx.run.folder / "kind-config.yaml")
+
+
+def test_an_existing_cluster_asks_nothing_about_cgroups(tmp_path):
+    environment, scripted = warm_environment(tmp_path, 1)
+    assert cluster_phase.ensure_cluster(environment.ctx) is Outcome.EXISTS
+    assert not [argv for argv, _ in scripted.calls if argv[:2] in (["podman", "info"], ["kind", "version"])]
+
+
+KIND_V032 = "kind v0.32.0 go1.24.4 linux/amd64"
+
+
+@pytest.mark.parametrize(
+    "cgroup,document,pinned,kind_text,add,line",
+    [
+        ("v1", None, "kindest/node:v1.36.1", None, True, ADDED_V136),
+        ("v1", None, "kindest/node:v1.35.0@sha256:" + "a" * 64, None, True, "node v1.35: kind config gets"),
+        (
+            "v2",
+            None,
+            "kindest/node:v1.36.1",
+            None,
+            False,
+            "cgroup v2 host: the kubelet needs no failCgroupV1",
+        ),
+        (
+            "v1",
+            None,
+            "kindest/node:v1.34.0",
+            None,
+            False,
+            "cgroup v1 host and node v1.34: kubelets before 1.35 run on cgroup v1 as is; "
+            "no failCgroupV1 patch",
+        ),
+        ("", None, "kindest/node:v1.36.1", None, False, "cgroup version unknown"),
+        # the version is unknown: added, and said so (1.35+ needs it, false is 1.31-1.34's default)
+        (
+            "v1",
+            None,
+            "localhost/my-node:latest",
+            None,
+            True,
+            "cgroup v1 host and node image localhost/my-node:latest names no Kubernetes version: kind config "
+            "gets KubeletConfiguration failCgroupV1: false (1.35+ kubelets need it; older ones run on cgroup "
+            "v1 anyway)",
+        ),
+        # no image named: kind's default node image, by the installed kind's version
+        ("v1", None, "", KIND_V032, True, ADDED_V136),
+        ("v1", None, "", "kind v0.30.0 go1.24 linux/amd64", False, "node v1.34: kubelets before 1.35"),
+        # the newest node decides: each node runs a kubelet
+        (
+            "v1",
+            {"nodes": [{"role": "control-plane", "image": "kindest/node:v1.34.0"}, {"role": "worker"}]},
+            "",
+            KIND_V032,
+            True,
+            ADDED_V136,
+        ),
+        (
+            "v1",
+            {"nodes": [{"role": "control-plane", "image": "kindest/node:v1.34.0"}]},
+            "",
+            None,
+            False,
+            "v1.34",
+        ),
+    ],
+)
+def test_when_the_patch_is_added(cgroup, document, pinned, kind_text, add, line):
+    decision = kubeletcgroup.decide(cgroup, document, pinned, "cluster.image", lambda: kind_text)
+    assert decision.add is add and line in decision.line, decision
+
+
+def test_the_installed_kinds_version_is_asked_only_for_a_node_on_kinds_default():
+    def never():
+        raise AssertionError("kind version asked")
+
+    kubeletcgroup.decide("v1", None, "kindest/node:v1.36.1", "KINDLING_NODE_IMAGE", never)
+    kubeletcgroup.decide("v1", {"nodes": [{"image": "kindest/node:v1.36.1"}]}, "", "", never)
+    kubeletcgroup.decide("v2", None, "", "", never)
+    decision = kubeletcgroup.decide("v1", {"nodes": [{"role": "control-plane"}]}, "", "", lambda: KIND_V032)
+    assert decision.nodes == "kindest/node:v1.36.1 (kind 0.32.0's default node image)"

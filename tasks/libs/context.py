@@ -12,6 +12,7 @@ from .console import Console
 from .engine import Engine
 from .kind import KindCluster, LocalRegistry, kind_network
 from .kubectl import Kubectl
+from .preflight import HostInfo
 from .procs import SECRET_NAME_RE, Runner
 from .settings import DeliveryMode, Settings
 from .snapshot import Snapshot
@@ -35,6 +36,7 @@ class RunContext:
             if SECRET_NAME_RE.search(k)
         )
         self.engine = Engine(self.runner, stack.engine)
+        self.host_info = HostInfo(self.runner, stack.engine)  # what the preflight learns, kept for the phases
         delivery = settings.delivery
         self.local_registry = None
         if delivery.mode is DeliveryMode.LOCAL_REGISTRY:

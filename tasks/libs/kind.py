@@ -84,6 +84,10 @@ class KindCluster:
         return self.name in out.split()
 
     def create(self, config=None, log_path=None, timeout=None) -> None:
+        """config: the kind config's path, or a function returning it (or None), called only here: what the
+        config needs may cost questions to the host, which a cluster that exists never asks."""
+        if callable(config):
+            config = config()
         argv = [
             "create",
             "cluster",

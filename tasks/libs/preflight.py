@@ -15,6 +15,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from . import images
 from .errors import CommandFailed
 from .runs import ClusterState
@@ -154,8 +156,10 @@ def disk_check(label: str, path: Path, needed: int) -> Check:
 
 
 def memory_check(largest_build: int, budget: int, available: int) -> Check:
-    detail = (f"{_gib(available)} available; build budget {_gib(budget)}; "
-              f"largest declared build {_gib(largest_build)}")
+    detail = (
+        f"{_gib(available)} available; build budget {_gib(budget)}; "
+        f"largest declared build {_gib(largest_build)}"
+    )
     if largest_build and available and largest_build > available:
         return Check(
             "memory", FAIL, detail, "free memory, or lower the service's build.memory if it is too high"
@@ -188,30 +192,72 @@ def _gib(size: int) -> str:
 
 def tool_versions(runner, engine: str) -> dict:
     """Each tool's Probe: its version text, or why there is none."""
-    found = {}
-    probes = {
+    return {tool: tool_version(runner, engine, tool) for tool in (engine, "kind", "kubectl")}
+
+
+def tool_version(runner, engine: str, tool: str) -> Probe:
+    """One tool's Probe (the engine, kind or kubectl)."""
+    argv = {
         engine: [engine, "version", "--format", "{{.Client.Version}}"],
         "kind": ["kind", "version"],
         "kubectl": ["kubectl", "version", "--client", "-o", "json"],
-    }
-    for tool, argv in probes.items():
-        if shutil.which(argv[0]) is None:
-            found[tool] = Probe(None)
-            continue
-        # Every kind call carries the provider, this one too (see kind.KindCluster.env).
-        env = {"KIND_EXPERIMENTAL_PROVIDER": engine} if tool == "kind" else None
-        result, failure = _query(runner, argv, env=env, timeout=30)
-        if failure:
-            found[tool] = Probe(None, failure)
-            continue
-        text = result.stdout
-        if tool == "kubectl":
+    }[tool]
+    if shutil.which(argv[0]) is None:
+        return Probe(None)
+    # Every kind call carries the provider, this one too (see kind.KindCluster.env).
+    env = {"KIND_EXPERIMENTAL_PROVIDER": engine} if tool == "kind" else None
+    result, failure = _query(runner, argv, env=env, timeout=30)
+    if failure:
+        return Probe(None, failure)
+    text = result.stdout
+    if tool == "kubectl":
+        try:
+            text = json.loads(text)["clientVersion"]["gitVersion"]
+        except (ValueError, KeyError, TypeError):
+            pass
+    return Probe(text)
+
+
+class HostInfo:
+    """What the preflight asks of the host (tool versions, `<engine> info`), asked once and kept for the
+    run: the cluster phase reads the host's cgroup version from the answer the preflight already has, and
+    asks only what nothing asked before it (`invoke cluster.create` runs no preflight)."""
+
+    def __init__(self, runner, engine: str = "podman"):
+        self.runner, self.engine = runner, engine
+        self._versions = {}
+        self._info = None
+
+    def version(self, tool: str) -> Probe:
+        if tool not in self._versions:
+            self._versions[tool] = tool_version(self.runner, self.engine, tool)
+        return self._versions[tool]
+
+    def engine_info(self) -> tuple:
+        """(`<engine> info` as a dict, "") or (None, what failed), asked as kind's provider asks it
+        (pkg/cluster/internal/providers/{podman,docker}/provider.go): `podman info --format json`,
+        `docker info --format {{json .}}`."""
+        if self._info is None:
+            argv = [self.engine, "info", "--format", "json" if self.engine == "podman" else "{{json .}}"]
+            result, failure = _query(self.runner, argv, timeout=60)
             try:
-                text = json.loads(text)["clientVersion"]["gitVersion"]
-            except (ValueError, KeyError, TypeError):
-                pass
-        found[tool] = Probe(text)
-    return found
+                info = json.loads(result.stdout) if result else None
+            except ValueError:
+                info, failure = None, f"`{' '.join(argv)}` printed no JSON"
+            self._info = (info, "") if isinstance(info, dict) else (None, failure or "no host information")
+        return self._info
+
+    def cgroup_version(self) -> str:
+        """The host's cgroup version as the engine reports it, "v1" or "v2" (podman's host.cgroupVersion
+        "v2", docker's CgroupVersion "2"); "" when it does not say."""
+        info, _ = self.engine_info()
+        if info is None:
+            return ""
+        if self.engine == "podman":
+            reported = str((info.get("host") or {}).get("cgroupVersion") or "")
+        else:
+            reported = "v" + str(info.get("CgroupVersion") or "")
+        return reported if reported in ("v1", "v2") else ""
 
 
 def _query(runner, argv, env=None, timeout=30):
@@ -257,19 +303,15 @@ def journal_works(runner) -> bool:
     return bool(result and result.stdout.strip())
 
 
-def podman_checks(runner, journal=journal_works) -> tuple:
+def podman_checks(runner, journal=journal_works, host=None) -> tuple:
     """([checks], image store) from one `podman info --format json`, the call kind's provider makes."""
-    result, failure = _query(runner, ["podman", "info", "--format", "json"], timeout=60)
-    try:
-        info = json.loads(result.stdout) if result else None
-    except ValueError:
-        info, failure = None, "`podman info --format json` printed no JSON"
-    if not isinstance(info, dict):
+    info, failure = (host or HostInfo(runner, "podman")).engine_info()
+    if info is None:
         return [
             Check(
                 "podman info",
                 FAIL,
-                failure or "no host information",
+                failure,
                 "run `podman info` to see why; kind's podman provider needs it too",
             )
         ], None
@@ -449,17 +491,40 @@ def node_image_check(kind_text: str, node_image: str) -> Check:
     return Check("node image", OK, f"{node_image} (kind {kind_shown} supports up to {default})")
 
 
-def docker_image_store(runner) -> Path | None:
-    result, _ = _query(runner, ["docker", "info", "--format", "{{.DockerRootDir}}"], timeout=60)
-    text = result.stdout.strip() if result else ""
+def docker_image_store(host: HostInfo) -> Path | None:
+    info, _ = host.engine_info()
+    text = str((info or {}).get("DockerRootDir") or "")
     return Path(text) if text else None
 
 
-def run_checks(stack, runner, home: Path, budget: int, available: int, env=None) -> list:
-    """Every check; stack=None (a stack file that does not load) checks podman, the tools and the host."""
+def cgroup_check(host: HostInfo, stack, env) -> Check:
+    """The host's cgroup version, and whether kindling adds failCgroupV1: false to the kind config for the
+    stack's node image (kubeletcgroup.py): information, never a failure."""
+    from . import kubeletcgroup  # imported here: it reads versions through nodeversion, which imports this
+
+    document = None
+    if stack.cluster_config is not None:
+        try:
+            document = yaml.safe_load(Path(stack.cluster_config).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            document = None  # stack.check and kind report it
+    decision = kubeletcgroup.decide(
+        host.cgroup_version(),
+        document,
+        stack.node_image,
+        kubeletcgroup.pinned_origin(env),
+        lambda: host.version("kind").text,
+    )
+    return Check("cgroup", OK, decision.line + (f"; node image {decision.nodes}" if decision.nodes else ""))
+
+
+def run_checks(stack, runner, home: Path, budget: int, available: int, env=None, host=None) -> list:
+    """Every check; stack=None (a stack file that does not load) checks podman, the tools and the host.
+    host: the run's HostInfo, which keeps what was asked for later steps (a new one by default)."""
     env = os.environ if env is None else env
     engine = stack.engine if stack is not None else "podman"
-    versions = tool_versions(runner, engine)
+    host = host or HostInfo(runner, engine)
+    versions = {tool: host.version(tool) for tool in (engine, "kind", "kubectl")}
     checks = [version_check(tool, versions[tool]) for tool in (engine, "kind", "kubectl")]
     checks.append(
         Check(
@@ -470,13 +535,15 @@ def run_checks(stack, runner, home: Path, budget: int, available: int, env=None)
     )
     store = None
     if versions[engine].text and engine == "podman":
-        info_checks, store = podman_checks(runner)
+        info_checks, store = podman_checks(runner, host=host)
         checks += info_checks
     elif versions[engine].text:
-        store = docker_image_store(runner)
+        store = docker_image_store(host)
     checks.append(modules_check())
     if stack is not None:
         checks += skew_checks(runner, stack, home, versions["kubectl"].text, versions["kind"].text)
+        if versions[engine].text:
+            checks.append(cgroup_check(host, stack, env))
         checks += deploy_source_checks(runner, stack, versions["kubectl"].text)
     services = stack.services.values() if stack is not None else ()
     needed = disk_needed(sum(1 for s in services if s.built), env)

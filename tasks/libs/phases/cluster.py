@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from .. import locks, render
+from .. import kubeletcgroup, locks, render
 from ..context import RunContext
 from ..plan import Outcome, StepKind
 
@@ -36,7 +36,7 @@ def ensure_cluster(ctx: RunContext) -> Outcome:
     # A broken cluster kindling made is ours to recreate; one made elsewhere only on --recreate.
     outcome = Outcome(
         ctx.cluster.ensure(
-            config,
+            lambda: with_kubelet_cgroup(ctx, config),  # decided only when kind creates the cluster
             log_path=log,
             timeout=ctx.timeout("cluster"),
             recreate=ctx.settings.recreate or ctx.cluster_state.created_by_kindling(),
@@ -107,8 +107,47 @@ def rendered_kind_config(ctx: RunContext) -> Path:
         config = render.coverage_kind_config(config, str(folder))
     if ctx.local_registry:
         config = render.kind_registry_config(config)
+    return write_kind_config(ctx, config)
+
+
+def with_kubelet_cgroup(ctx: RunContext, config: Path | None) -> Path | None:
+    """The kind config kind is given: `config` (the stack's, or its rendered copy), with KubeletConfiguration
+    failCgroupV1: false added when the host is cgroup v1 and the node image 1.35+ (kubeletcgroup.py). The
+    cgroup version comes from the preflight's `<engine> info`, asked now only when no preflight ran."""
+    try:
+        document = yaml.safe_load(Path(config).read_text(encoding="utf-8")) if config else None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return config  # kind says what is wrong with it, in its own words
+    if document is not None and not isinstance(document, dict):
+        return config
+    decision = kubeletcgroup.decide(
+        ctx.host_info.cgroup_version(),
+        document,
+        ctx.stack.node_image,
+        kubeletcgroup.pinned_origin(ctx.env),
+        lambda: ctx.host_info.version("kind").text,
+    )
+    if not decision.add:
+        return config
+    ctx.console.line(decision.line)
+    return write_kind_config(ctx, kubeletcgroup.with_patch(document))
+
+
+class _KindConfigDumper(yaml.SafeDumper):
+    """Multi-line strings (kubeadm and containerd patches) as literal blocks, as kind's docs write them."""
+
+
+def _string(dumper, text: str):
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style="|" if "\n" in text else None)
+
+
+_KindConfigDumper.add_representer(str, _string)
+
+
+def write_kind_config(ctx: RunContext, config: dict) -> Path:
+    """The effective kind config, in the run folder: the stack's own file is never edited."""
     path = ctx.run.folder / "kind-config.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.write_text(yaml.dump(config, Dumper=_KindConfigDumper, sort_keys=False))
     return path
 
 
@@ -126,3 +165,4 @@ def wire_local_registry(ctx: RunContext) -> Outcome:
     hosting.write_text(render.dump([render.local_registry_hosting(ctx.local_registry.host)]))
     ctx.kubectl.apply_file(hosting, log_path=log, timeout=ctx.timeout("apply"))
     return Outcome.WIRED
+
