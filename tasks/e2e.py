@@ -23,7 +23,8 @@ SETUP_HELP = {
     "(default: three quarters of available memory).",
     "coverage": "Coverage mode (also E2E_COVERAGE=true): coverage build args, /coverdata mounts, GOCOVERDIR.",
     "registry": "Registry mode (also IMAGE_REGISTRY, or the stack's registry:): push images to HOST[:PORT] "
-    "and let the nodes pull them, instead of kind load.",
+    "and let the nodes pull them, instead of kind load. A registry on this host's loopback (127.0.0.1:PORT, "
+    "localhost:PORT) is pulled by the Kind nodes from an address of this host they reach.",
     "context": "With a registry: deploy to this kubeconfig context of an existing cluster (no Kind cluster).",
     "kubeconfig": "With a registry: the kubeconfig of an existing cluster (default: KUBECONFIG).",
     "images-from": "Load the image archives (*.tar) in this folder first, e.g. CI artifacts; with IMAGE_TAG "

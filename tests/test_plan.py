@@ -62,6 +62,20 @@ def test_local_registry_plan(stack):
     assert steps["deploy:api"] == {"cluster", "push:api", "registry-wiring", "deploy:db"}
 
 
+def test_a_loopback_registry_plan_wires_the_nodes_of_kindlings_cluster_before_any_deploy(stack):
+    loopback = Delivery(DeliveryMode.REGISTRY, "127.0.0.1:5000", False)
+    steps = graph(setup_plan(stack, stack.order(), loopback, Strategy.PIPELINED))
+    assert steps["registry-wiring"] == {"cluster"} and "registry" not in steps  # no container to run
+    assert steps["push:api"] == {"image:api"}  # pushes go from this host: no wiring needed
+    assert steps["deploy:api"] == {"cluster", "push:api", "registry-wiring", "deploy:db"}
+    assert steps["deploy:db"] == {"cluster", "registry-wiring"}
+    for delivery in (
+        Delivery(DeliveryMode.REGISTRY, "127.0.0.1:5000", False, context="prod"),  # not ours: refused earlier
+        Delivery(DeliveryMode.REGISTRY, "registry.example:5000"),
+    ):
+        assert "registry-wiring" not in graph(setup_plan(stack, stack.order(), delivery, Strategy.PIPELINED))
+
+
 def test_phased_is_kubernauts_december_flow(stack):
     steps = graph(setup_plan(stack, stack.order(), ARCHIVE, Strategy.PHASED))
     builds = {"image:api", "image:web"}

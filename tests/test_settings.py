@@ -6,7 +6,7 @@ import pytest
 
 from tasks.libs.errors import KindlingError
 from tasks.libs.samples import write_stack
-from tasks.libs.settings import DEFAULT_TIMEOUTS, DeliveryMode, Strategy, build_settings
+from tasks.libs.settings import DEFAULT_TIMEOUTS, DeliveryMode, Strategy, build_settings, loopback_refusal
 from tasks.libs.stack import load_stack
 
 
@@ -68,3 +68,40 @@ def test_registry_mode_and_an_existing_cluster(tmp_path):
     assert delivery.existing_cluster and delivery.kubeconfig == "/other"
     delivery = build_settings(stack, {"KUBECONFIG": "/k"}, context="prod", memory_budget=0).delivery
     assert delivery.context == "prod" and delivery.kubeconfig == "/k"
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:5000", "127.0.0.2:5000", "localhost:5000", "[::1]:5000"])
+def test_a_loopback_registry_is_routed_on_kindlings_cluster_and_refused_on_one_it_did_not_make(
+    tmp_path, host
+):
+    path = write_stack(tmp_path, {"api": {}}, name="s", project="s", base_image="busybox")
+    stack = load_stack(path, env={"IMAGE_REGISTRY": host})
+    ours = build_settings(stack, {}, memory_budget=0).delivery
+    assert ours.loopback and ours.routes_loopback and loopback_refusal(ours, None) is None
+    theirs = build_settings(stack, {}, context="prod", memory_budget=0).delivery
+    assert theirs.loopback and not theirs.routes_loopback
+    message = loopback_refusal(theirs, None)
+    assert f"registry {host} is on this host's loopback" in message and "(context prod)" in message
+    assert "kindling cannot look into its nodes" in message
+    assert "drop --context/--kubeconfig" in message and "--load-via registry" in message
+    assert f"/etc/containerd/certs.d/{host}/hosts.toml" in message
+    assert f'kube-public/local-registry-hosting with host: "{host}"' in message
+    # Its nodes map that very host, as kind's local-registry guide does: the cluster says so, or each
+    # node (a Kind node container here) has a hosts.toml for it.
+    assert loopback_refusal(theirs, host) is None
+    assert loopback_refusal(theirs, None, unmapped=[]) is None
+    assert 'it names "other:5001"' in loopback_refusal(theirs, "other:5001")
+    assert "but n2 has no hosts.toml for it" in loopback_refusal(theirs, None, unmapped=["n2"])
+    assert "but n1, n2 have no hosts.toml" in loopback_refusal(theirs, None, unmapped=["n1", "n2"])
+    by_file = build_settings(stack, {}, kubeconfig="/k", memory_budget=0).delivery
+    assert "(kubeconfig /k)" in loopback_refusal(by_file, None)
+
+
+def test_registries_off_the_loopback_and_kinds_local_registry_are_never_refused(tmp_path):
+    path = write_stack(tmp_path, {"api": {}}, name="s", project="s", base_image="busybox")
+    remote = build_settings(
+        load_stack(path, env={"IMAGE_REGISTRY": "registry.example:5000"}), {}, context="prod", memory_budget=0
+    ).delivery
+    assert not remote.loopback and not remote.routes_loopback and loopback_refusal(remote, None) is None
+    local = build_settings(load_stack(path, env={}), {}, load_via="registry", memory_budget=0).delivery
+    assert local.registry == "localhost:5001" and not local.loopback and not local.routes_loopback

@@ -47,7 +47,9 @@ class Environment:
         return {
             StepKind.CLUSTER: lambda: cluster.ensure_cluster(ctx),
             StepKind.REGISTRY: lambda: cluster.ensure_local_registry(ctx),
-            StepKind.REGISTRY_WIRING: lambda: cluster.wire_local_registry(ctx),
+            StepKind.REGISTRY_WIRING: lambda: (
+                cluster.wire_local_registry if ctx.local_registry else cluster.wire_loopback_registry
+            )(ctx),
             StepKind.IMAGE: lambda: images.ensure_image(ctx, subject),
             StepKind.LOAD: lambda: delivery.ensure_loaded(ctx, subject),
             StepKind.PUSH: lambda: delivery.ensure_pushed(ctx, subject),
@@ -106,6 +108,7 @@ class Environment:
         StepFailed carrying the label and each failed step's (masked) error."""
         ctx = self.ctx
         if any(step.kind is StepKind.CLUSTER for step in steps):
+            cluster.refuse_unreachable_registry(ctx)  # before any build, not at the first pull
             cluster.lock_cluster(ctx, label)
         strategy = ctx.settings.strategy
         scheduler = Scheduler(

@@ -92,11 +92,15 @@ def setup_plan(stack, names, delivery: Delivery, strategy: Strategy) -> list:
     steps = [cluster, *image_plan(stack, names)]
     with_image = {s.subject for s in steps if s.kind is StepKind.IMAGE}
     local = delivery.mode is DeliveryMode.LOCAL_REGISTRY
+    wired = local or delivery.routes_loopback
     if local:
         name = delivery.kind_registry["name"]
         steps.append(PlannedStep(StepKind.REGISTRY, name))
         # After both exist: `podman network connect` needs the container and kind's network.
         steps.append(PlannedStep(StepKind.REGISTRY_WIRING, name, (cluster.id, step_id(StepKind.REGISTRY))))
+    elif delivery.routes_loopback:
+        # A registry on this host's loopback: the nodes are pointed at the host once they exist.
+        steps.append(PlannedStep(StepKind.REGISTRY_WIRING, delivery.registry, (cluster.id,)))
     delivered = set()
     for name in names:
         if name not in with_image:
@@ -114,7 +118,7 @@ def setup_plan(stack, names, delivery: Delivery, strategy: Strategy) -> list:
     selected = set(names)
     for name in names:
         needs = [cluster.id] + ([step_id(delivery_kind, name)] if name in delivered else [])
-        needs += [step_id(StepKind.REGISTRY_WIRING)] if local else []
+        needs += [step_id(StepKind.REGISTRY_WIRING)] if wired else []
         needs += [step_id(StepKind.DEPLOY, d) for d in stack.services[name].depends_on if d in selected]
         steps.append(PlannedStep(StepKind.DEPLOY, name, tuple(needs)))
     if strategy is Strategy.PHASED:

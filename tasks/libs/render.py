@@ -347,6 +347,25 @@ def registry_hosts_toml(registry_name: str, container_port: int = 5000) -> str:
     return f'[host."http://{registry_name}:{container_port}"]\n'
 
 
+# The first line of every hosts.toml kindling writes for a loopback registry: a file without it is
+# someone else's (kind's local-registry guide, a user's own) and is never overwritten.
+HOSTS_TOML_MARK = "# kindling:"
+
+
+def loopback_hosts_toml(registry: str, url: str, how: str, skip_verify: bool = False) -> str:
+    """hosts.toml sending a node's pulls of `registry`, a registry on this host's loopback, to `url`, an
+    address of this host the node reaches (loopback.py). Only pulls go there (containerd docs/hosts.md,
+    capabilities); skip_verify only when the pushes skip TLS verification too."""
+    lines = [
+        f"{HOSTS_TOML_MARK} {registry} is on the host's loopback; the node reaches the host at {url} ({how})",
+        f'[host."{url}"]',
+        '  capabilities = ["pull", "resolve"]',
+    ]
+    if skip_verify and url.startswith("https://"):
+        lines.append("  skip_verify = true")
+    return "\n".join(lines) + "\n"
+
+
 def local_registry_hosting(host: str) -> dict:
     """KEP-1755's ConfigMap telling tools where the cluster's local registry is."""
     return {
@@ -358,3 +377,18 @@ def local_registry_hosting(host: str) -> dict:
             'help: "https://kind.sigs.k8s.io/docs/user/local-registry/"\n'
         },
     }
+
+
+def declared_local_registry(configmap: dict | None) -> str | None:
+    """The registry host a cluster's local-registry-hosting ConfigMap (KEP-1755) says its nodes pull
+    from by the name the host pushes to: its `host`, unless a different `hostFromContainerRuntime`
+    says the nodes know it by another name."""
+    text = ((configmap or {}).get("data") or {}).get("localRegistryHosting.v1")
+    try:
+        hosting = yaml.safe_load(text) if isinstance(text, str) else None
+    except yaml.YAMLError:
+        return None
+    if not isinstance(hosting, dict) or not hosting.get("host"):
+        return None
+    host, runtime = str(hosting["host"]), hosting.get("hostFromContainerRuntime")
+    return host if not runtime or str(runtime) == host else None

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
 
-from . import images, preflight
+from . import images, loopback, preflight
 from .errors import KindlingError
 
 DEFAULT_LIMITS = {"build": 4, "load": 2, "kube": 4, "cluster": 1}
@@ -55,6 +55,52 @@ class Delivery:
     @property
     def existing_cluster(self) -> bool:
         return self.mode is DeliveryMode.REGISTRY and bool(self.context or self.kubeconfig)
+
+    @property
+    def loopback(self) -> bool:
+        """Registry mode with the registry on this host's loopback, which no node reaches as such."""
+        return self.mode is DeliveryMode.REGISTRY and loopback.is_loopback(self.registry)
+
+    @property
+    def routes_loopback(self) -> bool:
+        """The nodes of the Kind cluster kindling makes are pointed at this host for the registry
+        (loopback.py); a cluster kindling does not make cannot be (loopback_refusal)."""
+        return self.loopback and not self.existing_cluster
+
+
+def loopback_refusal(delivery: Delivery, declared: str | None, unmapped: list | None = None) -> str | None:
+    """Why the nodes of an existing cluster cannot pull from the registry, or None.
+
+    A loopback registry names each node's own loopback, and kindling points at this host only the nodes
+    of a Kind cluster it makes (loopback.py): it does not change the nodes of a cluster it did not make,
+    which may be remote. Such a cluster is used only when its nodes already map the registry's host:
+    - `declared`: the host of its `local-registry-hosting` ConfigMap (KEP-1755), which kind's
+      local-registry guide applies after sending the nodes' localhost:PORT to its registry container
+      (render.declared_local_registry);
+    - `unmapped`: when every node is a Kind node container on this host, the nodes without a hosts.toml
+      for the host (an empty list: all map it); None when kindling cannot look into the nodes."""
+    host = delivery.registry
+    if not (delivery.existing_cluster and delivery.loopback) or declared == host or unmapped == []:
+        return None
+    target = f"context {delivery.context}" if delivery.context else f"kubeconfig {delivery.kubeconfig}"
+    if unmapped:
+        why = (
+            f"its nodes are Kind nodes on this host, but {', '.join(unmapped)} "
+            f"{'has' if len(unmapped) == 1 else 'have'} no hosts.toml for it in /etc/containerd/certs.d"
+        )
+    else:
+        why = "kindling cannot look into its nodes (not all are Kind node containers on this host)"
+    return (
+        f"registry {host} is on this host's loopback, and the existing cluster ({target}) cannot pull from "
+        f"it: each node has a 127.0.0.1 of its own, and {why}. kindling points only the nodes of a Kind "
+        "cluster it makes at this host. Give a registry address the cluster's nodes reach (--registry, "
+        "IMAGE_REGISTRY or the stack's registry:); or drop --context/--kubeconfig, so kindling makes that "
+        "Kind cluster; or drop the registry and use --load-via registry (kind's local registry); or map "
+        f"the host in each node as kind's local-registry guide does (/etc/containerd/certs.d/{host}/"
+        "hosts.toml) or, if the nodes map it already, say so as that guide does: the ConfigMap "
+        f'kube-public/local-registry-hosting with host: "{host}"'
+        + (f' (it names "{declared}")' if declared else "")
+    )
 
 
 @dataclass(frozen=True)
