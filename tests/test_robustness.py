@@ -882,3 +882,16 @@ def test_secrets_stay_out_of_output_logs_and_diagnostics(shared_world):
     assert rendered and SECRET in (run / "rendered" / "a.yaml").read_text()  # what was applied
     for path in rendered:
         assert oct(path.stat().st_mode & 0o777) == "0o600", path
+
+
+def test_a_streamed_command_shows_each_line_and_keeps_it_in_its_log(tmp_path):
+    """The suite's output is shown live and logged: every line reaches both (a two-parameter
+    callback once received sh's stdin queue instead of the log, and the suite's output was lost)."""
+    from tasks.libs.procs import Runner
+
+    shown, log = [], tmp_path / "suite.log"
+    Runner().run(
+        ["sh", "-c", "echo one; echo two >&2; echo three"], log_path=log, stream=shown.append, timeout=30
+    )
+    assert shown == ["one", "two", "three"]
+    assert log.read_text().splitlines()[1:] == ["one", "two", "three"]

@@ -187,10 +187,12 @@ class Runner:
             log_handle.flush()
             options.update(_out=log_handle, _err_to_out=True)
             if stream:
-                # Shown live and kept: each line to the console and to the log.
-                def both(line, handle=log_handle):
-                    handle.write(line.encode("utf-8", "replace") if isinstance(line, str) else line)
-                    handle.flush()
+                # Shown live and kept: each line to the console and to the log. One parameter only:
+                # sh passes a callback of two its stdin queue, of three the process too (sh's docs,
+                # "Callbacks"), which a defaulted second parameter would silently receive.
+                def both(line):
+                    log_handle.write(line.encode("utf-8", "replace") if isinstance(line, str) else line)
+                    log_handle.flush()
                     stream(
                         self.mask_text(
                             line if isinstance(line, str) else line.decode("utf-8", "replace")
