@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
 # The test environment: real kind, kubeadm, etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, crictl and helm, built from the Go modules pinned in
-# tests/testenv/*/go.mod, and a kind node image assembled locally (no pull): a Debian
-# rootfs made with debootstrap (containerd, ctr, runc), those binaries, and the simulated
-# kubelet (tests/testenv/kubernetes/kubelet).
+# kube-scheduler, kubelet, kube-proxy, kubectl, crictl, helm, CoreDNS and rancher's
+# local-path-provisioner, built from the Go modules pinned in tests/testenv/*/go.mod, and a
+# kind node image assembled locally (no pull): a Debian rootfs made with debootstrap
+# (containerd, runc, iptables, the CNI plugins), those binaries, and the images a node runs
+# (control plane, pause, kube-proxy, CoreDNS, the CNI daemon, the storage provisioner)
+# preloaded under /kind/images as kind's own node image does.
+#
+# The host: a real kubelet writes host-wide sysctls from inside a privileged node
+# (vm.overcommit_memory=1, kernel.panic=10, kernel.panic_on_oops=1: its
+# protectKernelDefaults=false path, pkg/kubelet/cm/container_manager_linux.go setupKernelTunables),
+# as on any kind cluster. The test suite puts back the values it found (tests/conftest.py).
 #
 #   scripts/testenv.sh build    build what is missing (cold: tens of minutes on 2 cores)
 #   scripts/testenv.sh env      print the exports: eval "$(scripts/testenv.sh env)"
@@ -24,8 +31,16 @@ TESTENV=$ROOT/tests/testenv
 CACHE=${KINDLING_TESTENV_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kindling-testenv}
 KUBERNETES_VERSION=v1.36.3         # must match tests/testenv/kubernetes/go.mod
 DEBIAN_SUITE=bookworm
-NODE_PACKAGES=containerd,runc,procps,iproute2,tini
-MODULES=(kubernetes kind etcd crictl helm)
+# iptables and the CNI plugins for pod networking (portmap, kube-proxy's image); conntrack for
+# kube-proxy's UDP clean-up.
+NODE_PACKAGES=containerd,runc,procps,iproute2,tini,iptables,conntrack,containernetworking-plugins
+MODULES=(kubernetes kind etcd crictl helm coredns localpath)
+# Images of the node's add-ons, named after the test environment (kind's own names would
+# claim to be kind's images). The node image's key covers what they are made of.
+CNI_IMAGE=localhost/kindling-testenv/cni-daemon:1
+LOCAL_PATH_IMAGE=localhost/kindling-testenv/local-path-provisioner:$(grep -o 'local-path-provisioner v[^ ]*' \
+  "$TESTENV/localpath/go.mod" 2>/dev/null | cut -d' ' -f2)
+LOCAL_PATH_HELPER_IMAGE=localhost/kindling-testenv/local-path-helper:1
 
 say() { echo "testenv: $*" >&2; }
 die() { say "$*"; exit 1; }
@@ -36,13 +51,6 @@ key_of() {  # a short digest of files' names and contents
 
 module_dir() { echo "$CACHE/tools/$1-$(key_of "$1/go.mod" "$1/go.sum")"; }
 
-kubelet_dir() {
-  local sources
-  sources=$(cd "$TESTENV" && ls kubernetes/go.mod kubernetes/go.sum kubernetes/kubelet/*.go)
-  # shellcheck disable=SC2086
-  echo "$CACHE/tools/kubelet-$(key_of $sources)"
-}
-
 base_image() {
   echo "localhost/kindling-testenv/node-base:${DEBIAN_SUITE}-$(echo "$NODE_PACKAGES" | sha256sum | cut -c1-8)"
 }
@@ -52,7 +60,7 @@ node_image() {
   node_files=$(cd "$TESTENV" && find node -type f | sort)
   local key
   # shellcheck disable=SC2086
-  key=$( (key_of $node_files; base_image; for m in "${MODULES[@]}"; do module_dir "$m"; done; kubelet_dir) \
+  key=$( (key_of $node_files; base_image; busybox_image; for m in "${MODULES[@]}"; do module_dir "$m"; done) \
     | sha256sum | cut -c1-12)
   echo "localhost/kindling-testenv/node:${KUBERNETES_VERSION}-${key}"
 }
@@ -83,6 +91,9 @@ go_ldflags() {
     flags+=" -X k8s.io/component-base/version.gitTreeState=clean"
     flags+=" -X k8s.io/client-go/pkg/version.gitVersion=${KUBERNETES_VERSION}"
   fi
+  if [[ $module == localpath ]]; then  # as its scripts/build does
+    flags+=" -X main.VERSION=${LOCAL_PATH_IMAGE##*:}"
+  fi
   echo "$flags"
 }
 
@@ -91,8 +102,10 @@ build_module() {
   out=$(module_dir "$module")
   [[ -f $out/.done ]] && return 0
   say "building $module (go build; cold builds take minutes)"
-  local packages
-  packages=$(grep -o '_ "[^"]*"' "$TESTENV/$module/tools.go" | cut -d'"' -f2)
+  local packages=.  # a module with its own main package (coredns) has no tools.go
+  if [[ -f $TESTENV/$module/tools.go ]]; then
+    packages=$(grep -o '_ "[^"]*"' "$TESTENV/$module/tools.go" | cut -d'"' -f2)
+  fi
   rm -rf "$out.tmp" && mkdir -p "$out.tmp"
   local start=$SECONDS
   # shellcheck disable=SC2086
@@ -100,19 +113,19 @@ build_module() {
     -o "$out.tmp/" $packages)
   # go names a /vN module's command after the element before vN: etcd's is "server".
   if [[ $module == etcd ]]; then mv "$out.tmp/server" "$out.tmp/etcd"; fi
+  if [[ $module == kubernetes ]]; then build_pause "$out.tmp"; fi
   touch "$out.tmp/.done"
   rm -rf "$out" && mv "$out.tmp" "$out"
   say "built $module in $((SECONDS - start)) s: $(ls "$out" | tr '\n' ' ')"
 }
 
-build_kubelet() {
-  local out
-  out=$(kubelet_dir)
-  [[ -x $out/kubelet ]] && return 0
-  say "building the simulated kubelet"
-  mkdir -p "$out"
-  (cd "$TESTENV/kubernetes" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$out/kubelet.tmp" ./kubelet)
-  mv "$out/kubelet.tmp" "$out/kubelet"
+build_pause() {
+  # The pause image's binary, from the kubernetes module's own source (build/pause/linux/pause.c),
+  # linked statically as the upstream image is.
+  local out=$1 src
+  src="$(cd "$TESTENV/kubernetes" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)/build/pause/linux/pause.c"
+  command -v gcc >/dev/null || die "gcc is needed for the pause image (apt-get install gcc libc6-dev)"
+  gcc -Os -Wall -Werror -static -DVERSION=v3.10.2-kindling -o "$out/pause" "$src"
 }
 
 debian_mirror() {
@@ -142,6 +155,91 @@ build_base() {
   say "node base image $tag in $((SECONDS - start)) s"
 }
 
+save_image() {  # ARCHIVE CONTEXT TAG... : build CONTEXT under the tags, save them in one archive
+  local archive=$1 context=$2; shift 2
+  local tags=() tag
+  for tag in "$@"; do tags+=(-t "$tag"); done
+  podman build -q "${tags[@]}" "$context" >/dev/null
+  podman save -q -m -o "$archive" "$@" >/dev/null
+  podman rmi "$@" >/dev/null 2>&1 || true  # the archive holds them now
+}
+
+scratch_image() {  # BINARY... : a context for a FROM scratch image with the binaries in /usr/local/bin
+  local context
+  context=$(mktemp -d "$CACHE/image.XXXXXX")
+  mkdir -p "$context/bin"
+  local binary entry=""
+  for binary in "$@"; do
+    cp "$binary" "$context/bin/"
+    [[ -n $entry ]] || entry=/usr/local/bin/$(basename "$binary")
+  done
+  printf 'FROM scratch\nCOPY bin/ /usr/local/bin/\nENV PATH=/usr/local/bin:/usr/bin:/bin\nENTRYPOINT ["%s"]\n' \
+    "$entry" >"$context/Containerfile"
+  echo "$context"
+}
+
+node_images() {
+  # The images a node runs, as kind's node image preloads them
+  # (kind pkg/build/nodeimage/buildcontext.go prePullImagesAndWriteManifests): kubeadm's own
+  # list for this version, then the CNI daemon, the storage provisioner and its helper.
+  local folder=$1 k8s kubeadm_list
+  k8s=$(module_dir kubernetes)
+  kubeadm_list=$("$k8s/kubeadm" config images list --kubernetes-version "$KUBERNETES_VERSION")
+  local ref context
+  for ref in $kubeadm_list; do
+    local name=${ref##*/}; name=${name%%:*}
+    case $name in
+      kube-apiserver|kube-controller-manager|kube-scheduler)
+        context=$(scratch_image "$k8s/$name")
+        save_image "$folder/$name.tar" "$context" "$ref" ;;
+      etcd)
+        context=$(scratch_image "$(module_dir etcd)/etcd")
+        save_image "$folder/etcd.tar" "$context" "$ref" ;;
+      pause)
+        # kubeadm's tag, and containerd's sandbox_image (etc/containerd/config.toml).
+        context=$(scratch_image "$k8s/pause")
+        save_image "$folder/pause.tar" "$context" "$ref" "registry.k8s.io/pause:3.10" ;;
+      coredns)
+        local built
+        built=$("$(module_dir coredns)/coredns" -version | grep -o 'CoreDNS-[0-9.]*' | cut -d- -f2)
+        [[ ${ref##*:} == "v$built" ]] || die "kubeadm $KUBERNETES_VERSION wants $ref, tests/testenv/coredns builds $built"
+        context=$(mktemp -d "$CACHE/image.XXXXXX")
+        cp "$(module_dir coredns)/coredns" "$context/coredns"
+        printf 'FROM scratch\nCOPY coredns /coredns\nENTRYPOINT ["/coredns"]\n' >"$context/Containerfile"
+        save_image "$folder/coredns.tar" "$context" "$ref" ;;
+      kube-proxy)
+        # kube-proxy runs iptables-restore and conntrack: Debian's, on the node's own base.
+        context=$(mktemp -d "$CACHE/image.XXXXXX")
+        cp "$k8s/kube-proxy" "$TESTENV/node/kube-proxy/iptables-wrapper" "$context/"
+        printf '%s\n' "FROM $(base_image)" 'COPY kube-proxy /usr/local/bin/kube-proxy' \
+          'COPY iptables-wrapper /usr/sbin/iptables-wrapper' \
+          'RUN for c in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do ln -sf /usr/sbin/iptables-wrapper /usr/sbin/$c; done' \
+          >"$context/Containerfile"
+        save_image "$folder/kube-proxy.tar" "$context" "$ref" ;;
+      *) die "kubeadm lists an image the test node cannot make: $ref" ;;
+    esac
+    rm -rf "$context"
+  done
+  context=$(mktemp -d "$CACHE/image.XXXXXX")
+  cp "$(command -v busybox)" "$k8s/kubectl" "$TESTENV/node/cni/cni-daemon" "$context/"
+  printf '%s\n' 'FROM scratch' 'COPY busybox /bin/busybox' \
+    'RUN ["/bin/busybox", "sh", "-c", "/bin/busybox --install -s /bin && mkdir -p /tmp"]' \
+    'COPY kubectl cni-daemon /usr/local/bin/' 'ENV PATH=/usr/local/bin:/bin' \
+    'ENTRYPOINT ["/usr/local/bin/cni-daemon"]' >"$context/Containerfile"
+  save_image "$folder/cni-daemon.tar" "$context" "$CNI_IMAGE"
+  rm -rf "$context"
+  context=$(scratch_image "$(module_dir localpath)/local-path-provisioner")
+  save_image "$folder/local-path-provisioner.tar" "$context" "$LOCAL_PATH_IMAGE"
+  rm -rf "$context"
+  # The provisioner's helper pod runs `sh -c` scripts (kind's local-path-helper is busybox too).
+  context=$(mktemp -d "$CACHE/image.XXXXXX")
+  cp "$(command -v busybox)" "$context/busybox"
+  printf '%s\n' 'FROM scratch' 'COPY busybox /bin/busybox' 'RUN ["/bin/busybox", "--install", "-s", "/bin"]' \
+    'ENV PATH=/bin' >"$context/Containerfile"
+  save_image "$folder/local-path-helper.tar" "$context" "$LOCAL_PATH_HELPER_IMAGE"
+  rm -rf "$context"
+}
+
 build_node() {
   local tag
   tag=$(node_image)
@@ -149,19 +247,25 @@ build_node() {
   local context
   context=$(mktemp -d "$CACHE/node-context.XXXXXX")
   trap 'rm -rf "$context"' EXIT
-  mkdir -p "$context/bin"
+  local start=$SECONDS
+  mkdir -p "$context/bin" "$context/images"
   for module in "${MODULES[@]}"; do
-    [[ $module == helm ]] && continue   # helm runs on the host, not in the node
-    [[ $module == kind ]] && continue
-    cp "$(module_dir "$module")"/* "$context/bin/"
+    case $module in
+      kubernetes) cp "$(module_dir kubernetes)"/{kubeadm,kubectl,kubelet} "$context/bin/" ;;
+      crictl) cp "$(module_dir crictl)"/* "$context/bin/" ;;
+      *) ;;  # the rest runs in images (below) or on the host (kind, helm)
+    esac
   done
-  cp "$(kubelet_dir)/kubelet" "$context/bin/"
+  node_images "$context/images"
   cp -r "$TESTENV/node/files" "$TESTENV/node/Containerfile" "$context/"
   echo "$KUBERNETES_VERSION" >"$context/files/kind/version"
+  sed -i -e "s|@CNI_IMAGE@|$CNI_IMAGE|" "$context/files/kind/manifests/default-cni.yaml"
+  sed -i -e "s|@LOCAL_PATH_IMAGE@|$LOCAL_PATH_IMAGE|" -e "s|@LOCAL_PATH_HELPER_IMAGE@|$LOCAL_PATH_HELPER_IMAGE|" \
+    "$context/files/kind/manifests/default-storage.yaml"
   podman build -q --build-arg "BASE=$(base_image)" -t "$tag" "$context" >/dev/null
   rm -rf "$context"
   trap - EXIT
-  say "node image $tag"
+  say "node image $tag in $((SECONDS - start)) s"
 }
 
 busybox_image() { echo "localhost/kindling-testenv/busybox:$(busybox_version)"; }
@@ -224,7 +328,6 @@ bin_path() {
 missing() {
   local what=()
   for module in "${MODULES[@]}"; do [[ -f $(module_dir "$module")/.done ]] || what+=("$module"); done
-  [[ -x $(kubelet_dir)/kubelet ]] || what+=(kubelet)
   command -v podman >/dev/null || what+=(podman)
   if command -v podman >/dev/null; then
     export CONTAINERS_CONF=${CONTAINERS_CONF:-$(containers_conf)}
@@ -245,7 +348,6 @@ case "${1:-}" in
     host_setup
     start=$SECONDS
     for module in "${MODULES[@]}"; do build_module "$module"; done
-    build_kubelet
     build_base
     build_node
     build_busybox
