@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The test command. On a fresh Debian machine it installs what the tests need (podman, runc,
-# busybox-static, chromium, docker-registry, debootstrap and the Python packages), builds the
-# test environment (scripts/testenv.sh build: real kind, kubeadm, control plane, kubectl,
-# crictl and helm from Go modules, and the kind node image; reused when already built), runs
-# the simulated kubelet's Go tests, then pytest. ruff lints the Python first. Extra arguments go to pytest.
+# busybox-static, chromium, docker-registry, debootstrap, gcc and the Python packages), builds the
+# test environment (scripts/testenv.sh build: real kind, kubeadm, control plane, kubelet,
+# kube-proxy, CoreDNS, kubectl, crictl and helm from Go modules, and the kind node image;
+# reused when already built), then runs pytest. ruff lints the Python first. Extra arguments
+# go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for package in podman runc busybox-static chromium docker-registry debootstrap; do
+for package in podman runc busybox-static chromium docker-registry debootstrap gcc libc6-dev; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
 done
 if ((${#missing[@]})); then
@@ -20,5 +21,4 @@ python3 -m pip install -q --disable-pip-version-check -r requirements.txt -r req
 python3 -m ruff check .  # lint first (ruff.toml): a style slip fails in seconds, not after the suite
 command -v go >/dev/null || { echo "test.sh: Go 1.26 is needed to build the test environment" >&2; exit 1; }
 scripts/testenv.sh build
-(cd tests/testenv/kubernetes && go vet ./kubelet/ && go test -count=1 ./kubelet/)
 exec python3 -m pytest -q "$@"
