@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 import yaml
-from conftest import image_exists, invoke
+from conftest import image_exists, invoke, kind_config
 
 
 class World:
@@ -114,7 +114,9 @@ def test_setup_deploys_in_dependency_order_with_loaded_images(world):
     assert all(c["provider"] == "podman" for c in world.tools.calls("kind"))
     # Each image was streamed into kind (no archive on disk), and the load steps say so.
     loads = [c["argv"] for c in world.tools.calls("kind") if c["argv"][:2] == ["load", "image-archive"]]
-    assert len(loads) == 3 and {argv[2] for argv in loads} == {"/dev/stdin"}
+    # One kind call per image and node: the shared cluster's control plane and worker.
+    assert len(loads) == 3 * 2 and {argv[2] for argv in loads} == {"/dev/stdin"}
+    assert {argv[-1] for argv in loads} == {f"{world.cluster}-control-plane", f"{world.cluster}-worker"}
     assert {s["outcome"] for s in world.last_run()["steps"] if s["kind"] == "load"} == {"streamed"}
     # No archive is left behind; the summary names each service.
     assert not list(world.home.glob("runs/*/*.tar"))
@@ -346,6 +348,8 @@ def test_a_cluster_made_elsewhere_is_only_replaced_on_request(own_world, testenv
         w.cluster,
         "--image",
         testenv.node_image,
+        "--config",
+        str(kind_config(tmp_path)),
         "--kubeconfig",
         str(tmp_path / "theirs"),
         timeout=600,
@@ -385,3 +389,28 @@ def test_a_pre_chain_of_three_services_leaves_three_run_folders(world):
     assert len(made) == 3, made  # deploy.a, deploy.b (pre=) and deploy.c
     tasks = sorted(json.loads((folder / "run.json").read_text())["task"] for folder in made)
     assert tasks == ["deploy a", "deploy b", "deploy c"], tasks
+
+
+def test_a_slow_start_is_waited_for(world):
+    """A server that listens only after 4 s (a real `sleep`) is ready when the kubelet's TCP probe
+    says so, not before."""
+    world.write({"a": {"run_seconds": 4, "timeout": 120}})
+    result = world.invoke("e2e.setup")
+    assert result.returncode == 0, result.stdout + result.stderr
+    seconds = {s["id"]: s["seconds"] for s in world.last_run()["steps"]}
+    assert seconds["deploy:a"] >= 4, seconds
+
+
+def test_a_missing_configmap_fails_at_the_ready_timeout_with_the_kubelets_reason(world):
+    """A pod mounting a ConfigMap that does not exist stays ContainerCreating while the kubelet
+    retries the mount (FailedMount): the wait ends at the ready timeout, and the diagnostics carry
+    the kubelet's event."""
+    world.write({"a": {"configmap": True, "timeout": 15}})
+    manifest = world.maker.folder / "manifests" / "a.yaml"
+    docs = [d for d in yaml.safe_load_all(manifest.read_text()) if d["kind"] != "ConfigMap"]
+    manifest.write_text(yaml.safe_dump_all(docs))
+    result = world.invoke("e2e.setup")
+    assert result.returncode != 0
+    assert "deploy:a failed" in result.stderr, result.stderr
+    events = next(world.home.glob("runs/*/diagnostics/a/events.txt")).read_text()
+    assert "FailedMount" in events and 'configmap "a-config" not found' in events, events

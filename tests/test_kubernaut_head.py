@@ -6,11 +6,12 @@ follow the harness's order (test/infrastructure/aianalysis_e2e.go CreateAIAnalys
 
 Then a rehearsal on the real test environment, with no Kubernaut checkout: a Kubernaut-shaped source
 folder made here holds only what the stack takes from the checkout (minimal CRDs of the same names,
-the Data Storage RBAC, goose migrations, workflow fixtures, and stand-in Containerfiles FROM the local
-busybox), the stand-in images are built and saved as CI artifacts are (`IMAGE_TAG=... invoke build
---save-to`), and `e2e.setup --images-from` must complete on a real kind cluster: the real API server
-takes every object, the run steps make the certificates, the migrations ConfigMap and the seeded
-catalog, the order holds, and `deploy.aianalysis` after a change redeploys aianalysis alone.
+the Data Storage RBAC, goose migrations, workflow fixtures, and stand-in Containerfiles FROM the
+local busybox that serve the probes), the stand-in images are built and saved as CI artifacts are
+(`IMAGE_TAG=... invoke build --save-to`), and `e2e.setup --images-from` must complete on a real kind
+cluster with a real kubelet: the real API server takes every object, the pods run, the run steps
+make the certificates, the migrations ConfigMap and the seeded catalog, the order holds, and
+`deploy.aianalysis` after a change redeploys aianalysis alone.
 """
 
 import ast
@@ -462,16 +463,34 @@ def fixture_workflow(folder: str) -> dict:
     }
 
 
-def standin_containerfile(base_image: str, service: str, marker: str) -> str:
-    """A stand-in for a Kubernaut image: busybox serving the probe paths on the probe port (the
-    simulated kubelet runs no container; a real one would get answers)."""
-    port = 8080 if service == "mock-llm" else 8081
+# The commands Kubernaut's images and manifests run besides the service itself (probes, the
+# migration Job): stand-ins that answer as a healthy system would, since nothing here speaks
+# PostgreSQL or Redis.
+STANDIN_TOOLS = ("pg_isready", "redis-cli", "goose", "psql")
+
+
+def standin_containerfile(base_image: str, label: str) -> str:
+    """A stand-in for a Kubernaut image, run by the real kubelet: busybox serving the probe paths
+    (/health, /healthz, /readyz) on the ports the manifests probe (8080, 8081), whatever
+    arguments the manifest gives, and the tools the probes and the migration Job call. It runs
+    as a non-root user, as the manifests' runAsNonRoot asks."""
+    tools = " ".join(STANDIN_TOOLS)
+    script = (
+        "/bin/busybox --install -s /bin && mkdir -p /www /usr/local/bin && "
+        "for p in health healthz readyz; do echo ok > /www/$p; done && "
+        f"for t in {tools}; do "
+        "printf '#!/bin/sh\\necho stand-in $(basename $0) answers\\n' "
+        "> /usr/local/bin/$t; done && "
+        "printf '#!/bin/sh\\nhttpd -p 8080 -h /www && httpd -p 8081 -h /www && exec sleep 2147483647\\n' "
+        "> /usr/local/bin/standin && chmod 0755 /usr/local/bin/*"
+    )
     return (
         f"FROM {base_image}\n"
-        f"LABEL io.kindling.test.standin={marker}-{service}\n"
-        'RUN ["/bin/busybox", "sh", "-c", "mkdir -p /www && for p in health healthz readyz; '
-        'do echo ok > /www/$p; done"]\n'
-        f'CMD ["/bin/busybox", "httpd", "-f", "-p", "{port}", "-h", "/www"]\n'
+        f"LABEL io.kindling.test.standin={label}\n"
+        f'RUN ["/bin/busybox", "sh", "-c", "{script}"]\n'
+        "ENV PATH=/usr/local/bin:/bin\n"
+        "USER 65532:65532\n"
+        'ENTRYPOINT ["/usr/local/bin/standin"]\n'
     )
 
 
@@ -495,7 +514,7 @@ def make_source(folder: Path, base_image: str, marker: str) -> Path:
         path = folder / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         if what == "containerfile":
-            path.write_text(standin_containerfile(base_image, service, marker))
+            path.write_text(standin_containerfile(base_image, f"{marker}-{service}"))
         elif what == "folder":  # the migrations
             path.mkdir(exist_ok=True)
             (path / "001_schema.sql").write_text(
@@ -555,43 +574,43 @@ class Rehearsal:
         return json.loads(runs[-1].read_text())
 
     def preload(self, ref: str) -> None:
-        """Put a stand-in on the node under a prebuilt image's reference, as if the node had pulled
-        it (no registry is reachable here): kind load under a name of our own, then containerd's tag."""
+        """Put an image on every node under a prebuilt image's reference, as if the node had pulled
+        it (no registry is reachable here): the node's own pause for a pause image, else the
+        stand-in, kind-loaded under a name of our own, then tagged with containerd's ctr."""
+        nodes = [n for n in self.testenv.kind("get", "nodes", "--name", CLUSTER).stdout.split() if n]
+        if ref.startswith("registry.k8s.io/pause:"):
+            for node in nodes:
+                podman_cmd(
+                    "exec",
+                    node,
+                    "ctr",
+                    "--namespace",
+                    "k8s.io",
+                    "images",
+                    "tag",
+                    "--force",
+                    "registry.k8s.io/pause:3.10",
+                    ref,
+                )
+            return
         local = f"localhost/kt-standin-{self.marker}/prebuilt:{uuid.uuid4().hex[:6]}"
-        podman_cmd("tag", self.base_image, local)
+        context = self.images.parent / "prebuilt"
+        context.mkdir(exist_ok=True)
+        (context / "Containerfile").write_text(
+            standin_containerfile(self.base_image, f"{self.marker}-prebuilt")
+        )
+        podman_cmd("build", "-q", "-t", local, str(context))
         archive = self.images.parent / "prebuilt.tar"
         try:
             podman_cmd("save", "-o", str(archive), local)
             self.testenv.kind("load", "image-archive", str(archive), "--name", CLUSTER)
-            podman_cmd(
-                "exec", self.node, "ctr", "--namespace", "k8s.io", "images", "tag", "--force", local, ref
-            )
+            for node in nodes:
+                podman_cmd(
+                    "exec", node, "ctr", "--namespace", "k8s.io", "images", "tag", "--force", local, ref
+                )
         finally:
             archive.unlink(missing_ok=True)
             podman_cmd("rmi", local, check=False)
-
-    def provide_volume(self) -> None:
-        """The PersistentVolume kind's local-path provisioner would make for postgresql-data: the test
-        node runs no provisioner (its kubelet runs no containers)."""
-        volume = {
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {"name": f"kt-pv-{self.marker}"},
-            "spec": {
-                "capacity": {"storage": "1Gi"},
-                "accessModes": ["ReadWriteOnce"],
-                "storageClassName": "standard",
-                "hostPath": {"path": "/tmp/kt-postgresql-data"},
-            },
-        }
-        subprocess.run(
-            ["kubectl", "--kubeconfig", str(self.kubeconfig), "apply", "-f", "-"],
-            input=json.dumps(volume),
-            text=True,
-            capture_output=True,
-            check=True,
-            timeout=60,
-        )
 
     def cleanup(self) -> None:
         invoke(["e2e.teardown"], self.env, timeout=600)
@@ -720,11 +739,10 @@ def test_rehearsal_setup_and_partial_redeploy(testenv, base_image, tmp_path):
         podman_cmd("rmi", *[f"localhost/{name}:{r.tag}" for name in built])
 
         # The cluster first, for what this test environment lacks: the prebuilt images a node
-        # would pull, and the volume a provisioner would make.
+        # would pull. PostgreSQL's claim is bound by the cluster's real local-path provisioner.
         r.invoke("cluster.create", timeout=600)
         for ref in prebuilt_images():
             r.preload(ref)
-        r.provide_volume()
 
         r.invoke("e2e.setup", "--images-from", str(r.images), IMAGE_TAG=r.tag, timeout=1200)
         setup = r.last_run()

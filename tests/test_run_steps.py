@@ -410,29 +410,24 @@ def test_output_that_is_no_mapping_is_refused_with_what_it_printed(run_only):
     assert "no workflows yet" in result.stderr and "fix: print one YAML or JSON mapping" in result.stderr
 
 
-def test_a_job_based_run_step_turns_its_logs_into_a_configmap(
-    run_only, stack_maker, testenv, shared_cluster, base_image
-):
-    job = {
+def seed_job(script: str) -> dict:
+    """A run step's Job: one busybox container running the shell script, as the real kubelet runs it."""
+    container = {"name": "seed", "image": "seed", "command": ["/bin/busybox", "sh", "-c", script]}
+    return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {"name": "seed-job"},
         "spec": {
             "backoffLimit": 0,
-            "template": {
-                "metadata": {
-                    "annotations": {
-                        "kindling.test/log": '{"token": "t-123", "ready": true}',
-                        "kindling.test/run-seconds": "1",
-                    }
-                },
-                "spec": {
-                    "restartPolicy": "Never",
-                    "containers": [{"name": "seed", "image": "seed", "command": ["/bin/busybox", "true"]}],
-                },
-            },
+            "template": {"spec": {"restartPolicy": "Never", "containers": [container]}},
         },
     }
+
+
+def test_a_job_based_run_step_turns_its_logs_into_a_configmap(
+    run_only, stack_maker, testenv, shared_cluster, base_image
+):
+    job = seed_job('echo \'{"token": "t-123", "ready": true}\'')
     (stack_maker.folder / "seed").mkdir(parents=True)
     (stack_maker.folder / "seed" / "job.yaml").write_text(yaml.safe_dump(job))
     run = {"job": "seed/job.yaml", "configmap": "job-out", "timeout": 120}
@@ -537,23 +532,7 @@ def test_teardown_on_an_existing_cluster_deletes_the_configmap_a_run_step_made(
 
 
 def test_a_failing_job_step_reports_its_logs_and_writes_diagnostics(run_only, stack_maker, base_image):
-    job = {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": "seed-job"},
-        "spec": {
-            "backoffLimit": 0,
-            "template": {
-                "metadata": {
-                    "annotations": {
-                        "kindling.test/fault": "exit=3",
-                        "kindling.test/log": "seeding workflow 7: relation already exists",
-                    }
-                },
-                "spec": {"restartPolicy": "Never", "containers": [{"name": "seed", "image": "seed"}]},
-            },
-        },
-    }
+    job = seed_job("echo 'seeding workflow 7: relation already exists'; exit 3")
     (stack_maker.folder / "seed").mkdir(parents=True)
     (stack_maker.folder / "seed" / "job.yaml").write_text(yaml.safe_dump(job))
     result, folder = run_only({"job": "seed/job.yaml", "timeout": 120}, image=base_image, load=True)

@@ -5,6 +5,7 @@ static busybox (Debian: busybox-static), and each service's build has a RUN step
 that sleeps for the time it is given, standing in for a compiler.
 """
 
+import shlex
 import shutil
 import socket
 import subprocess
@@ -49,31 +50,58 @@ CMD ["/bin/busybox", "httpd", "-f", "-p", "8080"]
 """
 
 
-# Pod annotations the test environment's simulated kubelet reads
-# (tests/testenv/kubernetes/kubelet): a fault to act out, how long a container runs.
-FAULT_ANNOTATION = "kindling.test/fault"
-RUN_SECONDS_ANNOTATION = "kindling.test/run-seconds"
+# What a sample service runs: the image's own CMD (CONTAINERFILE), given explicitly where the image
+# is a prebuilt one (the bare busybox base).
+SERVE = ["/bin/busybox", "httpd", "-f", "-p", "8080"]
+
+
+def _command(spec: dict) -> list | None:
+    """The container's command for the behaviour a spec asks of the real kubelet, or None for the
+    image's own (busybox httpd on 8080). A fault is a real process: `exit=N` and `crashloop` exit
+    (N, or 1) after `run_seconds`; a Job runs `run_seconds` and exits 0; a server starts serving after
+    `run_seconds` (a slow start); `log` is printed first."""
+    fault = str(spec.get("fault") or "")
+    code = None
+    if fault == "crashloop":
+        code = 1
+    elif fault.startswith("exit="):
+        code = int(fault.split("=", 1)[1])
+    if spec.get("image") and code is None and not spec.get("job") and not spec.get("log"):
+        return SERVE  # a prebuilt image: the busybox base has no command of its own
+    if code is None and not spec.get("job") and not spec.get("log") and spec.get("run_seconds") is None:
+        return None
+    script = []
+    if spec.get("log"):
+        script.append(f"echo {shlex.quote(str(spec['log']))}")
+    if spec.get("run_seconds") is not None:
+        script.append(f"sleep {float(spec['run_seconds'])}")
+    if code is not None:
+        script.append(f"exit {code}")
+    elif not spec.get("job"):
+        script.append("exec /bin/busybox httpd -f -p 8080")
+    return ["/bin/busybox", "sh", "-c", "; ".join(script) or "true"]
 
 
 def manifests(service: str, spec: dict) -> list:
     """A Deployment and a Service (and a mounted ConfigMap if spec['configmap']); a Job if spec['job'].
-    spec['fault'] (crashloop, never-ready, exit=N) is acted out by the test environment's kubelet."""
+    spec['fault'] is acted out by a real container: `crashloop` and `exit=N` exit, `never-ready`
+    serves but fails its readiness probe."""
     docs = []
-    pod = {"containers": [{"name": service, "image": service, "ports": [{"containerPort": 8080}]}]}
-    annotations = {}
-    if spec.get("fault"):
-        annotations[FAULT_ANNOTATION] = str(spec["fault"])
-        if not spec.get("job"):
-            # A crashing server that never answers its probe: without one, the container would
-            # count as ready in the moment between its start and its crash.
-            pod["containers"][0]["readinessProbe"] = {
-                "httpGet": {"path": "/", "port": 8080},
-                "initialDelaySeconds": 30,
-                "periodSeconds": 5,
-            }
-    if spec.get("run_seconds") is not None:
-        annotations[RUN_SECONDS_ANNOTATION] = str(spec["run_seconds"])
-    template_metadata = {"annotations": annotations} if annotations else {}
+    container = {"name": service, "image": service, "ports": [{"containerPort": 8080}]}
+    pod = {"containers": [container]}
+    command = _command(spec)
+    if command:
+        container["command"] = command
+    if spec.get("run_seconds") is not None and not spec.get("fault") and not spec.get("job"):
+        # A slow start: ready once the server listens, as the kubelet's TCP probe sees it.
+        container["readinessProbe"] = {"tcpSocket": {"port": 8080}, "periodSeconds": 1}
+    if spec.get("fault") and not spec.get("job"):
+        # Never ready: a path busybox httpd does not serve (404), or no server at all for a
+        # crashing container, so it does not count as ready between its start and its exit.
+        container["readinessProbe"] = {
+            "httpGet": {"path": "/kindling-never-ready", "port": 8080},
+            "periodSeconds": 1,
+        }
     if spec.get("configmap"):
         docs.append(
             {
@@ -84,7 +112,7 @@ def manifests(service: str, spec: dict) -> list:
             }
         )
         pod["volumes"] = [{"name": "config", "configMap": {"name": f"{service}-config"}}]
-        pod["containers"][0]["volumeMounts"] = [{"name": "config", "mountPath": "/etc/config"}]
+        container["volumeMounts"] = [{"name": "config", "mountPath": "/etc/config"}]
     if spec.get("job"):
         pod["restartPolicy"] = "Never"
         docs.append(
@@ -92,7 +120,7 @@ def manifests(service: str, spec: dict) -> list:
                 "apiVersion": "batch/v1",
                 "kind": "Job",
                 "metadata": {"name": service},
-                "spec": {"backoffLimit": 0, "template": {"metadata": template_metadata, "spec": pod}},
+                "spec": {"backoffLimit": 0, "template": {"spec": pod}},
             }
         )
         return docs
@@ -104,7 +132,7 @@ def manifests(service: str, spec: dict) -> list:
             "spec": {
                 "replicas": 1,
                 "selector": {"matchLabels": {"app": service}},
-                "template": {"metadata": {"labels": {"app": service}, **template_metadata}, "spec": pod},
+                "template": {"metadata": {"labels": {"app": service}}, "spec": pod},
             },
         }
     )
@@ -133,7 +161,8 @@ def write_stack(
 
     services: name -> {"sleep": seconds, "depends_on": [...], "fail": bool, "memory": "1GiB",
     "configmap": bool, "job": bool, "image": "prebuilt ref" (no build), "timeout": seconds,
-    "version": text, "fault": "crashloop", "run_seconds": 1, "load": bool (prebuilt: load into Kind)}
+    "version": text, "fault": "crashloop" | "exit=N" | "never-ready", "run_seconds": 1, "log": text,
+    "load": bool (prebuilt: load into Kind)}
     """
     (folder / "src").mkdir(parents=True, exist_ok=True)
     (folder / "manifests").mkdir(exist_ok=True)
@@ -176,9 +205,10 @@ def write_stack(
 
 
 @contextmanager
-def local_registry(folder: Path):
+def local_registry(folder: Path, listen: str = "127.0.0.1"):
     """Debian's docker-registry (the CNCF distribution registry) on a loopback port;
-    yields (host, storage)."""
+    yields (host, storage). listen="0.0.0.0" also serves the host's other addresses, such as
+    the one a kind node reaches the host by."""
 
     binary = shutil.which("docker-registry")
     if binary is None:
@@ -192,7 +222,7 @@ def local_registry(folder: Path):
     config = folder / "registry.yml"
     config.write_text(
         f"version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem: {{rootdirectory: {storage}}}\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
+        f"http:\n  addr: {listen}:{port}\n"
     )
     process = subprocess.Popen(
         [binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
