@@ -117,8 +117,8 @@ def stack_maker(tmp_path, base_image):
 @pytest.fixture(scope="session")
 def testenv(podman):
     """The real test environment (scripts/testenv.sh): kind, kubectl, kubeadm, the control
-    plane, crictl and helm built from Go modules, and the kind node image with the simulated
-    kubelet. Its tools go first on PATH for the whole session. Missing: a failure under CI
+    plane, the kubelet, crictl and helm built from Go modules, and a kind node image that runs
+    real containers. Its tools go first on PATH for the whole session. Missing: a failure under CI
     (.ci/run builds it), a skip elsewhere."""
     result = subprocess.run([str(TESTENV_SCRIPT), "env"], capture_output=True, text=True, timeout=120)
     if result.returncode != 0:
@@ -165,6 +165,10 @@ class Testenv:
     def kubectl_json(self, kubeconfig, *args):
         return json.loads(self.kubectl(kubeconfig, *args, "-o", "json").stdout)
 
+    def cluster_images(self, nodes) -> set:
+        """Every reference any of the nodes holds (a pod pulls onto the node it runs on)."""
+        return set().union(*(self.node_images(node) for node in nodes))
+
     @staticmethod
     def node_images(node: str) -> set:
         """Every reference the node's containerd holds, as real crictl in the node lists them."""
@@ -176,33 +180,91 @@ class Testenv:
         }
 
 
+# From Kubernetes 1.35 the kubelet refuses cgroup v1 unless told not to (failCgroupV1); kindling
+# adds this patch itself for the clusters it creates, and tests that call kind directly do the same.
+CGROUP_V1_KUBELET_PATCH = "kind: KubeletConfiguration\nfailCgroupV1: false\n"
+
+
+def host_cgroup_v1() -> bool:
+    return not Path("/sys/fs/cgroup/cgroup.controllers").exists()
+
+
+def kind_config(folder: Path, workers: int = 0) -> Path:
+    """A kind config for a test cluster: a control plane, `workers` workers, and on a cgroup v1
+    host the kubelet patch every 1.35+ node needs there."""
+    config = {
+        "kind": "Cluster",
+        "apiVersion": "kind.x-k8s.io/v1alpha4",
+        "nodes": [{"role": "control-plane"}] + [{"role": "worker"}] * workers,
+    }
+    if host_cgroup_v1():
+        config["kubeadmConfigPatches"] = [CGROUP_V1_KUBELET_PATCH]
+    path = folder / "kind-config.yaml"
+    path.write_text(json.dumps(config))
+    return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def host_sysctls_restored():
+    """A real kubelet in a privileged node writes host-wide sysctls, as on any kind cluster
+    (kubelet pkg/kubelet/cm/container_manager_linux.go setupKernelTunables, protectKernelDefaults
+    false): the suite puts back the values it found."""
+    names = ("vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops")
+    found = {}
+    for name in names:
+        try:
+            found[name] = (Path("/proc/sys") / name).read_text()
+        except OSError:
+            pass
+    yield found
+    for name, value in found.items():
+        path = Path("/proc/sys") / name
+        try:
+            if path.read_text() != value:
+                path.write_text(value)
+        except OSError:
+            pass  # not root: the README says which values a kind node changes
+
+
 @pytest.fixture(scope="session")
 def shared_cluster(testenv, tmp_path_factory):
-    """One real kind cluster for the tests that only need somewhere to deploy: each such test
-    uses a namespace of its own. Tests that create, break or delete a cluster make their own."""
+    """One real kind cluster, a control plane and a worker, for the tests that only need
+    somewhere to deploy: each such test uses a namespace of its own. Tests that create, break or
+    delete a cluster make their own."""
     name = f"kt-shared-{uuid.uuid4().hex[:6]}"
-    kubeconfig = tmp_path_factory.mktemp("shared-cluster") / "kubeconfig"
-    testenv.kind(
-        "create",
-        "cluster",
-        "--name",
-        name,
-        "--image",
-        testenv.node_image,
-        "--kubeconfig",
-        str(kubeconfig),
-        "--wait",
-        "120s",
-        timeout=900,
-    )
-    yield SharedCluster(name, kubeconfig)
-    testenv.delete_cluster(name, kubeconfig)
+    folder = tmp_path_factory.mktemp("shared-cluster")
+    kubeconfig = folder / "kubeconfig"
+    try:
+        testenv.kind(
+            "create",
+            "cluster",
+            "--name",
+            name,
+            "--image",
+            testenv.node_image,
+            "--config",
+            str(kind_config(folder, workers=1)),
+            "--kubeconfig",
+            str(kubeconfig),
+            "--wait",
+            "180s",
+            timeout=900,
+        )
+        # kind's --wait covers the control plane only (waitforready.go): the worker too, here.
+        testenv.kubectl(
+            kubeconfig, "wait", "--for=condition=Ready", "nodes", "--all", "--timeout=180s", timeout=200
+        )
+        yield SharedCluster(name, kubeconfig)
+    finally:
+        testenv.delete_cluster(name, kubeconfig)
 
 
 class SharedCluster:
     def __init__(self, name: str, kubeconfig: Path):
         self.name, self.kubeconfig = name, kubeconfig
         self.node = f"{name}-control-plane"
+        self.worker = f"{name}-worker"
+        self.nodes = [self.node, self.worker]
 
 
 @pytest.fixture(scope="session")
@@ -227,14 +289,15 @@ def kind_registry(shared_cluster, testenv):
     try:
         wait_for_http(f"http://127.0.0.1:{port}/v2/")
         folder = f"/etc/containerd/certs.d/localhost:{port}"
-        podman_cmd("exec", shared_cluster.node, "mkdir", "-p", folder)
-        subprocess.run(
-            ["podman", "exec", "-i", shared_cluster.node, "cp", "/dev/stdin", f"{folder}/hosts.toml"],
-            input=f'[host."http://{name}:5000"]\n',
-            text=True,
-            check=True,
-            capture_output=True,
-        )
+        for node in shared_cluster.nodes:
+            podman_cmd("exec", node, "mkdir", "-p", folder)
+            subprocess.run(
+                ["podman", "exec", "-i", node, "cp", "/dev/stdin", f"{folder}/hosts.toml"],
+                input=f'[host."http://{name}:5000"]\n',
+                text=True,
+                check=True,
+                capture_output=True,
+            )
         yield KindRegistry(f"localhost:{port}", name)
     finally:
         podman_cmd("rm", "-f", name, check=False)

@@ -2,8 +2,8 @@
 
 Each test runs the real tool against the real thing: kubectl against the real API server
 of a kind cluster made from the test node image, kind against real podman, crictl against
-the node's real containerd. Only pod execution is simulated (the test kubelet), and these
-tests read what the API server and containerd say, never the simulator's own word.
+the node's real containerd, the real kubelet running real containers. These tests read what
+the API server, containerd and the containers themselves say.
 """
 
 import json
@@ -11,11 +11,12 @@ import os
 import signal
 import subprocess
 import time
+import urllib.request
 import uuid
 
 import pytest
 import yaml
-from conftest import podman_cmd
+from conftest import free_port, podman_cmd
 
 SETTLE = 120
 
@@ -70,6 +71,41 @@ def test_server_version_is_the_pinned_one(shared_cluster, testenv):
     version = json.loads(testenv.kubectl(shared_cluster.kubeconfig, "version", "-o", "json").stdout)
     assert version["serverVersion"]["gitVersion"] == "v1.36.3"
     assert version["clientVersion"]["gitVersion"] == "v1.36.3"
+
+
+def test_the_shared_cluster_has_a_control_plane_and_a_worker_ready_with_the_system_pods(
+    shared_cluster, testenv
+):
+    """Real nodes: each kubelet registered and Ready, kube-proxy and the CNI daemon on each node,
+    CoreDNS and the storage provisioner running."""
+    nodes = testenv.kubectl_json(shared_cluster.kubeconfig, "get", "nodes")["items"]
+    roles = {n["metadata"]["name"]: "control-plane" in str(n["metadata"].get("labels", {})) for n in nodes}
+    assert roles == {shared_cluster.node: True, shared_cluster.worker: False}
+    for node in nodes:
+        ready = {c["type"]: c["status"] for c in node["status"]["conditions"]}["Ready"]
+        assert ready == "True", node["metadata"]["name"]
+        assert node["status"]["nodeInfo"]["kubeletVersion"] == "v1.36.3"
+
+    def system_pods_running():
+        pods = testenv.kubectl_json(shared_cluster.kubeconfig, "get", "pods", "-A")["items"]
+        running = [
+            (p["metadata"]["name"], p["spec"].get("nodeName"))
+            for p in pods
+            if p["status"]["phase"] == "Running"
+        ]
+        per_node = {
+            prefix: {node for name, node in running if name.startswith(prefix)}
+            for prefix in ("kube-proxy-", "kindnet-")
+        }
+        if (
+            all(per_node[prefix] == set(roles) for prefix in per_node)
+            and any(name.startswith("coredns-") for name, _ in running)
+            and any(name.startswith("local-path-provisioner-") for name, _ in running)
+        ):
+            return True
+        return None
+
+    wait_for(system_pods_running, "kube-proxy and the CNI on each node, CoreDNS and the provisioner")
 
 
 def test_reapply_after_scale_to_zero_says_configured_and_restores_replicas(shared_cluster, testenv, ns):
@@ -128,7 +164,6 @@ def test_a_changed_job_template_is_rejected_as_immutable(shared_cluster, testenv
         "metadata": {"name": "migrate"},
         "spec": {
             "template": {
-                "metadata": {"annotations": {"kindling.test/run-seconds": "600"}},
                 "spec": {"restartPolicy": "Never", "containers": [{"name": "m", "image": "localhost/x/m:1"}]},
             }
         },
@@ -186,42 +221,242 @@ def test_a_missing_image_with_pull_policy_never_fails_as_kubelet_says(shared_clu
     assert events[0]["type"] == "Warning" and events[0]["source"]["component"] == "kubelet"
 
 
-def test_a_loaded_image_is_listed_exactly_by_crictl_and_runs(
+def test_a_loaded_image_is_on_every_node_and_runs_on_the_worker(
     shared_cluster, testenv, ns, base_image, tmp_path
 ):
-    """`kind load image-archive` imports into the node's containerd (ctr images import, the
-    real one); real crictl lists the exact localhost/ reference; the pod then starts."""
+    """`kind load image-archive` imports into each node's containerd (ctr images import, the
+    real one); real crictl lists the exact localhost/ reference on both nodes; a pod pinned to
+    the worker runs it, and its output comes back through `kubectl logs`."""
     ref = f"localhost/kindling-fidelity/loaded:{uuid.uuid4().hex[:6]}"
     podman_cmd("tag", base_image, ref)
     archive = tmp_path / "image.tar"
     try:
         podman_cmd("save", "-o", str(archive), ref)
         testenv.kind("load", "image-archive", str(archive), "--name", shared_cluster.name)
-        held = testenv.node_images(shared_cluster.node)
-        assert ref in held, held
-        assert f"docker.io/{ref}" not in held  # no registry prefix invented
-        apply(testenv, shared_cluster, ns, [deployment("loaded", ref, replicas=1)], check=True)
-        rollout = testenv.kubectl(
-            shared_cluster.kubeconfig,
-            "rollout",
-            "status",
-            "deployment/loaded",
-            "-n",
-            ns,
-            "--timeout=120s",
-            timeout=150,
-        )
-        assert "successfully rolled out" in rollout.stdout
-        pods = testenv.kubectl_json(shared_cluster.kubeconfig, "get", "pods", "-n", ns, "-l", "app=loaded")
-        (pod,) = pods["items"]
+        for node in shared_cluster.nodes:
+            held = testenv.node_images(node)
+            assert ref in held, (node, held)
+            assert f"docker.io/{ref}" not in held  # no registry prefix invented
+        doc = deployment("loaded", ref, replicas=1)
+        pod_spec = doc["spec"]["template"]["spec"]
+        pod_spec["nodeSelector"] = {"kubernetes.io/hostname": shared_cluster.worker}
+        pod_spec["containers"][0]["command"] = SERVE
+        apply(testenv, shared_cluster, ns, [doc], check=True)
+        rollout(testenv, shared_cluster, ns, "loaded")
+        (pod,) = pods(testenv, shared_cluster, ns, "loaded")
+        assert pod["spec"]["nodeName"] == shared_cluster.worker
         assert (
             pod["status"]["containerStatuses"][0]["imageID"].startswith("sha256:")
             or "@sha256:" in pod["status"]["containerStatuses"][0]["imageID"]
         )
         logs = testenv.kubectl(shared_cluster.kubeconfig, "logs", pod["metadata"]["name"], "-n", ns)
-        assert logs.stdout.strip(), "kubectl logs answered with nothing"
+        assert "serving on 8080" in logs.stdout, logs.stdout
     finally:
         podman_cmd("rmi", ref, check=False)
+
+
+# A container of the busybox base that serves its own files on 8080 and says so.
+SERVE = [
+    "/bin/busybox",
+    "sh",
+    "-c",
+    "echo serving on 8080; echo pong > /ping; exec /bin/busybox httpd -f -p 8080 -h /",
+]
+
+
+@pytest.fixture(scope="module")
+def busybox(shared_cluster, testenv, base_image, tmp_path_factory):
+    """The busybox base under a reference of its own, loaded into every node of the shared cluster."""
+    ref = f"localhost/kindling-fidelity/busybox:{uuid.uuid4().hex[:6]}"
+    podman_cmd("tag", base_image, ref)
+    archive = tmp_path_factory.mktemp("busybox") / "image.tar"
+    try:
+        podman_cmd("save", "-o", str(archive), ref)
+        testenv.kind("load", "image-archive", str(archive), "--name", shared_cluster.name)
+        yield ref
+    finally:
+        podman_cmd("rmi", ref, check=False)
+
+
+def pods(testenv, cluster, ns, app):
+    return testenv.kubectl_json(cluster.kubeconfig, "get", "pods", "-n", ns, "-l", f"app={app}")["items"]
+
+
+def rollout(testenv, cluster, ns, name, timeout=120):
+    result = testenv.kubectl(
+        cluster.kubeconfig,
+        "rollout",
+        "status",
+        f"deployment/{name}",
+        "-n",
+        ns,
+        f"--timeout={timeout}s",
+        timeout=timeout + 30,
+    )
+    assert "successfully rolled out" in result.stdout, result.stdout + result.stderr
+
+
+def in_pod(testenv, cluster, ns, deployment, *command, check=True):
+    """`kubectl exec` of a busybox command in a running pod of the deployment."""
+    return testenv.kubectl(
+        cluster.kubeconfig,
+        "exec",
+        "-n",
+        ns,
+        f"deployment/{deployment}",
+        "--",
+        "/bin/busybox",
+        *command,
+        check=check,
+    )
+
+
+def server(name, image, node=None, **container):
+    doc = deployment(name, image, replicas=1)
+    spec = doc["spec"]["template"]["spec"]
+    spec["containers"][0].update({"command": SERVE, "ports": [{"containerPort": 8080}], **container})
+    if node:
+        spec["nodeSelector"] = {"kubernetes.io/hostname": node}
+        # kubeadm taints the control plane of a cluster with workers.
+        spec["tolerations"] = [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {"selector": {"app": name}, "ports": [{"port": 80, "targetPort": 8080}]},
+    }
+    return [doc, service]
+
+
+def test_a_failing_readiness_probe_keeps_the_pod_unready(shared_cluster, testenv, ns, busybox):
+    """The kubelet's prober (pkg/kubelet/prober) really calls the container: a 404 keeps the pod
+    Running but not Ready, with the kubelet's `Unhealthy` event."""
+    docs = server(
+        "unready", busybox, readinessProbe={"httpGet": {"path": "/absent", "port": 8080}, "periodSeconds": 1}
+    )
+    apply(testenv, shared_cluster, ns, docs, check=True)
+
+    def unhealthy():
+        events = testenv.kubectl_json(shared_cluster.kubeconfig, "get", "events", "-n", ns)["items"]
+        return [e for e in events if e["reason"] == "Unhealthy"]
+
+    (event, *_) = wait_for(unhealthy, "the Unhealthy event")
+    assert "Readiness probe failed: HTTP probe failed with statuscode: 404" in event["message"], event
+    (pod,) = pods(testenv, shared_cluster, ns, "unready")
+    assert pod["status"]["phase"] == "Running"
+    (status,) = pod["status"]["containerStatuses"]
+    assert status["ready"] is False and "running" in status["state"]
+
+
+def test_exec_and_port_forward_reach_the_container(shared_cluster, testenv, ns, busybox):
+    apply(testenv, shared_cluster, ns, server("reach", busybox), check=True)
+    rollout(testenv, shared_cluster, ns, "reach")
+    out = in_pod(testenv, shared_cluster, ns, "reach", "cat", "/ping")
+    assert out.stdout == "pong\n"
+    port = free_port()
+    forward = subprocess.Popen(
+        [
+            "kubectl",
+            "--kubeconfig",
+            str(shared_cluster.kubeconfig),
+            "port-forward",
+            "-n",
+            ns,
+            "svc/reach",
+            f"{port}:80",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert "Forwarding from" in forward.stdout.readline()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=10) as response:
+            assert response.read() == b"pong\n"
+    finally:
+        forward.terminate()
+        forward.wait(timeout=10)
+
+
+def test_a_service_resolves_and_answers_from_a_pod_on_the_other_node(shared_cluster, testenv, ns, busybox):
+    """CoreDNS resolves the Service name, and kube-proxy routes its ClusterIP to a pod on the other
+    node through the CNI's routes. busybox's wget crashes in a FROM-scratch image here, so the
+    client is busybox's nc."""
+    docs = server("target", busybox, node=shared_cluster.node) + server(
+        "client", busybox, node=shared_cluster.worker
+    )
+    apply(testenv, shared_cluster, ns, docs, check=True)
+    rollout(testenv, shared_cluster, ns, "target")
+    rollout(testenv, shared_cluster, ns, "client")
+    name = f"target.{ns}.svc.cluster.local"
+    lookup = in_pod(testenv, shared_cluster, ns, "client", "nslookup", name)
+    service = testenv.kubectl_json(shared_cluster.kubeconfig, "get", "service", "target", "-n", ns)
+    assert service["spec"]["clusterIP"] in lookup.stdout, lookup.stdout
+    request = f"printf 'GET /ping HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 5 {name} 80"
+
+    def answered():  # kube-proxy programs a new Service's rules a moment after its pods are ready
+        out = in_pod(testenv, shared_cluster, ns, "client", "sh", "-c", request, check=False)
+        return out if out.stdout.endswith("pong\n") else None
+
+    answer = wait_for(answered, "the Service to answer", timeout=60)
+    assert answer.stdout.endswith("pong\n"), answer.stdout
+
+
+def test_a_pvc_is_bound_by_the_provisioner_and_holds_data(shared_cluster, testenv, ns, busybox):
+    """kind's default StorageClass `standard`, served by rancher's local-path-provisioner: the
+    claim binds once a pod uses it (WaitForFirstConsumer), and the pod writes to it."""
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "16Mi"}}},
+    }
+    (doc, _) = server("writer", busybox)
+    spec = doc["spec"]["template"]["spec"]
+    spec["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]
+    spec["containers"][0]["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
+    apply(testenv, shared_cluster, ns, [claim, doc], check=True)
+    rollout(testenv, shared_cluster, ns, "writer", timeout=180)
+    live = testenv.kubectl_json(shared_cluster.kubeconfig, "get", "pvc", "data", "-n", ns)
+    assert live["status"]["phase"] == "Bound" and live["spec"]["storageClassName"] == "standard"
+    volume = testenv.kubectl_json(shared_cluster.kubeconfig, "get", "pv", live["spec"]["volumeName"])
+    assert volume["metadata"]["annotations"]["pv.kubernetes.io/provisioned-by"] == "rancher.io/local-path"
+    written = in_pod(
+        testenv,
+        shared_cluster,
+        ns,
+        "writer",
+        "sh",
+        "-c",
+        "echo kept > /data/file && /bin/busybox cat /data/file",
+    )
+    assert written.stdout == "kept\n"
+
+
+def test_a_crashing_container_is_restarted_with_its_exit_code(shared_cluster, testenv, ns, busybox):
+    """A container that exits 3 is restarted by the kubelet: its restart count grows and its last
+    termination keeps the real exit code (mostly shown as terminated: Error between restarts)."""
+    doc = deployment("crash", busybox, replicas=1)
+    doc["spec"]["template"]["spec"]["containers"][0]["command"] = [
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "echo crashing; exit 3",
+    ]
+    apply(testenv, shared_cluster, ns, [doc], check=True)
+
+    def restarted_twice():
+        for pod in pods(testenv, shared_cluster, ns, "crash"):
+            for status in pod["status"].get("containerStatuses") or []:
+                if status.get("restartCount", 0) >= 2:
+                    return status
+        return None
+
+    status = wait_for(restarted_twice, "two restarts")
+    last = status["lastState"]["terminated"]
+    assert last["exitCode"] == 3 and last["reason"] == "Error", status
+    logs = testenv.kubectl(shared_cluster.kubeconfig, "logs", "-n", ns, "deployment/crash", check=False)
+    assert "crashing" in logs.stdout or "back-off" in logs.stderr or "waiting to start" in logs.stderr
 
 
 def test_a_half_created_cluster_is_listed_by_kind(testenv, tmp_path):

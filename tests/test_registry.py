@@ -7,7 +7,10 @@ import socket
 import threading
 import uuid
 
+import yaml
 from conftest import free_port, image_exists, invoke, podman_cmd
+
+from tasks.libs import samples
 
 
 class CountingProxy:
@@ -96,7 +99,7 @@ def test_registry_mode_pushes_and_the_node_pulls_with_if_not_present(
             assert container["imagePullPolicy"] == "IfNotPresent"
             assert deployment["status"].get("availableReplicas") == 1
         # The node's containerd pulled them through hosts.toml: real crictl lists them.
-        held = testenv.node_images(shared_cluster.node)
+        held = testenv.cluster_images(shared_cluster.nodes)
         images = json.loads(next((tmp_path / "home" / "runs").glob("*/images.json")).read_text())
         assert images["a"]["ref"] in held and images["b"]["ref"] in held
         events = testenv.kubectl_json(kubeconfig, "get", "events", "-n", namespace)["items"]
@@ -248,7 +251,8 @@ def test_ci_artifacts_are_used_and_never_removed(stack_maker, tools, testenv, sh
         outcomes = {s["id"]: s["outcome"] for s in report["steps"]}
         assert outcomes["image:a"] == outcomes["image:b"] == "present"
         refs = [f"localhost/{stack_maker.project}/{s}:ci1" for s in "ab"]
-        assert all(ref in testenv.node_images(shared_cluster.node) for ref in refs)
+        for node in shared_cluster.nodes:  # loaded into every node
+            assert set(refs) <= testenv.node_images(node), node
         # Teardown of a stack on the shared cluster would delete it: only the images are checked here.
         down = invoke(["e2e.teardown", "--dry-run"], job)
         assert down.returncode == 0, down.stderr
@@ -299,3 +303,49 @@ def test_load_via_registry_runs_kinds_local_registry_pattern_for_real(stack_make
     finally:
         podman_cmd("rm", "-f", name, check=False)
         remove_registry_images(f"localhost:{port}", stack_maker.project)
+
+
+def test_a_registry_on_the_hosts_loopback_serves_the_nodes_of_the_cluster_kindling_makes(
+    stack_maker, tools, testenv, tmp_path
+):
+    """`IMAGE_REGISTRY=127.0.0.1:PORT`: a kind node's loopback is not the host's, so each node's
+    containerd gets a hosts.toml sending 127.0.0.1:PORT to an address of the host the node
+    reached, and the real kubelet pulls through it on both nodes."""
+    path = stack_maker.write({"a": {}, "b": {"depends_on": ["a"]}})
+    cluster = f"{stack_maker.project}-e2e"
+    config = tmp_path / "kind.yaml"
+    config.write_text(
+        "kind: Cluster\napiVersion: kind.x-k8s.io/v1alpha4\nnodes: [{role: control-plane}, {role: worker}]\n"
+    )
+    stack = yaml.safe_load(path.read_text())
+    stack["cluster"]["config"] = str(config)
+    path.write_text(yaml.safe_dump(stack))
+    kubeconfig = tmp_path / "home" / "clusters" / cluster / "kubeconfig"
+    with samples.local_registry(tmp_path, listen="0.0.0.0") as (host, _):
+        loopback = host.replace("localhost:", "127.0.0.1:")
+        env = env_for(path, tools, tmp_path, IMAGE_REGISTRY=loopback, IMAGE_REGISTRY_TLS_VERIFY="false")
+        try:
+            result = invoke(["e2e.setup"], env)
+            assert result.returncode == 0, result.stdout + result.stderr
+            nodes = [n["metadata"]["name"] for n in testenv.kubectl_json(kubeconfig, "get", "nodes")["items"]]
+            assert len(nodes) == 2
+            for node in nodes:
+                toml = podman_cmd(
+                    "exec", node, "cat", f"/etc/containerd/certs.d/{loopback}/hosts.toml"
+                ).stdout
+                assert toml.startswith("# kindling:") and '[host."http://' in toml, toml
+            pulled = set()
+            for deployment in testenv.kubectl_json(kubeconfig, "get", "deployments", "-n", "testns")["items"]:
+                image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+                assert image.startswith(f"{loopback}/{stack_maker.project}/"), image
+                assert deployment["status"].get("availableReplicas") == 1
+                pulled.add(image)
+            held = testenv.cluster_images(nodes)
+            assert pulled <= held
+            events = testenv.kubectl_json(kubeconfig, "get", "events", "-n", "testns")["items"]
+            assert any(
+                e["reason"] == "Pulled" and "Successfully pulled image" in e["message"] for e in events
+            )
+            assert invoke(["e2e.teardown"], env).returncode == 0
+        finally:
+            remove_registry_images(loopback, stack_maker.project)

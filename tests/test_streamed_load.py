@@ -195,14 +195,15 @@ def loader(shared_cluster, tools, base_image, tmp_path, monkeypatch):
     ref = f"localhost/kt{uuid.uuid4().hex[:8]}/streamed:1"
     podman_cmd("tag", base_image, ref)
     cluster = KindCluster(shared_cluster.name, shared_cluster.kubeconfig, runner, "podman")
-    yield Loader(runner, Engine(runner), cluster, ref, run_folder, tools, shared_cluster.node)
+    yield Loader(runner, Engine(runner), cluster, ref, run_folder, tools, shared_cluster.nodes)
     podman_cmd("rmi", ref, check=False)
 
 
 class Loader:
-    def __init__(self, runner, engine, cluster, ref, run_folder, tools, node):
+    def __init__(self, runner, engine, cluster, ref, run_folder, tools, nodes):
         self.runner, self.engine, self.cluster, self.ref = runner, engine, cluster, ref
-        self.run_folder, self.tools, self.node = run_folder, tools, node
+        self.run_folder, self.tools, self.nodes = run_folder, tools, nodes
+        self.node = nodes[0]
         self.log = run_folder / "logs" / "load-a.log"
 
     def load(self, ref=None, **options):
@@ -219,8 +220,8 @@ class Loader:
     def tars(self):
         return list(self.run_folder.parent.parent.rglob("*.tar"))
 
-    def on_node(self, testenv, ref=None) -> bool:
-        return (ref or self.ref) in testenv.node_images(self.node)
+    def on_node(self, testenv, ref=None, node=None) -> bool:
+        return (ref or self.ref) in testenv.node_images(node or self.node)
 
 
 def test_a_streamed_load_puts_the_image_on_the_node_with_no_archive_on_disk(loader, testenv):
@@ -241,26 +242,34 @@ def test_a_streamed_load_puts_the_image_on_the_node_with_no_archive_on_disk(load
         watcher.join()
     assert how == "streamed"
     assert seen == [] and loader.tars() == []
-    assert loader.on_node(testenv)
+    assert all(loader.on_node(testenv, node=node) for node in loader.nodes)
     loader.cluster.verify_loaded(loader.engine, loader.ref)
-    [load] = [c for c in loader.tools.calls("kind") if c["argv"][:2] == ["load", "image-archive"]]
-    assert load["argv"][2] == "/dev/stdin" and load["argv"][-2:] == ["--nodes", loader.node]
+    loads = [c["argv"] for c in loader.tools.calls("kind") if c["argv"][:2] == ["load", "image-archive"]]
+    assert sorted(argv[-1] for argv in loads) == sorted(loader.nodes)  # one call per node, by default
+    assert all(argv[2] == "/dev/stdin" and argv[-2] == "--nodes" for argv in loads)
     assert "no archive on disk" in loader.log.read_text()
     logged = read_command_log((loader.run_folder / "commands.log").read_text())
-    assert [c.processes for c in logged if "kind load" in c.shown] == [2]
+    assert [c.processes for c in logged if "kind load" in c.shown] == [2] * len(loader.nodes)
 
 
 def test_each_node_gets_a_kind_call_and_a_save_of_its_own(loader, testenv):
-    """kind would split one pipe between the nodes it reads it for. The test environment's node
-    image cannot join workers, so the fan-out is shown on its one node named twice."""
-    assert loader.load(nodes=[loader.node, loader.node]) == "streamed"
+    """kind would split one pipe between the nodes it reads it for: the control plane and the
+    worker each get a save and a kind call, and each ends up holding the image."""
+    assert loader.load(nodes=loader.nodes) == "streamed"
     loads = [c["argv"] for c in loader.tools.calls("kind") if c["argv"][:2] == ["load", "image-archive"]]
-    assert len(loads) == 2
-    assert all(argv[2] == "/dev/stdin" and argv[-2:] == ["--nodes", loader.node] for argv in loads)
+    assert sorted(argv[-1] for argv in loads) == sorted(loader.nodes) and len(loader.nodes) == 2
+    assert all(argv[2] == "/dev/stdin" and argv[-2] == "--nodes" for argv in loads)
     logged = read_command_log((loader.run_folder / "commands.log").read_text())
     pipes = [c for c in logged if "kind load" in c.shown]
     assert len(pipes) == 2 and all(c.shown.startswith(f"podman save {loader.ref} | ") for c in pipes)
-    assert loader.on_node(testenv)
+    for node in loader.nodes:
+        assert loader.on_node(testenv, node=node), node
+
+
+def test_a_load_to_one_node_leaves_the_other_without_the_image(loader, testenv):
+    assert loader.load(nodes=[loader.nodes[1]]) == "streamed"
+    assert loader.on_node(testenv, node=loader.nodes[1])
+    assert not loader.on_node(testenv, node=loader.nodes[0])
 
 
 def test_a_failing_kind_load_is_reported_as_kinds_failure(loader, testenv):
@@ -272,7 +281,8 @@ def test_a_failing_kind_load_is_reported_as_kinds_failure(loader, testenv):
     assert "injected failure" in failed.value.tail
     assert processes_mentioning(loader.ref) == []  # the save is not left running
     assert loader.tars() == []
-    assert not loader.on_node(testenv)
+    # The node whose kind call failed did not get the image (the other call may have succeeded).
+    assert not all(loader.on_node(testenv, node=node) for node in loader.nodes)
 
 
 def test_a_failing_save_is_reported_as_the_engines_failure_and_kind_is_stopped(loader):
@@ -334,13 +344,14 @@ def test_when_kind_cannot_open_the_stream_the_archive_file_is_used(loader, teste
     try:
         loader.cluster.stdin_path = path
         assert loader.load() == "archive"
-        assert loader.on_node(testenv) and loader.tars() == []
+        assert all(loader.on_node(testenv, node=node) for node in loader.nodes) and loader.tars() == []
         text = loader.log.read_text()
         assert f"kind could not read {path} (open {path}: no such device or address)" in text
-        assert archive_paths(loader) == [path, str(loader.run_folder / "a.tar")]
+        *streamed, archived = archive_paths(loader)  # the stream tried (once per node), then the file
+        assert set(streamed) == {path} and archived == str(loader.run_folder / "a.tar")
         # Remembered for the rest of the run: the next load goes to the file at once.
         assert loader.load() == "archive"
-        assert archive_paths(loader)[2:] == [str(loader.run_folder / "a.tar")]
+        assert archive_paths(loader)[len(streamed) + 1 :] == [str(loader.run_folder / "a.tar")]
     finally:
         listener.close()
         shutil.rmtree(folder, ignore_errors=True)
