@@ -1,26 +1,35 @@
 """The demo stack (demo.yaml) end to end: real podman builds on the local busybox base,
-e2e.setup and e2e.teardown against the real kind and kubectl of the test environment.
+e2e.setup, e2e.run with the demo's own suite and e2e.teardown against the real kind, kubelet
+and kubectl of the test environment: the services really serve, on the host's port.
 
-demo.yaml's cluster name and project are global on the host (podman container and
-image names), so the test runs a copy in tmp with its own: manifests and Kind config
-by absolute path, builds from this repository through E2E_SOURCE.
+demo.yaml's cluster name, project and host port are global on the host (podman container and
+image names, a listening port), so the test runs a copy in tmp with its own: manifests and
+Kind config by absolute path, builds from this repository through E2E_SOURCE.
 """
 
 import subprocess
+import urllib.request
 import uuid
 
 import yaml
-from conftest import ROOT, image_exists, invoke, podman_cmd
+from conftest import ROOT, free_port, image_exists, invoke, podman_cmd
 
 DEMO_SERVICES = {"store", "brain", "controller"}
 
 
-def demo_copy(folder, project, cluster):
+def demo_copy(folder, project, cluster, host_port):
     stack = yaml.safe_load((ROOT / "demo.yaml").read_text())
     stack["project"] = project
-    stack["cluster"] = {"name": cluster, "config": str(ROOT / stack["cluster"]["config"])}
+    kind_config = yaml.safe_load((ROOT / stack["cluster"]["config"]).read_text())
+    kind_config["name"] = cluster
+    for node in kind_config["nodes"]:
+        for mapping in node.get("extraPortMappings", []):
+            mapping["hostPort"] = host_port
+    (folder / "kind.yaml").write_text(yaml.safe_dump(kind_config))
+    stack["cluster"] = {"name": cluster, "config": str(folder / "kind.yaml")}
     for service in stack["services"].values():
         service["manifests"] = [str(ROOT / m) for m in service["manifests"]]
+    stack["test"]["command"] = [c.replace("${STACK_DIR}", str(ROOT)) for c in stack["test"]["command"]]
     path = folder / "demo.yaml"
     path.write_text(yaml.safe_dump(stack, sort_keys=False))
     return path, stack["namespace"]
@@ -36,7 +45,8 @@ def project_images(project):
 def test_demo_stack_builds_deploys_and_tears_down(base_image, tools, testenv, tmp_path):
     project = f"kd{uuid.uuid4().hex[:8]}"
     cluster = f"{project}-demo"
-    path, namespace = demo_copy(tmp_path, project, cluster)
+    port = free_port()
+    path, namespace = demo_copy(tmp_path, project, cluster, port)
     home = tmp_path / "home"
     env = {
         **tools.env,
@@ -74,9 +84,14 @@ def test_demo_stack_builds_deploys_and_tears_down(base_image, tools, testenv, tm
         assert project_images(project) == sorted(deployed.values())
         for name in DEMO_SERVICES:
             assert f"\n{name} " in result.stdout  # the per-service summary
-
-        down = invoke(["e2e.teardown"], env)
-        assert down.returncode == 0, down.stdout + down.stderr
+        # A process in the controller's pod answers on the host port (NodePort, kube-proxy).
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as response:
+            assert response.read() == b"ok\n"
+        # e2e.run as a user runs it: the environment is up (nothing to redo), the demo's own suite
+        # passes against it, then the teardown.
+        run = invoke(["e2e.run"], env)
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "Ran 5 tests" in run.stdout + run.stderr and "\nOK" in run.stdout + run.stderr
         assert cluster not in testenv.clusters()
         assert subprocess.run(["podman", "container", "exists", node]).returncode == 1
         assert not kubeconfig.exists()

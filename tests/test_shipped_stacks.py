@@ -25,7 +25,7 @@ DECEMBER = "stacks/kubernaut-2025-12.yaml"
 STACK_FILES = [DECEMBER, "demo.yaml"]
 K8S_VERSION = "1.29"
 
-TOP_KEYS = {"name", "project", "engine", "source", "namespace", "cluster", "services"}
+TOP_KEYS = {"name", "project", "engine", "source", "namespace", "cluster", "services", "test"}
 CLUSTER_KEYS = {"name", "config"}
 SERVICE_KEYS = {"image", "build", "manifests", "depends_on", "ready"}
 BUILD_KEYS = {"containerfile", "context", "args", "coverage_args", "target", "memory"}
