@@ -124,11 +124,18 @@ def write_service(context: Path, packages: int = 8, functions: int = 300, versio
     main = context / "cmd" / "app"
     main.mkdir(parents=True, exist_ok=True)
     last = f"p{packages - 1}"
+    # It prints its version and exits; with `serve` (its Deployment's command) it then runs until
+    # stopped, as a service does under a real kubelet, which restarts a container that exits.
     (main / "main.go").write_text(
         f"// Generated sample, tree {uuid.uuid4().hex}.\n\n"
-        f'package main\n\nimport (\n\t"fmt"\n\n\t"{MODULE}/internal/{last}"\n)\n\n'
+        f'package main\n\nimport (\n\t"fmt"\n\t"os"\n\t"os/signal"\n\t"syscall"\n\n'
+        f'\t"{MODULE}/internal/{last}"\n)\n\n'
         f"{VERSION_LINE.format(version)}\n\n"
-        f'func main() {{\n\tfmt.Println("version", version, "checksum", {last}.F1(3))\n}}\n'
+        f'func main() {{\n\tfmt.Println("version", version, "checksum", {last}.F1(3))\n'
+        '\tif len(os.Args) > 1 && os.Args[1] == "serve" {\n'
+        "\t\tstop := make(chan os.Signal, 1)\n"
+        "\t\tsignal.Notify(stop, syscall.SIGTERM, os.Interrupt)\n"
+        "\t\t<-stop\n\t}\n}\n"
     )
     return lines
 
@@ -197,7 +204,11 @@ def write_stack(
     if not (context / "go.mod").exists():
         write_service(context, packages, functions)
     (folder / "manifests").mkdir(parents=True, exist_ok=True)
-    (folder / "manifests" / f"{service}.yaml").write_text(yaml.safe_dump_all(samples.manifests(service, {})))
+    docs = samples.manifests(service, {})
+    for doc in docs:
+        if doc["kind"] == "Deployment":
+            doc["spec"]["template"]["spec"]["containers"][0]["command"] = ["/app", "serve"]
+    (folder / "manifests" / f"{service}.yaml").write_text(yaml.safe_dump_all(docs))
     build = {
         "containerfile": f"src/{service}/Containerfile",
         "context": f"src/{service}",
