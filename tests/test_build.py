@@ -35,9 +35,11 @@ def sleeping(pid):
     return found
 
 
-def podman_children():
+def podman_children(project: str):
+    """podman build/save processes of this test's own stack: others on the machine (a load that
+    another test's cluster is finishing) are none of its business."""
     out = subprocess.run(["pgrep", "-af", "podman (build|save)"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines() if "pgrep" not in line]
+    return [line for line in out.splitlines() if "pgrep" not in line and project in line]
 
 
 def test_parallel_build_overlaps_and_records_exact_references(stack_maker, tmp_path):
@@ -102,7 +104,7 @@ def test_failed_build_names_service_command_and_log_tail(stack_maker, tmp_path):
     statuses = {s["subject"]: s["status"] for s in run_json(tmp_path / "home")["steps"]}
     assert statuses["broken"] == "failed"
     assert statuses["late"] in ("not run", "cancelled")  # nothing new starts after a failure
-    assert not podman_children()
+    assert not podman_children(stack_maker.project)
 
 
 def test_keep_going_builds_the_rest(stack_maker, tmp_path):
@@ -160,7 +162,7 @@ def test_interrupt_stops_every_build(stack_maker, tmp_path):
     assert "interrupted" in err
     time.sleep(0.5)
     assert not [pid for pid in pids if os.path.exists(f"/proc/{pid}")]
-    assert not podman_children()
+    assert not podman_children(stack_maker.project)
     assert stack_maker.images() == []
     assert (
         json.loads(next((tmp_path / "home" / "runs").glob("*/run.json")).read_text())["status"]
