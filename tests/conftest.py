@@ -314,6 +314,15 @@ class KindRegistry:
             return json.load(response)["repositories"]
 
 
+def default_sigint():
+    """preexec_fn for a child the test interrupts: SIGINT back to its default. A shell that starts
+    a command in the background ignores SIGINT for it, the child inherits that, and Python then
+    never raises KeyboardInterrupt, so an interrupted run would hang instead of stopping."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def free_port() -> int:
     import socket
 

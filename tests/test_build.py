@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from conftest import ROOT, image_exists, invoke
+from conftest import ROOT, default_sigint, image_exists, invoke
 
 from tasks.libs.proctree import descendants
 
@@ -145,6 +145,7 @@ def test_interrupt_stops_every_build(stack_maker, tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, StackMaker, image_exists, podman_cmd
+from conftest import ROOT, StackMaker, default_sigint, image_exists, podman_cmd
 
 from tasks.libs.proctree import descendants
 
@@ -100,6 +100,7 @@ class Proc:
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
             text=True,
+            preexec_fn=default_sigint,
         )
         self.pid = self.popen.pid
         self.out, self.err = [], []
