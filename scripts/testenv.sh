@@ -8,9 +8,10 @@
 # preloaded under /kind/images as kind's own node image does.
 #
 # The host: a real kubelet writes host-wide sysctls from inside a privileged node
-# (vm.overcommit_memory=1, kernel.panic=10, kernel.panic_on_oops=1: its
+# (vm.overcommit_memory=1, kernel.panic=10, kernel.panic_on_oops=1, ...: its
 # protectKernelDefaults=false path, pkg/kubelet/cm/container_manager_linux.go setupKernelTunables),
-# as on any kind cluster. The test suite puts back the values it found (tests/conftest.py).
+# as on any kind cluster. This node's entrypoint binds files with the kubelet's values over them,
+# so the kubelet writes nothing and the host keeps its own.
 #
 #   scripts/testenv.sh build    build what is missing (cold: tens of minutes on 2 cores)
 #   scripts/testenv.sh env      print the exports: eval "$(scripts/testenv.sh env)"

@@ -204,14 +204,16 @@ def kind_config(folder: Path, workers: int = 0) -> Path:
     return path
 
 
+HOST_SYSCTLS = ("vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops")
+
+
 @pytest.fixture(scope="session", autouse=True)
-def host_sysctls_restored():
-    """A real kubelet in a privileged node writes host-wide sysctls, as on any kind cluster
-    (kubelet pkg/kubelet/cm/container_manager_linux.go setupKernelTunables, protectKernelDefaults
-    false): the suite puts back the values it found."""
-    names = ("vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops")
+def host_sysctls():
+    """The host-wide sysctls a kubelet would set (setupKernelTunables), as the session found them
+    before any node ran. The test node keeps the kubelet's values to itself (its entrypoint);
+    should one leak, the session still puts the host's back at its end."""
     found = {}
-    for name in names:
+    for name in HOST_SYSCTLS:
         try:
             found[name] = (Path("/proc/sys") / name).read_text()
         except OSError:
@@ -223,7 +225,7 @@ def host_sysctls_restored():
             if path.read_text() != value:
                 path.write_text(value)
         except OSError:
-            pass  # not root: the README says which values a kind node changes
+            pass
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ import subprocess
 import time
 import urllib.request
 import uuid
+from pathlib import Path
 
 import pytest
 import yaml
@@ -106,6 +107,17 @@ def test_the_shared_cluster_has_a_control_plane_and_a_worker_ready_with_the_syst
         return None
 
     wait_for(system_pods_running, "kube-proxy and the CNI on each node, CoreDNS and the provisioner")
+
+
+def test_the_kubelets_host_wide_sysctls_stay_in_the_node(shared_cluster, host_sysctls):
+    """Two real kubelets ran, yet the host's values are as the session found them; each node sees
+    the kubelet's own (vm.overcommit_memory=1, kernel.panic=10, kernel.panic_on_oops=1)."""
+    for name, value in host_sysctls.items():
+        assert (Path("/proc/sys") / name).read_text() == value, name
+    wanted = {"vm/overcommit_memory": "1", "kernel/panic": "10", "kernel/panic_on_oops": "1"}
+    for node in shared_cluster.nodes:
+        for name, value in wanted.items():
+            assert podman_cmd("exec", node, "cat", f"/proc/sys/{name}").stdout.strip() == value, (node, name)
 
 
 def test_reapply_after_scale_to_zero_says_configured_and_restores_replicas(shared_cluster, testenv, ns):
