@@ -471,7 +471,8 @@ STANDIN_TOOLS = ("pg_isready", "redis-cli", "goose", "psql")
 
 def standin_containerfile(base_image: str, label: str) -> str:
     """A stand-in for a Kubernaut image, run by the real kubelet: busybox serving the probe paths
-    (/health, /healthz, /readyz) on the ports the manifests probe (8080, 8081), whatever
+    (/health, /healthz, /readyz) on the ports the manifests probe and publish (8080, 8081, and the
+    API and metrics ports 8443 and 9090, which the Kind config maps to the host), whatever
     arguments the manifest gives, and the tools the probes and the migration Job call. It runs
     as a non-root user, as the manifests' runAsNonRoot asks."""
     tools = " ".join(STANDIN_TOOLS)
@@ -481,7 +482,8 @@ def standin_containerfile(base_image: str, label: str) -> str:
         f"for t in {tools}; do "
         "printf '#!/bin/sh\\necho stand-in $(basename $0) answers\\n' "
         "> /usr/local/bin/$t; done && "
-        "printf '#!/bin/sh\\nhttpd -p 8080 -h /www && httpd -p 8081 -h /www && exec sleep 2147483647\\n' "
+        "printf '#!/bin/sh\\nfor p in 8080 8081 8443 9090; do httpd -p $p -h /www; done\\n"
+        "exec sleep 2147483647\\n' "
         "> /usr/local/bin/standin && chmod 0755 /usr/local/bin/*"
     )
     return (

@@ -304,25 +304,6 @@ def covered_workloads(docs: list) -> list:
     return found
 
 
-def endpoints(docs: list, kind_config: dict | None) -> dict:
-    """Kubernetes Service name -> http://localhost:<hostPort>, for the NodePorts the Kind config
-    maps to the host."""
-    mapped = {}
-    for node in (kind_config or {}).get("nodes") or []:
-        for mapping in node.get("extraPortMappings") or []:
-            if mapping.get("containerPort") and mapping.get("hostPort"):
-                mapped[int(mapping["containerPort"])] = int(mapping["hostPort"])
-    urls = {}
-    for doc in docs:
-        if doc.get("kind") != "Service":
-            continue
-        for port in (doc.get("spec") or {}).get("ports") or []:
-            node_port = port.get("nodePort")
-            if node_port and int(node_port) in mapped:
-                urls.setdefault(doc["metadata"]["name"], f"http://localhost:{mapped[int(node_port)]}")
-    return urls
-
-
 def env_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]", "_", name).upper()
 

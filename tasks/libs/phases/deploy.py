@@ -6,10 +6,11 @@ import os
 import re
 from pathlib import Path
 
-from .. import images, masking, render, runspec, sources
+from .. import hostports, images, masking, render, runspec, sources
 from ..context import RunContext
 from ..errors import CommandFailed, KindlingError, NotReady
 from ..plan import Outcome, StepKind
+from . import cluster
 
 NODEPORT_TAKEN = re.compile(
     r'Service "(?P<service>[^"]+)" is invalid: spec\.ports\[\d+\]\.nodePort: '
@@ -139,6 +140,7 @@ def apply_and_wait(ctx: RunContext, name, docs, targets) -> list:
                 kubectl.wait_ready(
                     kind, object_name, namespace or namespace_default, service.ready_timeout, log_path=log
                 )
+            wait_host_ports(ctx, name, rest)
     except (CommandFailed, NotReady) as exc:
         ctx.cluster_state.record_deployed(name, None)
         taken = NODEPORT_TAKEN.search(str(exc))
@@ -157,6 +159,27 @@ def apply_and_wait(ctx: RunContext, name, docs, targets) -> list:
             raise KindlingError(f"{name}: not ready: {detail}\n  diagnostics: {where}") from None
         raise
     return applied_objects(docs)
+
+
+def wait_host_ports(ctx: RunContext, name, docs):
+    """Ready includes the host: the NodePorts the Kind config publishes answer there (hostports.py)."""
+    if ctx.settings.delivery.existing_cluster:  # its port mappings are not the stack's to know
+        return
+    ports = hostports.mapped(docs, cluster.kind_config(ctx))
+    if not ports:
+        return
+    timeout = ctx.stack.services[name].ready_timeout
+    silent = hostports.wait_answering(ports, timeout, stopping=lambda: ctx.runner.stopping)
+    if silent:
+        shown = "; ".join(
+            f"Service {p.service} nodePort {p.node_port} -> {p.address}:{p.port}" for p in silent
+        )
+        raise NotReady(
+            f"its pods are ready, but nothing answers on the host after {timeout:g} s: {shown} "
+            f"(extraPortMappings of {ctx.stack.cluster_config}). kube-proxy on the node has not "
+            "programmed the port (see kube-proxy in the diagnostics), or another process holds "
+            "the host port"
+        )
 
 
 def applied_objects(docs) -> list:

@@ -3,7 +3,7 @@
 import shutil
 from pathlib import Path
 
-from .. import render
+from .. import hostports, render
 from ..context import RunContext
 from ..errors import KindlingError
 from ..plan import Outcome, StepKind
@@ -28,7 +28,7 @@ def suite_env(ctx: RunContext) -> dict:
     }
     for name, ref in ctx.known_refs().items():
         env[f"E2E_IMAGE_{render.env_name(name)}"] = ref
-    for service, url in render.endpoints(docs, cluster.kind_config(ctx)).items():
+    for service, url in hostports.endpoints(docs, cluster.kind_config(ctx)).items():
         env[f"E2E_URL_{render.env_name(service)}"] = url
     if ctx.settings.coverage:
         env["E2E_COVERDIR"] = str(cluster.coverage_dir(ctx))

@@ -1,0 +1,98 @@
+"""The host ports a Kind config maps to a stack's NodePorts, and the wait until they answer.
+
+A workload is ready when its pods are. Its NodePort answers on the host a moment later: once
+kube-proxy on the node has programmed the port from the Service's EndpointSlice, which takes
+seconds on a loaded host. Until then the node refuses the connection, so a suite started at
+once would fail on a "connection refused" that says nothing about the code under test.
+"""
+
+import socket
+import time
+from dataclasses import dataclass
+
+POLL_SECONDS = 0.25
+CONNECT_SECONDS = 1.0
+# How long a connection must stay open to count as answered. A rootless engine's port forwarder
+# accepts every connection and closes it when the node refuses, so an accept alone proves little.
+HOLD_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class HostPort:
+    service: str  # the Kubernetes Service
+    node_port: int
+    address: str  # where a client on the host connects
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://localhost:{self.port}"
+
+
+def connect_address(listen_address: str) -> str:
+    """Where a client reaches a port kind publishes on `listenAddress` (kind's default: 0.0.0.0)."""
+    if listen_address in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if listen_address == "::":
+        return "::1"
+    return listen_address
+
+
+def mapped(docs: list, kind_config: dict | None) -> list[HostPort]:
+    """The TCP NodePorts of these objects' Services that the Kind config's extraPortMappings
+    publish on the host, in the order the Services declare them."""
+    published = {}
+    for node in (kind_config or {}).get("nodes") or []:
+        for mapping in node.get("extraPortMappings") or []:
+            if not (mapping.get("containerPort") and mapping.get("hostPort")):
+                continue
+            if str(mapping.get("protocol") or "TCP").upper() != "TCP":
+                continue
+            address = connect_address(str(mapping.get("listenAddress") or ""))
+            published.setdefault(int(mapping["containerPort"]), (address, int(mapping["hostPort"])))
+    found = []
+    for doc in docs:
+        if doc.get("kind") != "Service":
+            continue
+        for port in (doc.get("spec") or {}).get("ports") or []:
+            node_port = port.get("nodePort")
+            if str(port.get("protocol") or "TCP").upper() != "TCP" or not node_port:
+                continue
+            if int(node_port) in published:
+                address, host_port = published[int(node_port)]
+                found.append(HostPort(doc["metadata"]["name"], int(node_port), address, host_port))
+    return found
+
+
+def endpoints(docs: list, kind_config: dict | None) -> dict:
+    """Kubernetes Service name -> http://localhost:<hostPort> (its first published NodePort)."""
+    urls = {}
+    for host_port in mapped(docs, kind_config):
+        urls.setdefault(host_port.service, host_port.url)
+    return urls
+
+
+def answers(address: str, port: int) -> bool:
+    """A TCP connection is accepted and stays open: the server waits for the client to speak,
+    or speaks first."""
+    try:
+        with socket.create_connection((address, port), timeout=CONNECT_SECONDS) as connection:
+            connection.settimeout(HOLD_SECONDS)
+            try:
+                return connection.recv(1, socket.MSG_PEEK) != b""
+            except TimeoutError:
+                return True
+    except OSError:
+        return False
+
+
+def wait_answering(ports: list[HostPort], timeout: float, stopping=lambda: False) -> list[HostPort]:
+    """Wait until every port answers; the ones that did not by the timeout (or an interrupt)."""
+    deadline = time.monotonic() + timeout
+    waiting = list(ports)
+    while waiting:
+        waiting = [p for p in waiting if not answers(p.address, p.port)]
+        if not waiting or stopping() or time.monotonic() >= deadline:
+            break
+        time.sleep(POLL_SECONDS)
+    return waiting

@@ -1,0 +1,161 @@
+"""The NodePorts a Kind config publishes on the host, and the wait until they answer: the pure
+mapping, then real sockets on loopback standing where kube-proxy's forwarded port would."""
+
+import socket
+import threading
+import time
+
+import pytest
+import yaml
+from test_phases import ScriptedRunner
+
+from tasks.libs import hostports
+from tasks.libs.environment import Environment
+from tasks.libs.errors import NotReady
+from tasks.libs.hostports import HostPort
+from tasks.libs.phases import deploy
+from tasks.libs.samples import write_stack
+from tasks.libs.settings import build_settings
+from tasks.libs.stack import load_stack
+
+
+def service(name, *ports):
+    return {"kind": "Service", "metadata": {"name": name}, "spec": {"type": "NodePort", "ports": list(ports)}}
+
+
+def kind_config(*mappings):
+    return {"kind": "Cluster", "nodes": [{"role": "control-plane", "extraPortMappings": list(mappings)}]}
+
+
+def test_only_tcp_nodeports_the_config_publishes_are_mapped():
+    docs = [
+        service("api", {"port": 80, "nodePort": 30080}, {"port": 9090, "nodePort": 30090}),
+        service("dns", {"port": 53, "nodePort": 30053, "protocol": "UDP"}),
+        service("internal", {"port": 5432}),
+        {"kind": "Deployment", "metadata": {"name": "api"}},
+    ]
+    config = kind_config(
+        {"containerPort": 30080, "hostPort": 8080},
+        {"containerPort": 30090, "hostPort": 9090, "listenAddress": "127.0.0.2"},
+        {"containerPort": 30053, "hostPort": 5353, "protocol": "UDP"},
+        {"containerPort": 30432, "hostPort": 5432},  # no Service of these objects has it
+    )
+    assert hostports.mapped(docs, config) == [
+        HostPort("api", 30080, "127.0.0.1", 8080),
+        HostPort("api", 30090, "127.0.0.2", 9090),
+    ]
+    assert hostports.endpoints(docs, config) == {"api": "http://localhost:8080"}
+    assert hostports.mapped(docs, None) == []
+
+
+@pytest.mark.parametrize("listen,address", [("", "127.0.0.1"), ("0.0.0.0", "127.0.0.1"), ("::", "::1")])
+def test_a_wildcard_listen_address_is_reached_on_loopback(listen, address):
+    assert hostports.connect_address(listen) == address
+
+
+class Server:
+    """A TCP server on loopback; `close_at_once` accepts and hangs up, as a rootless engine's port
+    forwarder does when the node behind it refuses."""
+
+    def __init__(self, close_at_once=False, start_after=0.0):
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        self.port = self.socket.getsockname()[1]
+        self.close_at_once, self.start_after = close_at_once, start_after
+        self.accepted = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        time.sleep(self.start_after)
+        self.socket.listen()
+        self.socket.settimeout(0.1)
+        while self.socket.fileno() != -1:
+            try:
+                connection, _ = self.socket.accept()
+            except OSError:
+                continue
+            if self.close_at_once:
+                connection.close()
+            else:
+                self.accepted.append(connection)
+
+    def close(self):
+        self.socket.close()
+        self.thread.join(timeout=2)
+        for connection in self.accepted:
+            connection.close()
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_listening_server_answers_and_a_refused_or_hung_up_port_does_not():
+    serving, hanging_up = Server(), Server(close_at_once=True)
+    try:
+        assert hostports.answers("127.0.0.1", serving.port)
+        assert not hostports.answers("127.0.0.1", hanging_up.port)
+        assert not hostports.answers("127.0.0.1", closed_port())
+    finally:
+        serving.close()
+        hanging_up.close()
+
+
+def test_the_wait_ends_when_a_late_port_answers_and_names_the_one_that_never_does():
+    late = Server(start_after=0.6)
+    never = HostPort("silent", 30001, "127.0.0.1", closed_port())
+    try:
+        started = time.monotonic()
+        assert hostports.wait_answering([HostPort("late", 30000, "127.0.0.1", late.port)], 10) == []
+        assert 0.5 < time.monotonic() - started < 5
+        started = time.monotonic()
+        assert hostports.wait_answering([never], 0.5) == [never]
+        assert time.monotonic() - started < 3
+        # An interrupted run stops waiting at once.
+        started = time.monotonic()
+        assert hostports.wait_answering([never], 30, stopping=lambda: True) == [never]
+        assert time.monotonic() - started < 3
+    finally:
+        late.close()
+
+
+def deploy_context(tmp_path, host_port, env_extra=None):
+    """A run context for a one-service stack whose Kind config publishes NodePort 30080 on
+    host_port; commands are scripted (none is needed to wait on a socket)."""
+    path = write_stack(
+        tmp_path / "stack", {"api": {"timeout": 1}}, name="ports", project="ports", base_image="busybox"
+    )
+    config = tmp_path / "stack" / "kind.yaml"
+    config.write_text(yaml.safe_dump(kind_config({"containerPort": 30080, "hostPort": host_port})))
+    raw = yaml.safe_load(path.read_text())
+    raw["cluster"]["config"] = "kind.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    env = {
+        "KINDLING_HOME": str(tmp_path / "home"),
+        "KINDLING_LOCK_DIR": str(tmp_path),
+        "USER": "t",
+        **(env_extra or {}),
+    }
+    stack = load_stack(path, env=env)
+    environment = Environment(
+        stack, build_settings(stack, env, memory_budget=0), env, runner=ScriptedRunner(lambda argv: None)
+    )
+    return environment.ctx
+
+
+def test_a_deploy_is_not_ready_until_its_published_nodeport_answers_on_the_host(tmp_path):
+    docs = [service("api", {"port": 80, "nodePort": 30080})]
+    server = Server()
+    try:
+        deploy.wait_host_ports(deploy_context(tmp_path / "up", server.port), "api", docs)
+    finally:
+        server.close()
+    port = closed_port()
+    with pytest.raises(NotReady) as raised:
+        deploy.wait_host_ports(deploy_context(tmp_path / "down", port), "api", docs)
+    text = str(raised.value)
+    assert f"Service api nodePort 30080 -> 127.0.0.1:{port}" in text
+    assert "after 1 s" in text and "kind.yaml" in text and "kube-proxy" in text
