@@ -4,9 +4,10 @@ import dataclasses
 import json
 import os
 import re
-import shutil
 import stat
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import ROOT, invoke
@@ -240,9 +241,7 @@ def test_kubectl_skew_against_the_stacks_cluster(tmp_path):
     assert "(exit 1): The connection to the server 127.0.0.1:1 was refused" in down.detail
 
 
-def test_kubectl_skew_with_a_real_kubectl_and_no_server(tmp_path):
-    if shutil.which("kubectl") is None:
-        pytest.skip("kubectl not on PATH")
+def test_kubectl_skew_with_a_real_kubectl_and_no_server(testenv, tmp_path):
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(
         "apiVersion: v1\nkind: Config\ncurrent-context: x\n"
@@ -296,12 +295,22 @@ def test_node_image_against_the_kind_release(kind, image, status, detail):
         assert "KINDLING_NODE_IMAGE" in check.fix
 
 
-def test_the_table_knows_kind_v0_32s_own_default_image():
-    source = "/tmp/kindsrc/pkg/apis/config/defaults/image.go"
-    if not os.path.exists(source):
-        pytest.skip("kind's source is not checked out at /tmp/kindsrc")
-    default = re.search(r"kindest/node:(v[0-9.]+)@", open(source).read())[1]
-    assert preflight.KIND_DEFAULT_NODE[(0, 32)] == default
+def test_the_table_knows_the_default_image_of_the_kind_the_test_environment_pins(testenv):
+    """Read from the kind module the test environment built kind from (Go's module cache)."""
+    module = ROOT / "tests" / "testenv" / "kind"
+    found = subprocess.run(
+        ["go", "list", "-m", "-f", "{{.Version}} {{.Dir}}", "sigs.k8s.io/kind"],
+        cwd=module,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout.split()
+    version, folder = found
+    major_minor = tuple(int(part) for part in version.lstrip("v").split(".")[:2])
+    source = Path(folder) / "pkg" / "apis" / "config" / "defaults" / "image.go"
+    default = re.search(r"kindest/node:(v[0-9.]+)@", source.read_text())[1]
+    assert preflight.KIND_DEFAULT_NODE[major_minor] == default
 
 
 # ---- 20. a tool that is on PATH but whose version call fails ---------------------------------
