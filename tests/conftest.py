@@ -34,6 +34,17 @@ runtime = "runc"
 """
 
 
+def pytest_collection_modifyitems(config, items):
+    """Mark each test by what it stands on, from the fixtures it asks for (their closure): `podman`
+    for real podman, `testenv` for the Go-built kind, kubectl and node image as well. The rest is the
+    fast lane (`scripts/test.sh --fast`: -m "not podman")."""
+    for item in items:
+        if "podman" in item.fixturenames:
+            item.add_marker(pytest.mark.podman)
+        if "testenv" in item.fixturenames:
+            item.add_marker(pytest.mark.testenv)
+
+
 @pytest.fixture(scope="session")
 def podman(tmp_path_factory):
     """Real podman, or a failure under CI (where it must exist) and a skip elsewhere."""
