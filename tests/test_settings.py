@@ -1,12 +1,22 @@
 """Settings are read once, in one order: default < Invoke config < environment < task option."""
 
 import dataclasses
+import os
 
 import pytest
+import yaml
+from conftest import ROOT
 
 from tasks.libs.errors import KindlingError
 from tasks.libs.samples import write_stack
-from tasks.libs.settings import DEFAULT_TIMEOUTS, DeliveryMode, Strategy, build_settings, loopback_refusal
+from tasks.libs.settings import (
+    DEFAULT_TIMEOUTS,
+    SETTINGS,
+    DeliveryMode,
+    Strategy,
+    build_settings,
+    loopback_refusal,
+)
 from tasks.libs.stack import load_stack
 
 
@@ -50,7 +60,7 @@ def test_settings_are_frozen(stack):
         ({}, {"load_via": "ftp"}, "--load-via 'ftp'"),
         ({"KINDLING_KIND_REGISTRY_PORT": "99999"}, {"load_via": "registry"}, "KINDLING_KIND_REGISTRY_PORT"),
         ({"IMAGE_TAG": "Bad Tag"}, {}, "IMAGE_TAG"),
-        ({}, {"strategy": "fastest"}, "unknown strategy 'fastest'"),
+        ({}, {"strategy": "fastest"}, "--strategy: unknown strategy 'fastest'"),
         ({}, {"context": "kind-x"}, "also give --registry"),
     ],
 )
@@ -105,3 +115,89 @@ def test_registries_off_the_loopback_and_kinds_local_registry_are_never_refused(
     assert not remote.loopback and not remote.routes_loopback and loopback_refusal(remote, None) is None
     local = build_settings(load_stack(path, env={}), {}, load_via="registry", memory_budget=0).delivery
     assert local.registry == "localhost:5001" and not local.loopback and not local.routes_loopback
+
+
+# ------------------------------------------------------------------------------------------------
+# Every key of the table through Invoke's own loading: INVOKE_E2E_<KEY> and a `-f` file.
+
+# key -> (value, what it must do): a string is a fragment of the error both routes give; a
+# callable checks the settings both routes produce.
+KEY_CASES = {
+    "stack": ("missing.yaml", "missing.yaml"),
+    "coverage": ("true", lambda s: s.coverage),
+    "load_via": ("carrier-pigeon", "'carrier-pigeon': use archive or registry"),
+    "kind_registry.name": ("my-registry", lambda s: s.delivery.kind_registry["name"] == "my-registry"),
+    "kind_registry.port": ("99999", "'99999' must be a port number"),
+    "kind_registry.image": ("localhost/r:1", lambda s: s.delivery.kind_registry["image"] == "localhost/r:1"),
+    "image_tag": ("not a tag!", "invoke config e2e.image_tag: "),
+    "timeouts": ("build=soon", "'build=soon' needs a number of seconds"),
+    "keep_runs": ("0", "'0' must be a number of runs, 1 or more"),
+    "lock_wait": ("a while", "'a while' must be a number of seconds"),
+    "keep_cluster": ("yes", lambda s: s.keep_cluster),
+    "strategy": (
+        "bogus",
+        "invoke config e2e.strategy: unknown strategy 'bogus': use one of pipelined, phased, batched, serial",
+    ),
+}
+
+
+def settings_through_invoke(monkeypatch, folder, key, value, route):
+    """The settings a task would build, with `key` set through `route` ("env" or "file") and
+    everything loaded by Invoke's Config as `invoke -f FILE` does (project, runtime file, shell)."""
+    from invoke import Config, Context
+
+    from tasks.libs import cli
+
+    for name in [n for n in os.environ if n.startswith("INVOKE_") or n in ("E2E_STACK", "IMAGE_TAG")]:
+        monkeypatch.delenv(name)
+    other = {"load_via": "registry"} if key.startswith("kind_registry.") else {}
+    if key != "stack":
+        other["stack"] = str(ROOT / "demo.yaml")
+    values = {**other, key: value}
+    runtime = None
+    if route == "env":
+        for name, text in values.items():
+            monkeypatch.setenv("INVOKE_E2E_" + name.replace(".", "_").upper(), text)
+    else:
+        section = {}
+        for name, text in values.items():
+            *parents, leaf = name.split(".")
+            node = section
+            for parent in parents:
+                node = node.setdefault(parent, {})
+            node[leaf] = text
+        runtime = folder / f"{route}-{key}.yaml"
+        runtime.write_text(yaml.safe_dump({"e2e": section}))
+    monkeypatch.chdir(folder)
+    config = Config(defaults={**Config.global_defaults(), **cli.CONFIG_DEFAULTS}, runtime_path=runtime)
+    config.load_runtime()
+    config.load_shell_env()
+    return cli.environment(Context(config=config)).ctx.settings
+
+
+@pytest.mark.parametrize("key", [row[1] for row in SETTINGS])
+def test_every_key_works_alike_from_invoke_e2e_variables_and_a_config_file(monkeypatch, tmp_path, key):
+    value, expected = KEY_CASES[key]  # a new setting needs a case here
+    outcomes = []
+    for route in ("env", "file"):
+        try:
+            outcomes.append(settings_through_invoke(monkeypatch, tmp_path, key, value, route))
+        except KindlingError as exc:
+            outcomes.append(str(exc))
+    from_env, from_file = outcomes
+    if isinstance(expected, str):
+        assert isinstance(from_env, str) and expected in from_env, from_env
+        assert from_env == from_file
+    else:
+        assert expected(from_env) and expected(from_file)
+
+
+def test_the_readme_lists_every_setting():
+    rows = {
+        tuple(cell.strip() for cell in line.strip().strip("|").split("|"))
+        for line in (ROOT / "README.md").read_text().splitlines()
+        if line.startswith("| ")
+    }
+    for setting, key, variable, option, _meaning in SETTINGS:
+        cells = (setting, f"`{key}`", f"`{variable}`" if variable else "", f"`{option}`" if option else "")
+        assert cells in rows, cells

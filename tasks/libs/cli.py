@@ -16,12 +16,12 @@ from .console import Console
 from .environment import Environment
 from .errors import Interrupted, KindlingError
 from .scheduler import StepFailed
-from .settings import build_settings
+from .settings import build_settings, invoke_config_defaults
 from .stack import load_stack, stack_path
 from .stackfile import parse_size
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-CONFIG_DEFAULTS = {"e2e": {"stack": None}}  # ns.configure() in tasks.py sets the same
+CONFIG_DEFAULTS = invoke_config_defaults()  # ns.configure() in tasks.py declares them to Invoke
 
 
 def _plain(value):

@@ -123,8 +123,8 @@ class Settings:
 
 # (setting, Invoke config key under e2e., environment variable, task option, meaning)
 SETTINGS = (
-    ("stack", "stack", "E2E_STACK", "", "the stack file (default e2e.yaml)"),
-    ("coverage", "coverage", "E2E_COVERAGE", "--coverage", "coverage mode"),
+    ("stack file", "stack", "E2E_STACK", "", "the stack file (default e2e.yaml)"),
+    ("coverage mode", "coverage", "E2E_COVERAGE", "--coverage", "coverage mode"),
     (
         "delivery",
         "load_via",
@@ -132,20 +132,49 @@ SETTINGS = (
         "--load-via",
         "archive, or registry (kind's local registry)",
     ),
-    (
-        "kind registry",
-        "kind_registry.{name,port,image}",
-        "KINDLING_KIND_REGISTRY_{NAME,PORT,IMAGE}",
-        "",
-        "the local registry container",
+    *(
+        (
+            f"local registry container {key}",
+            f"kind_registry.{key}",
+            f"KINDLING_KIND_REGISTRY_{key.upper()}",
+            "",
+            f"the local registry container's {key} (default {DEFAULT_KIND_REGISTRY[key]})",
+        )
+        for key in DEFAULT_KIND_REGISTRY
     ),
-    ("image tag", "image_tag", "IMAGE_TAG", "", "one tag for every built image (CI artifacts)"),
+    ("one tag for every image", "image_tag", "IMAGE_TAG", "", "one tag for every built image (CI artifacts)"),
     ("timeouts", "timeouts", "KINDLING_TIMEOUTS", "", "per-kind timeouts, e.g. build=1800,load=300"),
-    ("runs kept", "keep_runs", "KINDLING_KEEP_RUNS", "", "run folders kept (default 50)"),
-    ("lock wait", "lock_wait", "KINDLING_LOCK_WAIT", "", "seconds to wait for another run's cluster lock"),
-    ("keep cluster", "keep_cluster", "KEEP_CLUSTER", "--keep-cluster", "keep a cluster a failed run created"),
+    ("run folders kept", "keep_runs", "KINDLING_KEEP_RUNS", "", "run folders kept (default 50)"),
+    (
+        "cluster lock wait",
+        "lock_wait",
+        "KINDLING_LOCK_WAIT",
+        "",
+        "seconds to wait for another run's cluster lock",
+    ),
+    (
+        "keep a failed run's cluster",
+        "keep_cluster",
+        "KEEP_CLUSTER",
+        "--keep-cluster",
+        "keep a cluster a failed run created",
+    ),
     ("strategy", "strategy", "", "--strategy", "pipelined, phased, batched or serial"),
 )
+
+
+def invoke_config_defaults() -> dict:
+    """Every Invoke config key of SETTINGS declared under `e2e` (tasks.py: ns.configure). Invoke reads
+    an INVOKE_E2E_<KEY> variable only for a key its defaults declare; None keeps the text as given
+    (invoke/env.py _cast), and build_settings parses and checks it as it does a `-f` file's value."""
+    section = {}
+    for _setting, key, _variable, _option, _meaning in SETTINGS:
+        *parents, leaf = key.split(".")
+        node = section
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = None
+    return {"e2e": section}
 
 
 def truthy(value) -> bool:
@@ -210,11 +239,13 @@ def _delivery(stack, env, config, load_via, context, kubeconfig) -> Delivery:
         )
     if via == "archive":
         return Delivery(DeliveryMode.ARCHIVE, images.LOCAL_REGISTRY)
-    local = {}
+    local, origins = {}, {}
     for key, default in DEFAULT_KIND_REGISTRY.items():
-        value, origin = _layered(config, env, f"kind_registry.{key}", f"KINDLING_KIND_REGISTRY_{key.upper()}")
+        value, origins[key] = _layered(
+            config, env, f"kind_registry.{key}", f"KINDLING_KIND_REGISTRY_{key.upper()}"
+        )
         local[key] = default if value in (None, "") else value
-    local["port"] = _positive_int(local["port"], "KINDLING_KIND_REGISTRY_PORT", "a port number", 1, 65535)
+    local["port"] = _positive_int(local["port"], origins["port"], "a port number", 1, 65535)
     return Delivery(
         DeliveryMode.LOCAL_REGISTRY,
         f"localhost:{local['port']}",
@@ -243,24 +274,26 @@ def build_settings(
 ) -> Settings:
     """The settings of one run: defaults < Invoke config < environment < task options."""
     config = dict(config or {})
-    strategy_text = _layered(config, env, "strategy", "", strategy)[0] or Strategy.PIPELINED.value
+    strategy_text, origin = _layered(config, env, "strategy", "", strategy)
+    strategy_text = strategy_text or Strategy.PIPELINED.value
     try:
         chosen = Strategy(strategy_text)
     except ValueError:
         raise KindlingError(
-            f"unknown strategy {strategy_text!r}: use one of {', '.join(s.value for s in Strategy)}"
+            f"{'--strategy' if origin == 'option' else origin}: unknown strategy {strategy_text!r}: "
+            f"use one of {', '.join(s.value for s in Strategy)}"
         ) from None
     limits = dict(DEFAULT_LIMITS)
     if jobs:
         limits["build"] = _positive_int(jobs, "--jobs", "a number of builds, 1 or more")
     timeouts_text, origin = _layered(config, env, "timeouts", "KINDLING_TIMEOUTS")
     timeouts = {**DEFAULT_TIMEOUTS, **stack.timeouts, **parse_timeouts(timeouts_text or "", origin)}
-    image_tag = _layered(config, env, "image_tag", "IMAGE_TAG")[0] or None
+    image_tag, origin = _layered(config, env, "image_tag", "IMAGE_TAG")
     if image_tag:
         try:
             images.check_tag(str(image_tag))
         except images.BadReference as exc:
-            raise KindlingError(f"IMAGE_TAG: {exc}") from None
+            raise KindlingError(f"{origin}: {exc}") from None
     keep_runs, origin = _layered(config, env, "keep_runs", "KINDLING_KEEP_RUNS")
     lock_wait, lock_origin = _layered(config, env, "lock_wait", "KINDLING_LOCK_WAIT")
     try:
