@@ -102,8 +102,7 @@ def kindling_command_lines(tmp_path) -> list:
     manifest = tmp_path / "objects.yaml"
     manifest.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n")
     kubectl = Kubectl(tmp_path / "kubeconfig", recorder)
-    kubectl.apply(manifest, "ns")
-    kubectl.apply_file(manifest)
+    kubectl.apply(manifest)
     kubectl.delete("job", "migrate", "ns")
     kubectl.delete("job", "migrate", "ns", cascade="foreground")
     kubectl.wait_crd_established("things.example.com", 1)

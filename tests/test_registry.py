@@ -149,12 +149,21 @@ def test_existing_cluster_keeps_the_cluster_and_deletes_only_what_was_applied(
 ):
     namespace = stack_maker.project
     path = stack_maker.write({"a": {"configmap": True}}, namespace=namespace)
+    # Objects that name a namespace of their own are applied and deleted there (no -n forced).
+    elsewhere = f"{namespace}-fixtures"
+    manifest = path.parent / "manifests" / "a.yaml"
+    manifest.write_text(
+        manifest.read_text()
+        + f"---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: {elsewhere}}}\n"
+        + f"---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: fixture, namespace: {elsewhere}}}\n"
+    )
     env = env_for(path, tools, tmp_path, IMAGE_REGISTRY_TLS_VERIFY="false")
     kubeconfig = shared_cluster.kubeconfig
     try:
         setup = invoke(["e2e.setup", "--registry", kind_registry.host, "--kubeconfig", str(kubeconfig)], env)
         assert setup.returncode == 0, setup.stdout + setup.stderr
         assert not [c for c in tools.calls("kind") if c["argv"][:2] == ["create", "cluster"]]
+        assert testenv.kubectl_json(kubeconfig, "get", "configmap", "fixture", "-n", elsewhere)
         other = {
             "apiVersion": "v1",
             "kind": "ConfigMap",
@@ -197,6 +206,9 @@ def test_existing_cluster_keeps_the_cluster_and_deletes_only_what_was_applied(
         }
         assert "someone-elses" in names
         assert testenv.kubectl_json(kubeconfig, "get", "deployments", "-n", namespace)["items"] == []
+        assert f"deleted ConfigMap/fixture in {elsewhere}" in lines
+        left = testenv.kubectl_json(kubeconfig, "get", "configmaps", "-n", elsewhere)["items"]
+        assert "fixture" not in {c["metadata"]["name"] for c in left}
     finally:
         testenv.kubectl(
             kubeconfig,
@@ -210,7 +222,8 @@ def test_existing_cluster_keeps_the_cluster_and_deletes_only_what_was_applied(
             json.dumps({"metadata": {"finalizers": None}}),
             check=False,
         )
-        testenv.kubectl(kubeconfig, "delete", "namespace", namespace, "--wait=false", check=False)
+        for created in (namespace, elsewhere):
+            testenv.kubectl(kubeconfig, "delete", "namespace", created, "--wait=false", check=False)
         remove_registry_images(kind_registry.host, stack_maker.project)
 
 

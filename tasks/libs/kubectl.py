@@ -29,11 +29,9 @@ class Kubectl:
     def run(self, *args, **options):
         return self.runner.run(self._argv(*args), **options)
 
-    def apply(self, path, namespace, log_path=None, timeout=None):
-        return self.run("apply", "-n", namespace, "-f", str(path), log_path=log_path, timeout=timeout)
-
-    def apply_file(self, path, log_path=None, timeout=None):
-        """Apply objects that name their own namespace (or none: cluster-scoped)."""
+    def apply(self, path, log_path=None, timeout=None):
+        """Apply objects that name their own namespace (render.render makes every namespace
+        explicit). No -n: kubectl refuses an object whose namespace differs from the flag's."""
         return self.run("apply", "-f", str(path), log_path=log_path, timeout=timeout)
 
     def delete(self, kind, name, namespace, log_path=None, cascade="background"):

@@ -85,7 +85,7 @@ def ensure_namespace(ctx: RunContext, log: Path, known_new: bool = False) -> Non
         return
     namespace_file = ctx.run.folder / "namespace.yaml"
     namespace_file.write_text(render.dump([render.namespace_doc(ctx.stack.namespace)]))
-    ctx.kubectl.apply_file(namespace_file, log_path=log, timeout=ctx.timeout("apply"))
+    ctx.kubectl.apply(namespace_file, log_path=log, timeout=ctx.timeout("apply"))
 
 
 def coverage_dir(ctx: RunContext) -> Path:
@@ -166,7 +166,7 @@ def wire_local_registry(ctx: RunContext) -> Outcome:
     ctx.local_registry.connect(nodes, log_path=log)
     hosting = ctx.run.folder / "local-registry-hosting.yaml"
     hosting.write_text(render.dump([render.local_registry_hosting(ctx.local_registry.host)]))
-    ctx.kubectl.apply_file(hosting, log_path=log, timeout=ctx.timeout("apply"))
+    ctx.kubectl.apply(hosting, log_path=log, timeout=ctx.timeout("apply"))
     return Outcome.WIRED
 
 

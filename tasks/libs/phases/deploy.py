@@ -123,7 +123,7 @@ def apply_and_wait(ctx: RunContext, name, docs, targets) -> list:
         if crds:
             path = folder / f"{name}.crds.yaml"
             write_private(path, render.dump(crds))
-            kubectl.apply(path, namespace_default, log_path=log, timeout=ctx.timeout("apply"))
+            kubectl.apply(path, log_path=log, timeout=ctx.timeout("apply"))
             for crd in crds:
                 kubectl.wait_crd_established(crd["metadata"]["name"], 60, log_path=log)
         for kind, object_name, namespace in targets:
@@ -134,7 +134,7 @@ def apply_and_wait(ctx: RunContext, name, docs, targets) -> list:
         if rest:
             path = folder / f"{name}.yaml"
             write_private(path, render.dump(rest))
-            kubectl.apply(path, namespace_default, log_path=log, timeout=ctx.timeout("apply"))
+            kubectl.apply(path, log_path=log, timeout=ctx.timeout("apply"))
         if not ctx.dry_run:
             for kind, object_name, namespace in targets:
                 kubectl.wait_ready(

@@ -125,7 +125,7 @@ def _run_job(ctx: RunContext, name, job: dict, log: Path) -> str:
     kubectl = ctx.kubectl
     try:
         kubectl.delete("job", job_name, namespace, log_path=log, cascade="foreground")
-        kubectl.apply(path, namespace, log_path=log, timeout=ctx.timeout("apply"))
+        kubectl.apply(path, log_path=log, timeout=ctx.timeout("apply"))
         if ctx.dry_run:
             return ""
         kubectl.wait_ready("Job", job_name, namespace, spec.timeout, log_path=log)
@@ -191,7 +191,7 @@ def _apply_configmap(ctx: RunContext, name, output: str, log: Path) -> dict:
     deploy.write_private(
         path, render.dump([runspec.configmap_object(spec.configmap, ctx.stack.namespace, data, name)])
     )
-    ctx.kubectl.apply(path, ctx.stack.namespace, log_path=log, timeout=ctx.timeout("apply"))
+    ctx.kubectl.apply(path, log_path=log, timeout=ctx.timeout("apply"))
     return data
 
 
