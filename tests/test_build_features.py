@@ -9,6 +9,8 @@ recorded, nothing run); one real podman build shows a read-only mount readable a
 import io
 import json
 import os
+import subprocess
+import tarfile
 
 import pytest
 import yaml
@@ -18,7 +20,7 @@ from tasks.libs import cache, hostfacts, images, render
 from tasks.libs.console import Console
 from tasks.libs.engine import DIGEST_LABEL
 from tasks.libs.environment import Environment
-from tasks.libs.errors import StackError
+from tasks.libs.errors import KindlingError, StackError
 from tasks.libs.phases import deploy
 from tasks.libs.phases import images as images_phase
 from tasks.libs.plan import Outcome
@@ -285,3 +287,69 @@ def test_a_bad_naming_template_is_refused_with_the_fix(tmp_path, template, words
     assert words in str(error) and error.fix
     other = stack_error(write_stack(tmp_path, top={"images": {"naming": "{registry}/{service}"}}))
     assert other.field == "images.naming" and "unknown key" in str(other)
+
+
+# ---- kindling's state folder inside the build context ------------------------------------------------
+
+
+def test_a_state_folder_inside_the_context_is_left_out_of_the_build_and_its_digest(tmp_path):
+    path = write_stack(tmp_path)
+    context = tmp_path / "src"
+    (context / ".containerignore").write_text("*.log\n!keep.log")
+    home = context / ".state"
+    env = {"KINDLING_HOME": str(home)}
+    ctx, outcome, runner = ensure_image(path, tmp_path, env=env)
+    assert outcome is Outcome.BUILT
+    (argv,) = runner.builds()
+    ignore = argv[argv.index("--ignorefile") + 1]
+    # The build's own rules first, then the state folder, last so no exception puts it back.
+    assert open(ignore).read().splitlines()[:2] == ["*.log", "!keep.log"]
+    assert open(ignore).read().splitlines()[-1] == ".state"
+    build = ctx.stack.services["api"].build
+    before = cache.build_digest(build.containerfile, build.context, {}, "", left_out=[home])
+    (home / "runs" / "more.txt").write_text("a run's log")
+    assert cache.build_digest(build.containerfile, build.context, {}, "", left_out=[home]) == before
+
+
+def test_a_state_folder_outside_the_context_changes_nothing(tmp_path):
+    ctx, outcome, runner = ensure_image(write_stack(tmp_path), tmp_path)
+    (argv,) = runner.builds()
+    assert "--ignorefile" not in argv
+
+
+def test_docker_needs_the_state_folder_in_its_own_ignore_file(tmp_path):
+    path = write_stack(tmp_path, engine="docker")
+    home = tmp_path / "src" / ".kindling"
+    with pytest.raises(KindlingError) as caught:
+        ensure_image(path, tmp_path, env={"KINDLING_HOME": str(home)})
+    assert f"fix: add `.kindling` to {tmp_path / 'src' / '.dockerignore'}" in str(caught.value)
+    (tmp_path / "src" / ".dockerignore").write_text(".kindling\n")
+    ctx, outcome, runner = ensure_image(path, tmp_path, env={"KINDLING_HOME": str(home)})
+    assert outcome is Outcome.BUILT and "--ignorefile" not in runner.calls[-1]
+
+
+def test_copy_everything_leaves_the_state_folder_out_of_a_real_image(base_image, tmp_path):
+    """podman itself: `COPY . /app` with KINDLING_HOME inside the context (its kubeconfigs too)."""
+    path = write_stack(tmp_path)
+    context = tmp_path / "src"
+    (context / "Containerfile").write_text("FROM scratch\nCOPY . /app\n")
+    home = context / ".kindling"
+    (home / "clusters" / "c").mkdir(parents=True)
+    (home / "clusters" / "c" / "kubeconfig").write_text("secret")
+    env = {"KINDLING_HOME": str(home), "USER": "tester"}
+    stack = load_stack(path, env=env)
+    environment = Environment(stack, build_settings(stack, env), env, console=Console(io.StringIO()))
+    ctx = environment.ctx
+    assert images_phase.ensure_image(ctx, "api") is Outcome.BUILT
+    ref = ctx.refs["api"]
+    container = podman_cmd("create", ref, "none").stdout.strip()
+    try:
+        listing = subprocess.run(
+            ["podman", "export", container], capture_output=True, check=True, timeout=120
+        ).stdout
+        names = tarfile.open(fileobj=io.BytesIO(listing)).getnames()
+    finally:
+        podman_cmd("rm", container, check=False)
+        podman_cmd("rmi", ref, check=False)
+    assert "app/version.txt" in names
+    assert not [n for n in names if ".kindling" in n], names

@@ -172,16 +172,14 @@ def test_dry_run_creates_and_holds_nothing(tmp_path):
     assert not (tmp_path / "home" / "caches").exists()
 
 
-def test_cache_folder_inside_the_build_context_is_refused_unless_ignored(tmp_path):
+def test_a_cache_folder_inside_the_build_context_needs_no_ignore_rule(tmp_path):
+    """It lives in the state folder, which the build is never sent (phases/images.py state_ignore_file)."""
     stack = load_stack(write_stack(tmp_path, ["pip"]))
     build = stack.services["api"].build
     home = build.context / ".kindling"
-    with pytest.raises(StackError) as caught:
-        buildcaches.mounts(stack, "api", build, home)
-    assert caught.value.field == "services.api.build.caches"
-    assert "COPY . ." in caught.value.problem and ".containerignore" in caught.value.fix
-    (build.context / ".containerignore").write_text(".kindling\n")
-    assert buildcaches.mounts(stack, "api", build, home)
+    ((host, path),) = buildcaches.mounts(stack, "api", build, home)
+    assert host == str(home / "caches" / "cachetest" / "pip") and path == "/root/.cache/pip"
+    buildcaches.release_all()
 
 
 def test_size_limit_from_the_environment():

@@ -22,7 +22,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from . import cache as inputs
 from .errors import KindlingError, StackError
 from .stackfile import Checker, parse_size, show, type_name
 
@@ -345,7 +344,6 @@ def mounts(stack, service: str, build, home: Path, *, env=None, say=None, dry_ru
                 f"the cache folder {host} holds ':' or ',', which podman's --volume syntax reserves",
                 "set KINDLING_HOME to a path without them",
             )
-        _refuse_inside_context(stack, where, host, build.context)
         if not dry_run:
             note = _hold_shared(host, limit)
             current = usage(host).bytes
@@ -362,24 +360,6 @@ def mounts(stack, service: str, build, home: Path, *, env=None, say=None, dry_ru
                     )
         found.append((str(host), cache.path))
     return found
-
-
-def _refuse_inside_context(stack, where: str, host: Path, context: Path) -> None:
-    """A cache folder inside the build context would be copied into the image by `COPY . .`."""
-    try:
-        relative = host.resolve().relative_to(Path(context).resolve())
-    except ValueError:
-        return
-    if inputs.is_ignored(relative.as_posix(), inputs.read_ignore_rules(Path(context))):
-        return
-    raise StackError(
-        stack.path,
-        where,
-        f"the cache folder {host} is inside the build context {context}, so "
-        "`COPY . .` would copy the cache into the image",
-        f"set KINDLING_HOME to a folder outside {context}, or add `{relative.parts[0]}` to "
-        f"{Path(context) / '.containerignore'}",
-    )
 
 
 # ---- status and clearing ------------------------------------------------------------------------------

@@ -65,14 +65,18 @@ def is_ignored(relative: str, rules: list) -> bool:
     return ignored
 
 
-def context_files(context: Path) -> list:
-    """Relative paths of the files the engine would send, sorted."""
+def context_files(context: Path, left_out=()) -> list:
+    """Relative paths of the files the engine would send, sorted; `left_out`: folders (anywhere)
+    never sent, such as kindling's state folder (ignorefile.leaving_out)."""
     rules = read_ignore_rules(context)
+    skipped = {Path(f).resolve() for f in left_out}
     found = []
     for root, folders, files in os.walk(context):
         relative_root = os.path.relpath(root, context)
         relative_root = "" if relative_root == "." else relative_root + "/"
-        folders[:] = sorted(f for f in folders if f not in ALWAYS_SKIPPED)
+        folders[:] = sorted(
+            f for f in folders if f not in ALWAYS_SKIPPED and Path(root, f).resolve() not in skipped
+        )
         for name in files:
             relative = relative_root + name
             if not is_ignored(relative, rules):
@@ -98,7 +102,7 @@ def _file_digest(path: Path) -> str:
     return executable + digest.hexdigest()
 
 
-def build_digest(containerfile: Path, context: Path, args: dict, target: str = "") -> str:
+def build_digest(containerfile: Path, context: Path, args: dict, target: str = "", left_out=()) -> str:
     digest = hashlib.sha256()
 
     def add(*parts):
@@ -112,6 +116,6 @@ def build_digest(containerfile: Path, context: Path, args: dict, target: str = "
     for key in sorted(args):
         add("arg", key, str(args[key]))
     add("target", target or "")
-    for relative in context_files(Path(context)):
+    for relative in context_files(Path(context), left_out):
         add("file", relative, _file_digest(Path(context) / relative))
     return digest.hexdigest()

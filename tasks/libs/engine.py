@@ -31,12 +31,18 @@ class Engine:
         labels=None,
         no_cache=False,
         mounts=(),
+        ignore_file=None,
         log_path=None,
         timeout=None,
     ):
         """mounts: (host folder, path in the build) pairs, build caches, mounted into every RUN step
-        (podman only); or (host, path, options) triples, e.g. options "ro" for a read-only mount."""
+        (podman only); or (host, path, options) triples, e.g. options "ro" for a read-only mount.
+        ignore_file: read instead of the context's ignore file (podman's --ignorefile)."""
         argv = ["build", "-t", ref, "-f", str(containerfile)]
+        if ignore_file:
+            if self.program != "podman":
+                raise KindlingError(f"{self.program} build cannot be given an ignore file: it needs podman")
+            argv += ["--ignorefile", str(ignore_file)]
         if mounts and self.program != "podman":
             raise KindlingError(
                 f"{self.program} build cannot mount folders into RUN steps: build caches "

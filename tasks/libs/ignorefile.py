@@ -156,3 +156,23 @@ def ignore_file(engine: str, context: Path, containerfile: Path):
 def read(path: Path) -> Matcher:
     """The Matcher of an ignore file; BadPattern names the line the engine would refuse."""
     return Matcher(parse(Path(path).read_text(encoding="utf-8", errors="replace")))
+
+
+def leaving_out(context: Path, containerfile: Path, folder: Path) -> str | None:
+    """For podman's `--ignorefile`: the rules the build reads already (ignore_file), then one that
+    leaves `folder` out, last so that no exception puts any of it back. None when the folder is not
+    inside the context."""
+    try:
+        relative = Path(folder).resolve().relative_to(Path(context).resolve())
+    except ValueError:
+        return None
+    if relative == Path("."):
+        return None
+    source = ignore_file("podman", context, containerfile)
+    text = source.read_text(encoding="utf-8", errors="replace") if source else ""
+    if text and not text.endswith("\n"):
+        text += "\n"
+    escaped = re.sub(r"([*?\[\]\\])", r"\\\1", relative.as_posix())
+    # No leading "/": podman 4.3's --ignorefile keeps it, and then matches nothing. Docker's patterns
+    # are anchored at the context's root either way.
+    return f"{text}# kindling's state folder (runs, logs, kubeconfigs, caches): never built\n{escaped}\n"

@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from .. import buildcaches, buildmounts, cache, images
+from .. import buildcaches, buildmounts, cache, ignorefile, images
 from ..context import RunContext
 from ..engine import DIGEST_LABEL, STACK_LABEL
 from ..errors import CommandFailed, KindlingError
@@ -26,7 +26,8 @@ def ensure_image(ctx: RunContext, name) -> Outcome:
     build = service.build
     args = build.build_args(settings.coverage)
     # Caches and mounts are no part of the digest: they change how fast a build is, not its output.
-    digest = cache.build_digest(build.containerfile, build.context, args, build.target)
+    # Nor is kindling's own state, which the build is never sent (state_ignore_file).
+    digest = cache.build_digest(build.containerfile, build.context, args, build.target, left_out=[ctx.home])
     naming = ctx.stack.image_name
     repository = images.repository(ctx.stack.project, name, ctx.registry, naming)
     if settings.image_tag and not settings.no_cache:
@@ -60,6 +61,7 @@ def ensure_image(ctx: RunContext, name) -> Outcome:
                     ctx.stack, name, build, ctx.home, env=ctx.env, say=ctx.console.line, dry_run=ctx.dry_run
                 )
                 + buildmounts.volumes(build),
+                ignore_file=state_ignore_file(ctx, name),
                 timeout=ctx.timeout("build"),
             )
             break
@@ -73,6 +75,31 @@ def ensure_image(ctx: RunContext, name) -> Outcome:
     if not ctx.dry_run:
         ctx.run.record_image(name, {"ref": ref, "digest": digest, "built_by_kindling": True})
     return Outcome.BUILT
+
+
+def state_ignore_file(ctx: RunContext, name) -> Path | None:
+    """kindling's state folder (KINDLING_HOME: runs, logs, kubeconfigs, caches) inside a build's
+    context, the common case with `context: .`, would be sent to the build and copied by
+    `COPY . .`: podman gets the build's own ignore rules plus one leaving it out (--ignorefile).
+    docker takes no such file, so there it must be ignored already."""
+    build = ctx.stack.services[name].build
+    rules = ignorefile.leaving_out(build.context, build.containerfile, ctx.home)
+    if rules is None:
+        return None
+    if ctx.engine.program != "podman":
+        relative = ctx.home.resolve().relative_to(build.context.resolve()).as_posix()
+        source = ignorefile.ignore_file(ctx.engine.program, build.context, build.containerfile)
+        if source is not None and ignorefile.read(source).excluded_by(relative) is not None:
+            return None
+        raise KindlingError(
+            f"{name}: kindling's state folder {ctx.home} is inside the build context {build.context}, "
+            f"and {ctx.engine.program} build would send it\n  fix: add `{relative}` to "
+            f"{source or build.context / '.dockerignore'}, or set KINDLING_HOME to a folder outside "
+            f"{build.context}"
+        )
+    path = ctx.run.folder / f"{name}.ignore"
+    path.write_text(rules, encoding="utf-8")
+    return path
 
 
 def import_archives(ctx: RunContext, folder) -> list:
