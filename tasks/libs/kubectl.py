@@ -34,19 +34,22 @@ class Kubectl:
         explicit). No -n: kubectl refuses an object whose namespace differs from the flag's."""
         return self.run("apply", "-f", str(path), log_path=log_path, timeout=timeout)
 
-    def delete(self, kind, name, namespace, log_path=None, cascade="background"):
+    def delete(
+        self, kind, name, namespace, log_path=None, cascade="background", wait_seconds=120, check=True
+    ):
+        """Delete and wait up to wait_seconds for it to be gone; namespace "" for a cluster-scoped object."""
         return self.run(
             "delete",
             kind,
             name,
-            "-n",
-            namespace,
+            *(["-n", namespace] if namespace else []),
             "--ignore-not-found",
             "--wait=true",
             f"--cascade={cascade}",
-            "--timeout=120s",
+            f"--timeout={wait_seconds}s",
             log_path=log_path,
-            timeout=150,
+            timeout=wait_seconds + 30,
+            check=check,
         )
 
     def api_problem(self) -> str | None:

@@ -36,19 +36,9 @@ def _delete_applied_objects(ctx: RunContext, result: TeardownResult) -> None:
     objects = [o for name in reversed(order) for o in (deployed.get(name) or {}).get("objects", [])]
     log = ctx.run.log_path("teardown")
     for kind, object_name, namespace in render.teardown_order(objects):
-        where = ["-n", namespace] if namespace else []
         label = f"{kind}/{object_name}" + (f" in {namespace}" if namespace else "")
-        outcome = ctx.kubectl.run(
-            "delete",
-            kind.lower(),
-            object_name,
-            *where,
-            "--ignore-not-found",
-            "--wait=true",
-            "--timeout=30s",
-            log_path=log,
-            check=False,
-            timeout=60,
+        outcome = ctx.kubectl.delete(
+            kind.lower(), object_name, namespace, log_path=log, wait_seconds=30, check=False
         )
         if outcome.exit_code == 0:
             result.objects_deleted.append(label)
