@@ -92,10 +92,7 @@ class Environment:
         """Seconds the step took in the last successful runs, for critical-path ordering."""
         if self._previous is None:
             self._previous = {}
-            previous_runs = sorted(
-                (self.ctx.home / "runs").glob("*/run.json"), key=lambda p: p.stat().st_mtime
-            )
-            for path in previous_runs[-5:]:
+            for path in runs.reports(self.ctx.home)[-5:]:
                 for step in runs.read_json(path, {}).get("steps", []):
                     if step.get("status") == "ok" and step.get("seconds"):
                         self._previous[step["id"]] = step["seconds"]

@@ -110,8 +110,7 @@ def _deploy(figures: Figures, make_environment, stack_path: Path, home: Path, co
     figures.deploy_seconds = time.monotonic() - clock
     if result.exit_code != 0:
         raise KindlingError("bench.inner: deploy failed:\n" + (result.stdout + result.stderr)[-3000:])
-    newest = max((home / "runs").glob("*/run.json"), key=lambda p: p.stat().st_mtime)
-    steps = {s["id"]: s for s in runs.read_json(newest, {}).get("steps", [])}
+    steps = {s["id"]: s for s in runs.read_json(runs.reports(home)[-1], {}).get("steps", [])}
     image = steps.get(step_id(StepKind.IMAGE, SERVICE), {})
     figures.deploy_build_seconds, figures.deploy_outcome = image.get("seconds", 0.0), image.get("outcome", "")
     ctx = make_environment(stack_path, home, True).ctx

@@ -192,10 +192,14 @@ def write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
+def reports(home: Path) -> list:
+    """The run.json of every run that wrote one, oldest first (by when it was written)."""
+    return sorted((Path(home) / "runs").glob("*/run.json"), key=lambda p: p.stat().st_mtime)
+
+
 def list_runs(home: Path) -> list:
     """Every run that wrote a report, oldest first: (folder name, its run.json data)."""
-    found = sorted((home / "runs").glob("*/run.json"), key=lambda p: p.stat().st_mtime)
-    return [(path.parent.name, read_json(path, {})) for path in found]
+    return [(path.parent.name, read_json(path, {})) for path in reports(home)]
 
 
 def find_run(home: Path, run: str | None = None) -> Path:
@@ -207,7 +211,7 @@ def find_run(home: Path, run: str | None = None) -> Path:
             if (candidate / "run.json").exists():
                 return candidate
         raise KindlingError(f"no run {run!r}: give a run id from {home / 'runs'} or a run folder")
-    found = sorted((home / "runs").glob("*/run.json"), key=lambda p: p.stat().st_mtime)
+    found = reports(home)
     if not found:
         raise KindlingError(f"no runs under {home / 'runs'} yet: run `invoke e2e.setup` first")
     return found[-1].parent

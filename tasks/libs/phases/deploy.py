@@ -2,11 +2,10 @@
 waited for, and diagnosed when they do not become ready."""
 
 import copy
-import os
 import re
 from pathlib import Path
 
-from .. import hostports, images, masking, render, runspec, sources
+from .. import hostports, images, masking, render, runs, runspec, sources
 from ..context import RunContext
 from ..errors import CommandFailed, KindlingError, NotReady
 from ..plan import Outcome, StepKind
@@ -122,7 +121,7 @@ def apply_and_wait(ctx: RunContext, name, docs, targets) -> list:
     try:
         if crds:
             path = folder / f"{name}.crds.yaml"
-            write_private(path, render.dump(crds))
+            runs.write_private(path, render.dump(crds))
             kubectl.apply(path, log_path=log, timeout=ctx.timeout("apply"))
             for crd in crds:
                 kubectl.wait_crd_established(crd["metadata"]["name"], 60, log_path=log)
@@ -133,7 +132,7 @@ def apply_and_wait(ctx: RunContext, name, docs, targets) -> list:
                 kubectl.delete("job", object_name, namespace, log_path=log, cascade="foreground")
         if rest:
             path = folder / f"{name}.yaml"
-            write_private(path, render.dump(rest))
+            runs.write_private(path, render.dump(rest))
             kubectl.apply(path, log_path=log, timeout=ctx.timeout("apply"))
         if not ctx.dry_run:
             for kind, object_name, namespace in targets:
@@ -221,16 +220,11 @@ def write_diagnostics(ctx: RunContext, name, targets=()) -> Path:
     folder = ctx.run.folder / "diagnostics" / name
     folder.mkdir(parents=True, exist_ok=True)
     for file_name, text in ctx.kubectl.diagnostics(ctx.stack.namespace).items():
-        write_private(folder / file_name, ctx.mask(text))
+        runs.write_private(folder / file_name, ctx.mask(text))
     for kind, object_name, namespace in targets:
         text = ctx.kubectl.logs(kind, object_name, namespace)
-        write_private(folder / f"logs-{object_name}.txt", ctx.mask(text))
+        runs.write_private(folder / f"logs-{object_name}.txt", ctx.mask(text))
     ctx.cluster.export_logs(folder / "kind-logs", log_path=ctx.run.log_path("diagnostics"))
     # `kind export logs` copies pod and node logs, which may print secret values.
     masking.mask_folder(folder / "kind-logs", ctx.mask)
     return folder
-
-
-def write_private(path: Path, text: str):
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as handle:
-        handle.write(text)

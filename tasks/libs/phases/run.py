@@ -11,7 +11,7 @@ command or Job, its objects, or the deployed records of the services it depends 
 import os
 from pathlib import Path
 
-from .. import readiness, render, runspec
+from .. import readiness, render, runs, runspec
 from ..context import RunContext
 from ..errors import CommandFailed, KindlingError, NotReady
 from ..plan import Outcome, StepKind
@@ -51,7 +51,7 @@ def ensure_ran(ctx: RunContext, name) -> Outcome:
         data = _apply_configmap(ctx, name, output, log)
         applied.append(["ConfigMap", spec.configmap, ctx.stack.namespace])
     if spec.file:
-        deploy.write_private(_output_path(ctx, spec.file), output)
+        runs.write_private(_output_path(ctx, spec.file), output)
         ctx.cluster_state.save_output(name, output)
     digest = runspec.output_digest(data, output if spec.file else None)
     ctx.cluster_state.record_deployed(
@@ -121,7 +121,7 @@ def _run_job(ctx: RunContext, name, job: dict, log: Path) -> str:
     folder = ctx.run.folder / "rendered"
     folder.mkdir(exist_ok=True)
     path = folder / f"{name}.run-job.yaml"
-    deploy.write_private(path, render.dump([job]))
+    runs.write_private(path, render.dump([job]))
     kubectl = ctx.kubectl
     try:
         kubectl.delete("job", job_name, namespace, log_path=log, cascade="foreground")
@@ -188,7 +188,7 @@ def _apply_configmap(ctx: RunContext, name, output: str, log: Path) -> dict:
         ) from None
     path = ctx.run.folder / "rendered" / f"{name}.run-configmap.yaml"
     path.parent.mkdir(exist_ok=True)
-    deploy.write_private(
+    runs.write_private(
         path, render.dump([runspec.configmap_object(spec.configmap, ctx.stack.namespace, data, name)])
     )
     ctx.kubectl.apply(path, log_path=log, timeout=ctx.timeout("apply"))
