@@ -6,9 +6,9 @@ from pathlib import Path
 from invoke import task
 
 from .libs import cli, preflight
+from .libs.checkresult import FAIL, Check
 from .libs.console import Console
 from .libs.errors import KindlingError, StackError
-from .libs.preflight import FAIL
 from .libs.procs import Runner
 
 
@@ -46,11 +46,11 @@ def _without_stack(c) -> list:
     )
 
 
-def _stack_problem(exc: KindlingError) -> preflight.Check:
+def _stack_problem(exc: KindlingError) -> Check:
     if isinstance(exc, StackError):
         where = f"{exc.path}: {exc.field}: " if exc.field else f"{exc.path}: "
-        return preflight.Check("stack", FAIL, where + exc.problem, exc.fix)
-    return preflight.Check("stack", FAIL, str(exc).replace("\n", " "))
+        return Check("stack", FAIL, where + exc.problem, exc.fix)
+    return Check("stack", FAIL, str(exc).replace("\n", " "))
 
 
 def preflight_checks(ctx) -> list:

@@ -13,8 +13,8 @@ import pytest
 from conftest import ROOT, invoke
 from test_adapters import ScriptedRunner
 
-from tasks.libs import preflight
-from tasks.libs.preflight import FAIL, OK, WARN, Probe
+from tasks.libs import kindhost, preflight, skew
+from tasks.libs.checkresult import FAIL, OK, WARN, Probe
 from tasks.libs.procs import Result, Runner
 from tasks.libs.stack import load_stack
 
@@ -49,7 +49,7 @@ def by_name(checks):
 )
 def test_rootless_podman_needs_cgroup_v2(rootless, cgroup, status):
     runner = info_runner(rootless=rootless, cgroup=cgroup)
-    checks, store = preflight.podman_checks(runner, journal=lambda r: True)
+    checks, store = kindhost.podman_checks(preflight.HostInfo(runner), journal=lambda r: True)
     mode = by_name(checks)["podman mode"]
     assert mode.status == status, mode.line()
     if status == FAIL:
@@ -73,7 +73,9 @@ def test_rootless_podman_needs_cgroup_v2(rootless, cgroup, status):
     ],
 )
 def test_log_drivers_kind_can_and_cannot_follow(driver, journal, status):
-    checks, _ = preflight.podman_checks(info_runner(driver=driver), journal=lambda r: journal)
+    checks, _ = kindhost.podman_checks(
+        preflight.HostInfo(info_runner(driver=driver)), journal=lambda r: journal
+    )
     check = by_name(checks)["log driver"]
     assert check.status == status, check.line()
     if status != OK:
@@ -86,7 +88,7 @@ def test_podman_info_failing_is_reported_with_what_failed():
     runner = ScriptedRunner(
         [(lambda a: a[:2] == ["podman", "info"], Result("", 125, "Error: cannot connect to podman socket\n"))]
     )
-    checks, store = preflight.podman_checks(runner)
+    checks, store = kindhost.podman_checks(preflight.HostInfo(runner))
     assert store is None
     assert [c.line() for c in checks] == [
         "FAIL podman info    `podman info --format json` failed (exit 125): Error: cannot connect to podman "
@@ -95,8 +97,8 @@ def test_podman_info_failing_is_reported_with_what_failed():
 
 
 def test_lib_modules_must_exist(tmp_path):
-    assert preflight.modules_check(tmp_path).status == OK
-    missing = preflight.modules_check(tmp_path / "modules")
+    assert kindhost.modules_check(tmp_path).status == OK
+    missing = kindhost.modules_check(tmp_path / "modules")
     assert missing.status == FAIL and "kind mounts it read-only into every node" in missing.detail
     assert missing.fix == f"sudo mkdir -p {tmp_path / 'modules'}"
 
@@ -215,21 +217,21 @@ def server_runner(server=None, stderr=""):
 
 def test_kubectl_skew_against_the_stacks_cluster(tmp_path):
     kubeconfig = tmp_path / "kubeconfig"
-    absent = preflight.kubectl_skew_check(server_runner("v1.36.1"), kubeconfig, "demo-e2e", "v1.33.1")
+    absent = skew.kubectl_skew_check(server_runner("v1.36.1"), kubeconfig, "demo-e2e", "v1.33.1")
     assert absent.status == OK and absent.detail.startswith("no cluster yet (demo-e2e)")
     kubeconfig.write_text("{}")
     runner = server_runner("v1.34.2")
-    assert preflight.kubectl_skew_check(runner, kubeconfig, "demo-e2e", "v1.33.1").status == OK
+    assert skew.kubectl_skew_check(runner, kubeconfig, "demo-e2e", "v1.33.1").status == OK
     argv = runner.calls[0][0]
     assert argv[:3] == ["kubectl", "--kubeconfig", str(kubeconfig)] and "--request-timeout=5s" in argv
-    far = preflight.kubectl_skew_check(server_runner("v1.36.1"), kubeconfig, "demo-e2e", "v1.33.1")
+    far = skew.kubectl_skew_check(server_runner("v1.36.1"), kubeconfig, "demo-e2e", "v1.33.1")
     assert far.status == WARN, far.line()
     assert far.detail == (
         "kubectl 1.33, cluster demo-e2e Kubernetes 1.36: kubectl supports one minor version "
         "either side of the API server (kubernetes.io version skew policy)"
     )
     assert far.fix.startswith("use kubectl 1.35-1.37")
-    down = preflight.kubectl_skew_check(
+    down = skew.kubectl_skew_check(
         server_runner(stderr="The connection to the server 127.0.0.1:1 was refused"),
         kubeconfig,
         "demo-e2e",
@@ -249,7 +251,7 @@ def test_kubectl_skew_with_a_real_kubectl_and_no_server(testenv, tmp_path):
         "users: [{name: x, user: {token: t}}]\n"
         "contexts: [{name: x, context: {cluster: x, user: x}}]\n"
     )
-    check = preflight.kubectl_skew_check(Runner(), kubeconfig, "c", "v1.33.0")
+    check = skew.kubectl_skew_check(Runner(), kubeconfig, "c", "v1.33.0")
     assert check.status == OK and check.detail.startswith(
         "no cluster yet: c's API server did not answer ("
     ), check
@@ -289,7 +291,7 @@ def test_kubectl_skew_with_a_real_kubectl_and_no_server(testenv, tmp_path):
     ],
 )
 def test_node_image_against_the_kind_release(kind, image, status, detail):
-    check = preflight.node_image_check(kind, image)
+    check = skew.node_image_check(kind, image)
     assert check.status == status and detail in check.detail, check.line()
     if status == WARN:
         assert "KINDLING_NODE_IMAGE" in check.fix
@@ -310,7 +312,7 @@ def test_the_table_knows_the_default_image_of_the_kind_the_test_environment_pins
     major_minor = tuple(int(part) for part in version.lstrip("v").split(".")[:2])
     source = Path(folder) / "pkg" / "apis" / "config" / "defaults" / "image.go"
     default = re.search(r"kindest/node:(v[0-9.]+)@", source.read_text())[1]
-    assert preflight.KIND_DEFAULT_NODE[major_minor] == default
+    assert skew.KIND_DEFAULT_NODE[major_minor] == default
 
 
 # ---- 20. a tool that is on PATH but whose version call fails ---------------------------------

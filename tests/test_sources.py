@@ -12,8 +12,8 @@ import yaml
 from conftest import invoke
 
 from tasks.libs import preflight, sources
+from tasks.libs.checkresult import FAIL, OK
 from tasks.libs.errors import KindlingError, StackError
-from tasks.libs.preflight import FAIL, OK
 from tasks.libs.procs import Runner
 from tasks.libs.stack import load_stack
 

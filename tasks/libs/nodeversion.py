@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass
 
 from . import images
-from .preflight import KIND_DEFAULT_NODE, parse_version
+from .checkresult import parse_version
+from .skew import KIND_DEFAULT_NODE
 
 _VERSION_TAG_RE = re.compile(r"^v?(\d+)\.(\d+)(?:\.\d+)?(?:[-+.].*)?$")
 
