@@ -4,34 +4,14 @@ import pytest
 
 from tasks.libs.engine import Engine
 from tasks.libs.errors import CommandFailed, KindlingError
+from tasks.libs.fakerunner import FakeRunner
 from tasks.libs.kind import KindCluster
 from tasks.libs.kubectl import Kubectl
 from tasks.libs.procs import Result, mask_argv
 
 
-class ScriptedRunner:
-    """Records argument lists; answers from a list of (predicate, result-or-exception)."""
-
-    dry_run = False
-
-    def __init__(self, answers=()):
-        self.calls = []
-        self.answers = list(answers)
-
-    def run(self, argv, **options):
-        self.calls.append((argv, options.get("env")))
-        for predicate, answer in self.answers:
-            if predicate(argv):
-                if isinstance(answer, list):  # answers consumed in turn
-                    answer = answer.pop(0) if len(answer) > 1 else answer[0]
-                if isinstance(answer, Exception):
-                    raise answer
-                return answer
-        return Result("", 0)
-
-
 def test_engine_build_argument_list():
-    runner = ScriptedRunner()
+    runner = FakeRunner()
     Engine(runner).build(
         "localhost/p/api:t",
         "/src/Containerfile",
@@ -41,7 +21,7 @@ def test_engine_build_argument_list():
         labels={"l": "v"},
         no_cache=True,
     )
-    argv = runner.calls[0][0]
+    argv = runner.calls[0].argv
     assert argv == [
         "podman",
         "build",
@@ -63,32 +43,32 @@ def test_engine_build_argument_list():
 
 
 def test_kind_calls_carry_the_podman_provider(tmp_path):
-    runner = ScriptedRunner([(lambda a: a[1:3] == ["get", "clusters"], Result("other\n", 0))])
+    runner = FakeRunner([(lambda a: a[1:3] == ["get", "clusters"], Result("other\n", 0))])
     cluster = KindCluster("c1", tmp_path / "kubeconfig", runner, engine="podman")
     assert cluster.ensure() == "created"
-    assert [a[0][1:3] for a in runner.calls] == [["get", "clusters"], ["create", "cluster"]]
-    assert all(env == {"KIND_EXPERIMENTAL_PROVIDER": "podman"} for _, env in runner.calls)
-    create = runner.calls[1][0]
+    assert [c.argv[1:3] for c in runner.calls] == [["get", "clusters"], ["create", "cluster"]]
+    assert all(c.env == {"KIND_EXPERIMENTAL_PROVIDER": "podman"} for c in runner.calls)
+    create = runner.calls[1].argv
     assert create[create.index("--kubeconfig") + 1] == str(tmp_path / "kubeconfig")
     # docker too: a user's KIND_EXPERIMENTAL_PROVIDER=podman must not redirect a docker stack.
-    assert KindCluster("c", tmp_path / "k", ScriptedRunner(), engine="docker").env == {
+    assert KindCluster("c", tmp_path / "k", FakeRunner(), engine="docker").env == {
         "KIND_EXPERIMENTAL_PROVIDER": "docker"
     }
 
 
 def test_create_passes_the_node_image(tmp_path):
-    runner = ScriptedRunner([(lambda a: a[1:3] == ["get", "clusters"], Result("", 0))])
+    runner = FakeRunner([(lambda a: a[1:3] == ["get", "clusters"], Result("", 0))])
     KindCluster("c1", tmp_path / "k", runner, node_image="localhost/node:v1").ensure()
-    create = runner.calls[-1][0]
+    create = runner.calls[-1].argv
     assert create[create.index("--image") + 1] == "localhost/node:v1"
-    runner = ScriptedRunner([(lambda a: a[1:3] == ["get", "clusters"], Result("", 0))])
+    runner = FakeRunner([(lambda a: a[1:3] == ["get", "clusters"], Result("", 0))])
     KindCluster("c1", tmp_path / "k", runner).ensure()
-    assert "--image" not in runner.calls[-1][0]  # kind's own default
+    assert "--image" not in runner.calls[-1].argv  # kind's own default
 
 
 def listed_cluster(states, readyz_exit=0):
     """A runner for a cluster kind lists, with node containers in these states."""
-    return ScriptedRunner(
+    return FakeRunner(
         [
             (lambda a: a[1:3] == ["get", "clusters"], Result("c1\n", 0)),
             (lambda a: a[1:3] == ["ps", "-a"], Result("".join(f"{n}\t{s}\n" for n, s in states.items()), 0)),
@@ -112,7 +92,7 @@ def test_a_listed_cluster_is_used_only_when_healthy(tmp_path):
     export = ["kind", "export", "kubeconfig", "--name", "c1", "--kubeconfig", str(kubeconfig)]
     healthy = listed_cluster({"c1-control-plane": "running"})
     assert ensure_listed(healthy, kubeconfig) == "exists"
-    argvs = [a for a, _ in healthy.calls]
+    argvs = [a for a in healthy.commands()]
     # No kubeconfig of ours yet: exported, then the API server asked through it.
     assert export in argvs and argvs.index(export) < next(i for i, a in enumerate(argvs) if "/readyz" in a)
     assert not [a for a in argvs if a[1:3] == ["create", "cluster"]]
@@ -121,8 +101,8 @@ def test_a_listed_cluster_is_used_only_when_healthy(tmp_path):
     answering = listed_cluster({"c1-control-plane": "running"})
     assert ensure_listed(answering, kubeconfig) == "exists"
     # Ours answers: nothing written, two read-only questions after `kind get clusters`.
-    assert [a for a, _ in answering.calls][1:] == [
-        a for a, _ in answering.calls if a[1:3] == ["ps", "-a"] or "/readyz" in a
+    assert [a for a in answering.commands()][1:] == [
+        a for a in answering.commands() if a[1:3] == ["ps", "-a"] or "/readyz" in a
     ]
 
     stopped = listed_cluster({"c1-control-plane": "exited"})
@@ -132,20 +112,20 @@ def test_a_listed_cluster_is_used_only_when_healthy(tmp_path):
         r"c1-control-plane \(exited\).*--recreate",
     ):
         ensure_listed(stopped, kubeconfig)
-    assert not [a for a, _ in stopped.calls if a[1:3] in (["create", "cluster"], ["delete", "cluster"])]
+    assert not [a for a in stopped.commands() if a[1:3] in (["create", "cluster"], ["delete", "cluster"])]
 
     dead_api = listed_cluster({"c1-control-plane": "running"}, readyz_exit=1)
     assert ensure_listed(dead_api, kubeconfig, recreate=True) == "recreated"
     # Ours did not answer: re-exported (a cluster recreated elsewhere has a new port) before giving up.
-    assert export in [a for a, _ in dead_api.calls]
-    verbs = [a[1:3] for a, _ in dead_api.calls if a[0] == "kind"]
+    assert export in [a for a in dead_api.commands()]
+    verbs = [a[1:3] for a in dead_api.commands() if a[0] == "kind"]
     assert verbs.index(["delete", "cluster"]) < verbs.index(["create", "cluster"])
-    delete = next(a for a, _ in dead_api.calls if a[1:3] == ["delete", "cluster"])
+    delete = next(a for a in dead_api.commands() if a[1:3] == ["delete", "cluster"])
     assert "--kubeconfig" in delete  # never the user's kubeconfig
 
 
 def test_nodes_skip_the_external_load_balancer(tmp_path):
-    runner = ScriptedRunner(
+    runner = FakeRunner(
         [
             (
                 lambda a: a[1:3] == ["get", "nodes"],
@@ -167,28 +147,26 @@ def test_a_log_driver_failure_is_reported_with_its_fix_not_retried(tmp_path):
         "ERROR: failed to create cluster: could not find a log line "
         'that matches "Reached target .*Multi-User System.*"',
     )
-    runner = ScriptedRunner([(lambda a: a[1:3] == ["create", "cluster"], [no_log])])
+    runner = FakeRunner([(lambda a: a[1:3] == ["create", "cluster"], [no_log])])
     with pytest.raises(KindlingError, match='log_driver = "k8s-file"'):
         KindCluster("c1", tmp_path / "k", runner, retry_delay=0).create()
-    assert len([a for a, _ in runner.calls if a[1:3] == ["create", "cluster"]]) == 1
-    delete = next(a for a, _ in runner.calls if a[1:3] == ["delete", "cluster"])  # no half cluster left
+    assert len([a for a in runner.commands() if a[1:3] == ["create", "cluster"]]) == 1
+    delete = next(a for a in runner.commands() if a[1:3] == ["delete", "cluster"])  # no half cluster left
     assert delete[delete.index("--kubeconfig") + 1] == str(tmp_path / "k")
 
 
 def test_create_retries_transient_failures_a_bounded_number_of_times(tmp_path):
     transient = CommandFailed("kind create", 1, "failed with error: podman: server probably quit")
-    runner = ScriptedRunner(
-        [(lambda a: a[1:3] == ["create", "cluster"], [transient, transient, Result("", 0)])]
-    )
+    runner = FakeRunner([(lambda a: a[1:3] == ["create", "cluster"], [transient, transient, Result("", 0)])])
     KindCluster("c1", tmp_path / "k", runner, retry_delay=0).create()
-    creates = [a for a, _ in runner.calls if a[1:3] == ["create", "cluster"]]
-    deletes = [a for a, _ in runner.calls if a[1:3] == ["delete", "cluster"]]
+    creates = [a for a in runner.commands() if a[1:3] == ["create", "cluster"]]
+    deletes = [a for a in runner.commands() if a[1:3] == ["delete", "cluster"]]
     assert len(creates) == 3 and len(deletes) == 2
 
-    runner = ScriptedRunner([(lambda a: a[1:3] == ["create", "cluster"], [transient])])
+    runner = FakeRunner([(lambda a: a[1:3] == ["create", "cluster"], [transient])])
     with pytest.raises(CommandFailed):
         KindCluster("c1", tmp_path / "k", runner, retry_delay=0, create_attempts=2).create()
-    assert len([a for a, _ in runner.calls if a[1:3] == ["create", "cluster"]]) == 2
+    assert len([a for a in runner.commands() if a[1:3] == ["create", "cluster"]]) == 2
 
 
 @pytest.mark.parametrize(
@@ -197,7 +175,7 @@ def test_create_retries_transient_failures_a_bounded_number_of_times(tmp_path):
 def test_create_does_not_retry_real_errors(tmp_path, tail):
     """A bare exit 125 is podman refusing the command (a bad port, a name in use): a retry repeats it."""
     fatal = CommandFailed("kind create", 1, tail)
-    runner = ScriptedRunner([(lambda a: a[1:3] == ["create", "cluster"], [fatal])])
+    runner = FakeRunner([(lambda a: a[1:3] == ["create", "cluster"], [fatal])])
     with pytest.raises(CommandFailed):
         KindCluster("c1", tmp_path / "k", runner, retry_delay=0).create()
     assert len(runner.calls) == 1
@@ -213,7 +191,7 @@ class NodeEngine:
 
 
 def test_verify_loaded_catches_an_image_that_never_arrived(tmp_path):
-    runner = ScriptedRunner([(lambda a: a[1:3] == ["get", "nodes"], Result("c1-control-plane\n", 0))])
+    runner = FakeRunner([(lambda a: a[1:3] == ["get", "nodes"], Result("c1-control-plane\n", 0))])
     cluster = KindCluster("c1", tmp_path / "k", runner)
     cluster.verify_loaded(NodeEngine(["localhost/p/api:t"]), "localhost/p/api:t")
     with pytest.raises(KindlingError, match="do not hold localhost/p/api:t"):
@@ -253,7 +231,7 @@ def test_mask_argv_hides_secret_like_values():
 def test_local_registry_is_created_once_and_wired_into_each_node():
     from tasks.libs.kind import LocalRegistry
 
-    runner = ScriptedRunner(
+    runner = FakeRunner(
         [
             (lambda a: a[1:4] == ["inspect", "-f", "{{.State.Running}}"], Result("", 125)),
             (lambda a: "{{json .NetworkSettings.Networks}}" in a, Result('{"podman":{}}', 0)),
@@ -262,7 +240,7 @@ def test_local_registry_is_created_once_and_wired_into_each_node():
     registry = LocalRegistry(runner, "podman", port=5001)
     assert registry.ensure() == "created"
     registry.connect(["c-control-plane", "c-worker"])
-    argvs = [a for a, _ in runner.calls]
+    argvs = [a for a in runner.commands()]
     assert argvs[1] == [
         "podman",
         "run",
@@ -281,7 +259,7 @@ def test_local_registry_is_created_once_and_wired_into_each_node():
     assert copies[0][-1] == "/etc/containerd/certs.d/localhost:5001/hosts.toml"
     assert argvs[-1] == ["podman", "network", "connect", "kind", "kind-registry"]
 
-    running = ScriptedRunner(
+    running = FakeRunner(
         [
             (lambda a: a[1:4] == ["inspect", "-f", "{{.State.Running}}"], Result("true\n", 0)),
             (lambda a: "{{json .NetworkSettings.Networks}}" in a, Result('{"kind":{}}', 0)),
@@ -290,4 +268,4 @@ def test_local_registry_is_created_once_and_wired_into_each_node():
     registry = LocalRegistry(running, "podman")
     assert registry.ensure() == "running"
     registry.connect(["n"])
-    assert not [a for a, _ in running.calls if a[1:3] == ["network", "connect"]]
+    assert not [a for a in running.commands() if a[1:3] == ["network", "connect"]]

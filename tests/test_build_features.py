@@ -21,33 +21,26 @@ from tasks.libs.console import Console
 from tasks.libs.engine import DIGEST_LABEL
 from tasks.libs.environment import Environment
 from tasks.libs.errors import KindlingError, StackError
+from tasks.libs.fakerunner import FakeRunner
 from tasks.libs.phases import deploy
 from tasks.libs.phases import images as images_phase
 from tasks.libs.plan import Outcome
-from tasks.libs.procs import Result, Runner
+from tasks.libs.procs import Result
 from tasks.libs.settings import build_settings
 from tasks.libs.stack import load_stack
 
 
-class ScriptedPodman(Runner):
-    """Answers podman's queries from a list of images; records every command instead of running it."""
-
-    def __init__(self, listed=()):
-        super().__init__()
-        self.listed = list(listed)  # podman's `images --format json` entries
-        self.calls = []
-
-    def run(self, argv, *, mutating=True, check=True, **options):
-        argv = [str(a) for a in argv]
-        self.calls.append(argv)
-        if argv[:4] == ["podman", "images", "--format", "json"]:
-            return Result(json.dumps(self.listed), 0)
-        if argv[0] == "git":
-            return Result("", 128)
-        return Result("", 0)
-
-    def builds(self) -> list:
-        return [argv for argv in self.calls if argv[:2] == ["podman", "build"]]
+def scripted_podman(listed=()) -> FakeRunner:
+    """podman's `images --format json` answered from these entries; git answers as outside a checkout."""
+    return FakeRunner(
+        [
+            (
+                lambda argv: argv[:4] == ["podman", "images", "--format", "json"],
+                Result(json.dumps(list(listed)), 0),
+            ),
+            (lambda argv: argv[0] == "git", Result("", 128)),
+        ]
+    )
 
 
 def write_stack(folder, build=None, top=None, engine="podman"):
@@ -72,7 +65,7 @@ def write_stack(folder, build=None, top=None, engine="podman"):
 def ensure_image(path, tmp_path, listed=(), env=None):
     env = {"KINDLING_HOME": str(tmp_path / "home"), "USER": "tester", **(env or {})}
     stack = load_stack(path, env=env)
-    runner = ScriptedPodman(listed)
+    runner = scripted_podman(listed)
     environment = Environment(
         stack, build_settings(stack, env), env, console=Console(io.StringIO()), runner=runner
     )
@@ -96,7 +89,7 @@ def test_a_read_only_mount_is_passed_to_podman_build_beside_the_caches(tmp_path)
     path = write_stack(tmp_path, {"mounts": mounts, "caches": {"go-build": "/root/.cache/go-build"}})
     ctx, outcome, runner = ensure_image(path, tmp_path, env={"GOMODCACHE": str(tmp_path / "modcache")})
     assert outcome is Outcome.BUILT
-    (argv,) = runner.builds()
+    (argv,) = runner.commands("podman", "build")
     volumes = [argv[i + 1] for i, a in enumerate(argv) if a == "--volume"]
     cache_folder = tmp_path / "home" / "caches" / "features" / "go-build"
     assert volumes == [
@@ -115,7 +108,7 @@ def test_mounts_are_no_build_input_an_image_built_without_them_is_reused(tmp_pat
     path = write_stack(tmp_path, {"mounts": [{"source": "../modcache", "target": "/go/pkg/mod"}]})
     ctx, outcome, runner = ensure_image(path, tmp_path, listed=[existing])
     assert outcome is Outcome.CACHED and ctx.refs["api"] == "localhost/feat/api:old"
-    assert runner.builds() == []
+    assert runner.commands("podman", "build") == []
 
 
 M0 = "services.api.build.mounts[0]"
@@ -213,7 +206,7 @@ def test_build_args_expand_host_facts_and_the_environment_may_override_them(tmp_
     assert build.args == {"GOARCH": goarch, "PLATFORM": f"{goos}/{goarch}"}
     assert build.coverage_args == {"COVER_ARCH": goarch}
     ctx, _, runner = ensure_image(path, tmp_path)
-    (argv,) = runner.builds()
+    (argv,) = runner.commands("podman", "build")
     assert ["--build-arg", f"GOARCH={goarch}"] == argv[argv.index(f"GOARCH={goarch}") - 1 :][:2]
     crossed = load_stack(path, env={"KINDLING_HOST_GOARCH": "riscv64"}).services["api"].build
     assert crossed.args["GOARCH"] == "riscv64"
@@ -226,11 +219,15 @@ def test_the_naming_template_names_built_images_and_finds_ci_artifacts(tmp_path)
     path = write_stack(tmp_path, top={"images": {"name": "{registry}/{service}"}})
     ctx, outcome, runner = ensure_image(path, tmp_path)
     assert outcome is Outcome.BUILT and ctx.refs["api"].startswith("localhost/api:api-tester-")
-    assert runner.builds()[0][2:4] == ["-t", ctx.refs["api"]]
+    assert runner.commands("podman", "build")[0][2:4] == ["-t", ctx.refs["api"]]
     # Kubernaut's CI artifacts: localhost/<service>:$KUBERNAUT_CI_ARTIFACT_TAG, used as they are.
     artifact = {"Names": ["localhost/api:ci-1234"], "Labels": {}, "Created": 1}
     ctx, outcome, runner = ensure_image(path, tmp_path, listed=[artifact], env={"IMAGE_TAG": "ci-1234"})
-    assert outcome is Outcome.PRESENT and ctx.refs["api"] == "localhost/api:ci-1234" and runner.builds() == []
+    assert (
+        outcome is Outcome.PRESENT
+        and ctx.refs["api"] == "localhost/api:ci-1234"
+        and runner.commands("podman", "build") == []
+    )
     # Manifests naming the image by the repository the template gives get this run's reference.
     manifest = {
         "apiVersion": "apps/v1",
@@ -300,7 +297,7 @@ def test_a_state_folder_inside_the_context_is_left_out_of_the_build_and_its_dige
     env = {"KINDLING_HOME": str(home)}
     ctx, outcome, runner = ensure_image(path, tmp_path, env=env)
     assert outcome is Outcome.BUILT
-    (argv,) = runner.builds()
+    (argv,) = runner.commands("podman", "build")
     ignore = argv[argv.index("--ignorefile") + 1]
     # The build's own rules first, then the state folder, last so no exception puts it back.
     assert open(ignore).read().splitlines()[:2] == ["*.log", "!keep.log"]
@@ -313,7 +310,7 @@ def test_a_state_folder_inside_the_context_is_left_out_of_the_build_and_its_dige
 
 def test_a_state_folder_outside_the_context_changes_nothing(tmp_path):
     ctx, outcome, runner = ensure_image(write_stack(tmp_path), tmp_path)
-    (argv,) = runner.builds()
+    (argv,) = runner.commands("podman", "build")
     assert "--ignorefile" not in argv
 
 
@@ -325,7 +322,7 @@ def test_docker_needs_the_state_folder_in_its_own_ignore_file(tmp_path):
     assert f"fix: add `.kindling` to {tmp_path / 'src' / '.dockerignore'}" in str(caught.value)
     (tmp_path / "src" / ".dockerignore").write_text(".kindling\n")
     ctx, outcome, runner = ensure_image(path, tmp_path, env={"KINDLING_HOME": str(home)})
-    assert outcome is Outcome.BUILT and "--ignorefile" not in runner.calls[-1]
+    assert outcome is Outcome.BUILT and "--ignorefile" not in runner.commands("docker", "build")[0]
 
 
 def test_copy_everything_leaves_the_state_folder_out_of_a_real_image(base_image, tmp_path):

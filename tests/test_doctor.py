@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, invoke
-from test_adapters import ScriptedRunner
 
 from tasks.libs import kindhost, preflight, skew
 from tasks.libs.checkresult import FAIL, OK, WARN, Probe
+from tasks.libs.fakerunner import FakeRunner
 from tasks.libs.procs import Result, Runner
 from tasks.libs.stack import load_stack
 
@@ -34,7 +34,7 @@ def podman_info(rootless=False, cgroup="v2", driver="k8s-file", graph_root="/var
 
 
 def info_runner(**info):
-    return ScriptedRunner([(lambda a: a[:2] == ["podman", "info"], podman_info(**info))])
+    return FakeRunner([(lambda a: a[:2] == ["podman", "info"], podman_info(**info))])
 
 
 def by_name(checks):
@@ -57,7 +57,7 @@ def test_rootless_podman_needs_cgroup_v2(rootless, cgroup, status):
         assert "systemd.unified_cgroup_hierarchy=1" in mode.fix and "rootful" in mode.fix
     assert str(store) == "/var/lib/containers/storage"
     # one podman info call serves every podman check and the image store
-    assert [argv for argv, _ in runner.calls] == [["podman", "info", "--format", "json"]]
+    assert [argv for argv in runner.commands()] == [["podman", "info", "--format", "json"]]
 
 
 @pytest.mark.parametrize(
@@ -85,7 +85,7 @@ def test_log_drivers_kind_can_and_cannot_follow(driver, journal, status):
 
 
 def test_podman_info_failing_is_reported_with_what_failed():
-    runner = ScriptedRunner(
+    runner = FakeRunner(
         [(lambda a: a[:2] == ["podman", "info"], Result("", 125, "Error: cannot connect to podman socket\n"))]
     )
     checks, store = kindhost.podman_checks(preflight.HostInfo(runner))
@@ -105,7 +105,7 @@ def test_lib_modules_must_exist(tmp_path):
 
 def test_docker_engine_skips_the_podman_only_checks(monkeypatch, tmp_path):
     monkeypatch.setattr(preflight.shutil, "which", lambda name: f"/usr/bin/{name}")
-    runner = ScriptedRunner(
+    runner = FakeRunner(
         [
             (lambda a: a[:2] == ["docker", "version"], Result("24.0.7\n", 0)),
             (lambda a: a[:2] == ["kind", "version"], Result("kind v0.32.0 go1.24.4 linux/amd64\n", 0)),
@@ -125,12 +125,12 @@ def test_docker_engine_skips_the_podman_only_checks(monkeypatch, tmp_path):
     )
     names = [c.name for c in checks]
     assert "podman mode" not in names and "log driver" not in names
-    assert ["podman", "info", "--format", "json"] not in [argv for argv, _ in runner.calls]
+    assert ["podman", "info", "--format", "json"] not in [argv for argv in runner.commands()]
     assert {"docker", "kind", "kubectl", "kind provider", "/lib/modules", "image store", "run folder"} <= set(
         names
     )
     # one `docker info`, as kind's docker provider asks it, serves the image store and the cgroup version
-    assert [argv for argv, _ in runner.calls if argv[:2] == ["docker", "info"]] == [
+    assert [argv for argv in runner.commands() if argv[:2] == ["docker", "info"]] == [
         ["docker", "info", "--format", "{{json .}}"]
     ]
     assert by_name(checks)["image store"].detail.endswith(f"under {tmp_path} (needs 0.0 GiB)")
@@ -182,7 +182,7 @@ def test_doctor_counts_a_kind_config_that_sets_failcgroupv1(tmp_path):
 
 def test_doctor_reads_the_cgroup_version_from_its_one_podman_info(tmp_path, monkeypatch):
     monkeypatch.setattr(preflight.shutil, "which", lambda name: f"/usr/bin/{name}")
-    runner = ScriptedRunner(
+    runner = FakeRunner(
         [
             (lambda a: a[:2] == ["podman", "version"], Result("5.4.2\n", 0)),
             (lambda a: a[:2] == ["kind", "version"], Result("kind v0.32.0 go1.24.4 linux/amd64\n", 0)),
@@ -195,7 +195,7 @@ def test_doctor_reads_the_cgroup_version_from_its_one_podman_info(tmp_path, monk
         "ok   cgroup         cgroup v1 host and node v1.36: kind config gets KubeletConfiguration "
         "failCgroupV1: false; node image kindest/node:v1.36.1 (kind 0.32.0's default node image)"
     )
-    assert [argv for argv, _ in runner.calls if argv[:2] == ["podman", "info"]] == [
+    assert [argv for argv in runner.commands() if argv[:2] == ["podman", "info"]] == [
         ["podman", "info", "--format", "json"]
     ]
 
@@ -212,7 +212,7 @@ def server_runner(server=None, stderr=""):
         if server
         else Result(json.dumps({"clientVersion": {"gitVersion": "v1.33.1"}}), 1, stderr)
     )
-    return ScriptedRunner([(lambda a: a[0] == "kubectl" and "version" in a, answer)])
+    return FakeRunner([(lambda a: a[0] == "kubectl" and "version" in a, answer)])
 
 
 def test_kubectl_skew_against_the_stacks_cluster(tmp_path):
@@ -222,7 +222,7 @@ def test_kubectl_skew_against_the_stacks_cluster(tmp_path):
     kubeconfig.write_text("{}")
     runner = server_runner("v1.34.2")
     assert skew.kubectl_skew_check(runner, kubeconfig, "demo-e2e", "v1.33.1").status == OK
-    argv = runner.calls[0][0]
+    argv = runner.calls[0].argv
     assert argv[:3] == ["kubectl", "--kubeconfig", str(kubeconfig)] and "--request-timeout=5s" in argv
     far = skew.kubectl_skew_check(server_runner("v1.36.1"), kubeconfig, "demo-e2e", "v1.33.1")
     assert far.status == WARN, far.line()

@@ -7,11 +7,11 @@ import time
 
 import pytest
 import yaml
-from test_phases import ScriptedRunner
 
 from tasks.libs import hostports
 from tasks.libs.environment import Environment
 from tasks.libs.errors import NotReady
+from tasks.libs.fakerunner import FakeRunner
 from tasks.libs.hostports import HostPort
 from tasks.libs.phases import deploy
 from tasks.libs.samples import write_stack
@@ -140,9 +140,7 @@ def deploy_context(tmp_path, host_port, env_extra=None):
         **(env_extra or {}),
     }
     stack = load_stack(path, env=env)
-    environment = Environment(
-        stack, build_settings(stack, env, memory_budget=0), env, runner=ScriptedRunner(lambda argv: None)
-    )
+    environment = Environment(stack, build_settings(stack, env, memory_budget=0), env, runner=FakeRunner())
     return environment.ctx
 
 

@@ -22,6 +22,7 @@ from conftest import IN_CI, ROOT
 
 from tasks.libs import render
 from tasks.libs.context import RunContext
+from tasks.libs.fakerunner import FakeRunner
 from tasks.libs.kubectl import Kubectl
 from tasks.libs.phases import cluster as cluster_phase
 from tasks.libs.phases import deploy as deploy_phase
@@ -69,35 +70,20 @@ RESTARTED_POD = {
 }
 
 
-class RecordingRunner:
-    """Records every argument list; answers queries as a healthy cluster would."""
-
-    dry_run = True  # environment.py then skips its file copies; every command is still recorded here
-    stopping = False
-
-    def __init__(self):
-        self.calls = []
-
-    def run(self, argv, **options):
-        argv = [str(a) for a in argv]
-        self.calls.append(argv)
-        if argv[:2] == ["podman", "ps"]:
-            return Result("c1-control-plane\trunning\n", 0)
-        if "get" in argv and "json" in argv:
-            obj = {"items": [RESTARTED_POD]} if "pods" in argv else READY_DEPLOYMENT
-            return Result(json.dumps(obj), 0)
-        return Result("", 0)
-
-    def add_secrets(self, values):
-        pass
-
-    def mask_text(self, text):
-        return text
+def healthy_cluster(call):
+    """Answers queries as a healthy cluster would (a FakeRunner's answers)."""
+    argv = call.argv
+    if argv[:2] == ["podman", "ps"]:
+        return Result("c1-control-plane\trunning\n", 0)
+    if "get" in argv and "json" in argv:
+        obj = {"items": [RESTARTED_POD]} if "pods" in argv else READY_DEPLOYMENT
+        return Result(json.dumps(obj), 0)
+    return None
 
 
 def kindling_command_lines(tmp_path) -> list:
     """Every kubectl argument list kindling builds, collected by running its code."""
-    recorder = RecordingRunner()
+    recorder = FakeRunner(healthy_cluster)
     tmp_path.mkdir(parents=True, exist_ok=True)
     manifest = tmp_path / "objects.yaml"
     manifest.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n")
@@ -136,6 +122,7 @@ def kindling_command_lines(tmp_path) -> list:
             "template": {"spec": {"volumes": [{"name": render.COVERAGE_VOLUME}]}},
         },
     }
+    cluster_phase.coverage_dir(ctx).mkdir(parents=True)  # the node's coverage mount, empty
     original = deploy_phase.rendered
     deploy_phase.rendered = lambda ctx, name: [covered]
     try:
@@ -145,7 +132,7 @@ def kindling_command_lines(tmp_path) -> list:
     ctx.cluster_state.record_deployed("a", {"objects": [["Deployment", "a", "ns"], ["ClusterRole", "r", ""]]})
     teardown_phase._delete_applied_objects(ctx, teardown_phase.TeardownResult())  # with and without -n
 
-    lines = [argv for argv in recorder.calls if argv[0] == "kubectl"]
+    lines = recorder.commands("kubectl")
     unique = {tuple(argv): argv for argv in lines}
     return list(unique.values())
 

@@ -12,9 +12,10 @@ from tasks.libs import loopback, render
 from tasks.libs.console import Console
 from tasks.libs.environment import Environment
 from tasks.libs.errors import KindlingError
+from tasks.libs.fakerunner import FakeRunner
 from tasks.libs.phases import cluster
 from tasks.libs.plan import Outcome
-from tasks.libs.procs import Result, Runner
+from tasks.libs.procs import Result
 from tasks.libs.samples import write_stack
 from tasks.libs.settings import build_settings
 from tasks.libs.stack import load_stack
@@ -249,23 +250,18 @@ def test_containerds_config_path_is_read_from_its_effective_config():
     assert reads("config_path ") is None  # no containerd to ask
 
 
-class NodeRunner(Runner):
-    """Answers as podman would for a kind cluster's nodes; each node's certs.d is a dict the writes
-    change, so a second run sees the first one's files."""
+class KindNodes:
+    """Answers as podman would for a kind cluster's nodes (a FakeRunner's answers); each node's
+    certs.d is a dict the writes change, so a second run sees the first one's files."""
 
-    def __init__(self, nodes, probe, inspect=PODMAN_INSPECT, dry_run=False):
-        super().__init__(dry_run=dry_run)
+    def __init__(self, nodes, probe, inspect=PODMAN_INSPECT):
         self.nodes, self.probe, self.inspect = nodes, probe, inspect
         self.files = {node: {} for node in nodes}  # node -> spelling -> text
-        self.calls = []
         self.kind_containers = list(nodes)  # what `podman ps` lists with kind's cluster label
         self.hosting = None  # the cluster's local-registry-hosting ConfigMap, if any
 
-    def run(self, argv, *, mutating=True, check=True, input=None, **options):
-        argv = [str(a) for a in argv]
-        if not self._start(" ".join(argv), mutating):
-            return Result("", 0)
-        self.calls.append((argv, mutating, input))
+    def __call__(self, call):
+        argv, input = call.argv, call.input
         if argv[:3] == ["kind", "get", "nodes"]:
             return Result("\n".join(self.nodes) + "\n", 0)
         if argv[0] == "kubectl" and "configmap/local-registry-hosting" in argv:
@@ -296,13 +292,15 @@ class NodeRunner(Runner):
             return f"file {spelling} ours {loopback.digest(text)}\n"
         return f"file {spelling} foreign\n"
 
-    def mutations(self):
-        return [argv for argv, mutating, _ in self.calls if mutating]
+
+def mutations(runner):
+    return [c.argv for c in runner.calls if c.mutating]
 
 
 def test_every_node_gets_hosts_toml_for_every_spelling_and_a_warm_run_changes_nothing(tmp_path):
     nodes = ["c-control-plane", "c-worker"]
-    runner = NodeRunner(nodes, probe_output(("10.89.0.1", ANSWERED)))
+    world = KindNodes(nodes, probe_output(("10.89.0.1", ANSWERED)))
+    runner = FakeRunner(world)
     route = loopback.LoopbackRoute(runner, "podman", "kind")
     line = route.wire(nodes, "127.0.0.1:5000", tls_verify=False, log_path=tmp_path / "log")
     assert line == (
@@ -311,52 +309,56 @@ def test_every_node_gets_hosts_toml_for_every_spelling_and_a_warm_run_changes_no
         "c-control-plane's default route; answered with plain HTTP from c-control-plane)"
     )
     for node in nodes:
-        assert sorted(runner.files[node]) == ["127.0.0.1:5000", "localhost:5000"]
-        text = runner.files[node]["localhost:5000"]
+        assert sorted(world.files[node]) == ["127.0.0.1:5000", "localhost:5000"]
+        text = world.files[node]["localhost:5000"]
         assert tomllib.loads(text)["host"] == {"http://10.89.0.1:5000": {"capabilities": ["pull", "resolve"]}}
     # Only the first node is asked for the address; the gateways are passed to it.
-    probes = [argv for argv, _, given in runner.calls if given == loopback.PROBE_SCRIPT]
+    probes = [c.argv for c in runner.calls if c.input == loopback.PROBE_SCRIPT]
     probe = ["podman", "exec", "-i", "c-control-plane", "bash", "-s"]
     assert probes == [probe + ["5000", "10.89.0.1", "fc00:f853:ccd:e793::1"]]
-    assert len(runner.mutations()) == 4 and "10.89.0.1" in (tmp_path / "log").read_text()
+    assert len(mutations(runner)) == 4 and "10.89.0.1" in (tmp_path / "log").read_text()
 
     runner.calls.clear()
     route.wire(nodes, "127.0.0.1:5000", tls_verify=False)
-    assert runner.mutations() == []  # the same files are there: nothing is written again
+    assert mutations(runner) == []  # the same files are there: nothing is written again
 
 
 def test_a_hosts_toml_kindling_did_not_write_is_kept(tmp_path):
     """kind's local-registry guide sends the nodes' localhost:PORT to its registry container."""
-    runner = NodeRunner(["n"], probe_output(("10.89.0.1", REFUSED)))
+    world = KindNodes(["n"], probe_output(("10.89.0.1", REFUSED)))
+    runner = FakeRunner(world)
     guide = '[host."http://kind-registry:5000"]\n'
-    runner.files["n"]["localhost:5001"] = guide
+    world.files["n"]["localhost:5001"] = guide
     line = loopback.LoopbackRoute(runner).wire(["n"], "localhost:5001", tls_verify=False)
     assert "kindling did not write" in line and "kept" in line
-    assert runner.files["n"] == {"localhost:5001": guide} and runner.mutations() == []
-    assert not [argv for argv, _, given in runner.calls if given == loopback.PROBE_SCRIPT]  # nothing to find
+    assert world.files["n"] == {"localhost:5001": guide} and mutations(runner) == []
+    assert not [c.argv for c in runner.calls if c.input == loopback.PROBE_SCRIPT]  # nothing to find
 
     # Another spelling's file of someone else's is kept too, and the rest written.
-    runner = NodeRunner(["n"], probe_output(("10.89.0.1", ANSWERED)))
-    runner.files["n"]["localhost:5001"] = guide
+    world = KindNodes(["n"], probe_output(("10.89.0.1", ANSWERED)))
+    runner = FakeRunner(world)
+    world.files["n"]["localhost:5001"] = guide
     loopback.LoopbackRoute(runner).wire(["n"], "127.0.0.1:5001", tls_verify=False)
-    assert runner.files["n"]["localhost:5001"] == guide
-    assert runner.files["n"]["127.0.0.1:5001"].startswith(render.HOSTS_TOML_MARK)
+    assert world.files["n"]["localhost:5001"] == guide
+    assert world.files["n"]["127.0.0.1:5001"].startswith(render.HOSTS_TOML_MARK)
 
 
 def test_a_node_whose_containerd_does_not_read_certs_d_is_refused_with_the_fix():
     output = probe_output(("10.89.0.1", ANSWERED)).replace(CERTS_D_PATH, 'config_path config_path=""')
-    runner = NodeRunner(["n"], output)
+    world = KindNodes(["n"], output)
+    runner = FakeRunner(world)
     with pytest.raises(KindlingError, match=r"does not read that folder .*invoke cluster.delete"):
         loopback.LoopbackRoute(runner).wire(["n"], "127.0.0.1:5000", tls_verify=False)
-    assert runner.mutations() == []
+    assert mutations(runner) == []
 
 
 def test_a_tls_registry_the_pushes_verify_is_named_with_its_certificate_caveat():
     tls = "connected HTTP/1.0 400 Bad Request    Client sent an HTTP request to an HTTPS server. "
-    runner = NodeRunner(["n"], probe_output(("10.89.0.1", tls)))
+    world = KindNodes(["n"], probe_output(("10.89.0.1", tls)))
+    runner = FakeRunner(world)
     line = loopback.LoopbackRoute(runner).wire(["n"], "localhost:5000", tls_verify=True)
     assert "https://10.89.0.1:5000" in line and "its certificate must be valid for 10.89.0.1" in line
-    assert "skip_verify" not in runner.files["n"]["localhost:5000"]
+    assert "skip_verify" not in world.files["n"]["localhost:5000"]
 
 
 def test_the_local_registry_hosting_configmap_says_which_host_the_nodes_map():
@@ -390,40 +392,43 @@ def loopback_environment(tmp_path, runner, **options):
 
 
 def test_a_loopback_registry_on_a_cluster_kindling_cannot_look_into_is_refused_before_any_build(tmp_path):
-    runner = NodeRunner(["ip-10-0-1-7.ec2.internal"], "")
-    runner.kind_containers = []  # a remote cluster: its nodes are no containers here
+    world = KindNodes(["ip-10-0-1-7.ec2.internal"], "")
+    runner = FakeRunner(world)
+    world.kind_containers = []  # a remote cluster: its nodes are no containers here
     environment = loopback_environment(tmp_path, runner, context="prod")
     steps = environment.setup_steps(environment.ctx.stack.order())
     with pytest.raises(KindlingError, match=r"the existing cluster \(context prod\) cannot pull from it"):
         environment.execute(steps)
-    asked = [argv[: argv.index("get") + 2] if "get" in argv else argv[:3] for argv, _, _ in runner.calls]
+    asked = [argv[: argv.index("get") + 2] if "get" in argv else argv[:3] for argv in runner.commands()]
     assert asked == [
         ["kubectl", "--context", "prod", "get", "configmap/local-registry-hosting"],
         ["kubectl", "--context", "prod", "get", "nodes"],
         ["podman", "ps", "-a"],
     ]
-    assert all(not mutating for _, mutating, _ in runner.calls)  # nothing built, nothing changed
+    assert all(not c.mutating for c in runner.calls)  # nothing built, nothing changed
 
 
 def test_an_existing_kind_cluster_is_used_when_every_node_maps_the_loopback_registry(tmp_path):
     """kind's local-registry guide: each node's hosts.toml sends the host to its registry container."""
-    runner = NodeRunner(["theirs-control-plane", "theirs-worker"], "")
-    runner.files["theirs-control-plane"]["127.0.0.1:5000"] = '[host."http://kind-registry:5000"]\n'
+    world = KindNodes(["theirs-control-plane", "theirs-worker"], "")
+    runner = FakeRunner(world)
+    world.files["theirs-control-plane"]["127.0.0.1:5000"] = '[host."http://kind-registry:5000"]\n'
     environment = loopback_environment(tmp_path, runner, context="kind-theirs")
     with pytest.raises(KindlingError, match="theirs-worker has no hosts.toml for it"):
         cluster.refuse_unreachable_registry(environment.ctx)
-    runner.files["theirs-worker"]["127.0.0.1:5000"] = '[host."http://kind-registry:5000"]\n'
+    world.files["theirs-worker"]["127.0.0.1:5000"] = '[host."http://kind-registry:5000"]\n'
     cluster.refuse_unreachable_registry(environment.ctx)
     assert (
         "the cluster's nodes map it (each has a hosts.toml for it)"
         in environment.ctx.console.stream.getvalue()
     )
-    assert not [argv for argv, mutating, _ in runner.calls if mutating]  # their nodes are only read
+    assert not mutations(runner)  # their nodes are only read
 
 
 def test_an_existing_cluster_that_declares_the_loopback_registry_is_used(tmp_path):
-    runner = NodeRunner([], "")
-    runner.hosting = render.local_registry_hosting("127.0.0.1:5000")
+    world = KindNodes([], "")
+    runner = FakeRunner(world)
+    world.hosting = render.local_registry_hosting("127.0.0.1:5000")
     environment = loopback_environment(tmp_path, runner, kubeconfig=str(tmp_path / "k"))
     cluster.refuse_unreachable_registry(environment.ctx)  # no error: it says its nodes map it
     assert "local-registry-hosting names it" in environment.ctx.console.stream.getvalue()
@@ -431,7 +436,8 @@ def test_an_existing_cluster_that_declares_the_loopback_registry_is_used(tmp_pat
 
 
 def test_the_cluster_kindling_makes_reads_certs_d_and_its_nodes_are_wired(tmp_path):
-    runner = NodeRunner(["lo-e2e-control-plane"], probe_output(("10.89.0.1", ANSWERED)))
+    world = KindNodes(["lo-e2e-control-plane"], probe_output(("10.89.0.1", ANSWERED)))
+    runner = FakeRunner(world)
     environment = loopback_environment(tmp_path, runner)
     ctx = environment.ctx
     assert cluster.reads_certs_d(ctx)
@@ -439,11 +445,12 @@ def test_the_cluster_kindling_makes_reads_certs_d_and_its_nodes_are_wired(tmp_pa
     assert 'config_path = "/etc/containerd/certs.d"' in config
     assert cluster.wire_loopback_registry(ctx) is Outcome.WIRED
     assert "the nodes pull from http://10.89.0.1:5000" in ctx.console.stream.getvalue()
-    assert sorted(runner.files["lo-e2e-control-plane"]) == ["127.0.0.1:5000", "localhost:5000"]
+    assert sorted(world.files["lo-e2e-control-plane"]) == ["127.0.0.1:5000", "localhost:5000"]
 
 
 def test_a_dry_run_says_how_the_address_will_be_found_and_runs_nothing(tmp_path):
-    runner = NodeRunner(["lo-e2e-control-plane"], "", dry_run=True)
+    world = KindNodes(["lo-e2e-control-plane"], "")
+    runner = FakeRunner(world, dry_run=True)
     environment = loopback_environment(tmp_path, runner, dry_run=True)
     assert cluster.wire_loopback_registry(environment.ctx) is Outcome.WIRED
     said = environment.ctx.console.stream.getvalue()

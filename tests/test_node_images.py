@@ -3,11 +3,11 @@
 import json
 
 import pytest
-from test_adapters import ScriptedRunner
 
 from tasks.libs import images
 from tasks.libs.engine import Engine
 from tasks.libs.errors import KindlingError
+from tasks.libs.fakerunner import FakeRunner
 from tasks.libs.kind import KindCluster
 from tasks.libs.procs import Result
 
@@ -41,7 +41,7 @@ def cluster_holding(tmp_path, per_node: dict):
     answers = [(lambda a: a[:3] == ["kind", "get", "nodes"], Result("\n".join(per_node) + "\n", 0))]
     for node, entries in per_node.items():
         answers.append((lambda a, n=node: a[:3] == ["podman", "exec", n], crictl(*entries)))
-    runner = ScriptedRunner(answers)
+    runner = FakeRunner(answers)
     return KindCluster("c1", tmp_path / "kubeconfig", runner), Engine(runner), runner
 
 
@@ -63,7 +63,7 @@ def test_a_reference_pinned_by_digest_matches_the_nodes_repo_digests(tmp_path, r
     cluster, engine, runner = cluster_holding(tmp_path, {"c1-control-plane": [held], "c1-worker": [held]})
     assert cluster.has_image(engine, ref)
     cluster.verify_loaded(engine, ref)  # does not raise
-    execs = [argv for argv, _ in runner.calls if argv[:2] == ["podman", "exec"]]
+    execs = [argv for argv in runner.commands() if argv[:2] == ["podman", "exec"]]
     assert execs[0] == ["podman", "exec", "c1-control-plane", "crictl", "images", "-o", "json"]
 
 

@@ -13,11 +13,12 @@ from tasks.libs import cache, images, kubeletcgroup, preflight, render
 from tasks.libs.console import Console
 from tasks.libs.engine import DIGEST_LABEL
 from tasks.libs.environment import Environment
+from tasks.libs.fakerunner import FakeRunner
 from tasks.libs.kubeletcgroup import PATCH
 from tasks.libs.phases import cluster as cluster_phase
 from tasks.libs.phases import deploy, teardown
 from tasks.libs.plan import Outcome, StepKind
-from tasks.libs.procs import Result, Runner
+from tasks.libs.procs import Result
 from tasks.libs.samples import write_stack
 from tasks.libs.settings import build_settings
 from tasks.libs.stack import load_stack
@@ -31,22 +32,6 @@ READY = {
 }
 
 
-class ScriptedRunner(Runner):
-    """A Runner whose commands are answered by `answer(argv)` instead of run; calls are kept."""
-
-    def __init__(self, answer):
-        super().__init__()
-        self.answer = answer
-        self.calls = []
-
-    def run(self, argv, *, mutating=True, check=True, **options):
-        argv = [str(a) for a in argv]
-        if not self._start(" ".join(argv), mutating):
-            return Result("", 0)
-        self.calls.append((argv, mutating))
-        return self.answer(argv) or Result("", 0)
-
-
 class WarmCluster:
     """Answers as podman, kind and kubectl do when every service is built, loaded and ready."""
 
@@ -54,7 +39,8 @@ class WarmCluster:
         self.stack, self.refs, self.digests = stack, refs, digests
         self.node = f"{stack.cluster_name}-control-plane"
 
-    def __call__(self, argv):
+    def __call__(self, call):
+        argv = call.argv
         tool, verb = argv[0], argv[1:3]
         if tool == "kind" and verb == ["get", "clusters"]:
             return Result(self.stack.cluster_name + "\n", 0)
@@ -104,7 +90,7 @@ def warm_environment(tmp_path, count):
         for name, s in stack.services.items()
     }
     refs = {name: images.local_ref("warm", name, "t1") for name in services}
-    scripted = ScriptedRunner(WarmCluster(stack, refs, digests))
+    scripted = FakeRunner(WarmCluster(stack, refs, digests))
     environment = Environment(stack, build_settings(stack, env, memory_budget=0), env, runner=scripted)
     ctx = environment.ctx
     # As a previous setup left it: images recorded, every service deployed from these objects.
@@ -129,7 +115,7 @@ def test_a_warm_setup_mutates_nothing(tmp_path, count):
         ("load", Outcome.ON_NODE.value),
         ("deploy", Outcome.UP_TO_DATE.value),
     }
-    assert [argv for argv, mutating in scripted.calls if mutating] == []
+    assert [c.argv for c in scripted.calls if c.mutating] == []
     assert result["commands"] == {"total": len(scripted.calls), "mutating": 0}
 
 
@@ -140,7 +126,7 @@ def test_a_warm_setup_costs_the_same_commands_for_3_and_12_services(tmp_path):
         environment.execute(environment.setup_steps(environment.ctx.stack.order()))
 
     def verbs(runner):
-        return sorted(" ".join(a for a in argv[:3] if not a.startswith("/")) for argv, _ in runner.calls)
+        return sorted(" ".join(a for a in argv[:3] if not a.startswith("/")) for argv in runner.commands())
 
     assert verbs(small_runner) == verbs(large_runner)
     assert len(large_runner.calls) <= 8
@@ -148,17 +134,17 @@ def test_a_warm_setup_costs_the_same_commands_for_3_and_12_services(tmp_path):
 
 def test_a_scaled_down_workload_is_not_up_to_date(tmp_path):
     environment, scripted = warm_environment(tmp_path, 2)
-    answer = scripted.answer
+    answer = scripted.answers
 
-    def scaled(argv):
-        result = answer(argv)
-        if argv[0] == "kubectl" and "deployment,statefulset,daemonset,job" in argv:
+    def scaled(call):
+        result = answer(call)
+        if call.argv[0] == "kubectl" and "deployment,statefulset,daemonset,job" in call.argv:
             listed = json.loads(result.stdout)
             listed["items"][0]["spec"]["replicas"] = 0
             return Result(json.dumps(listed), 0)
         return result
 
-    scripted.answer = scaled
+    scripted.answers = scaled
     ctx = environment.ctx
 
     def up_to_date(name):
@@ -177,7 +163,7 @@ def test_teardown_reports_what_it_did_as_data(tmp_path):
     assert result.cluster_deleted
     assert sorted(result.images_removed) == built == ["localhost/warm/svc0:t1", "localhost/warm/svc1:t1"]
     assert not environment.ctx.run.built_images()
-    deletes = [argv for argv, _ in scripted.calls if argv[:3] == ["kind", "delete", "cluster"]]
+    deletes = [argv for argv in scripted.commands() if argv[:3] == ["kind", "delete", "cluster"]]
     assert deletes and "--kubeconfig" in deletes[0]
     assert result.lines("warm-e2e")[0] == "deleted cluster warm-e2e"
 
@@ -232,14 +218,12 @@ def cgroup_environment(
     stack = load_stack(stack_file, env=env)
     info = {"host": {"cgroupVersion": cgroup, "logDriver": "k8s-file", "security": {"rootless": False}}}
 
-    def answer(argv):
-        if argv[:2] == ["podman", "info"]:
-            return Result(json.dumps(info), 0)
-        if argv[:2] == ["podman", "version"]:
-            return Result("5.4.2\n", 0)
-        return None
-
-    scripted = ScriptedRunner(answer)
+    scripted = FakeRunner(
+        [
+            (lambda argv: argv[:2] == ["podman", "info"], Result(json.dumps(info), 0)),
+            (lambda argv: argv[:2] == ["podman", "version"], Result("5.4.2\n", 0)),
+        ]
+    )
     out = io.StringIO()
     settings = build_settings(stack, env, memory_budget=0, **options)
     environment = Environment(stack, settings, env, console=Console(out, color=False), runner=scripted)
@@ -248,7 +232,7 @@ def cgroup_environment(
 
 def create_config(scripted):
     """The --config of `kind create cluster`, or None."""
-    (argv,) = [argv for argv, _ in scripted.calls if argv[:3] == ["kind", "create", "cluster"]]
+    (argv,) = [argv for argv in scripted.commands() if argv[:3] == ["kind", "create", "cluster"]]
     return argv[argv.index("--config") + 1] if "--config" in argv else None
 
 
@@ -332,7 +316,7 @@ def test_the_cgroup_version_is_the_preflights_podman_info(tmp_path, monkeypatch)
     checks = {c.name: c for c in doctor.preflight_checks(ctx)}
     assert checks["cgroup"].detail.startswith(ADDED_V136)
     cluster_phase.ensure_cluster(ctx)
-    infos = [argv for argv, _ in scripted.calls if argv[:2] == ["podman", "info"]]
+    infos = [argv for argv in scripted.commands() if argv[:2] == ["podman", "info"]]
     assert infos == [["podman", "info", "--format", "json"]]  # asked once, by the preflight
     assert create_config(scripted) == str(ctx.run.folder / "kind-config.yaml")
 
@@ -340,7 +324,7 @@ def test_the_cgroup_version_is_the_preflights_podman_info(tmp_path, monkeypatch)
 def test_an_existing_cluster_asks_nothing_about_cgroups(tmp_path):
     environment, scripted = warm_environment(tmp_path, 1)
     assert cluster_phase.ensure_cluster(environment.ctx) is Outcome.EXISTS
-    assert not [argv for argv, _ in scripted.calls if argv[:2] in (["podman", "info"], ["kind", "version"])]
+    assert not [argv for argv in scripted.commands() if argv[:2] in (["podman", "info"], ["kind", "version"])]
 
 
 KIND_V032 = "kind v0.32.0 go1.24.4 linux/amd64"
