@@ -26,10 +26,12 @@ def _stack_for_task_list():
     read here through Invoke's own config loading (system, user and project files,
     INVOKE_E2E_STACK, and a `-f FILE` on the command line), as the tasks later see it."""
     try:
+        from tasks.libs.settings import process_environment
         from tasks.libs.stack import load_stack, stack_path
 
+        env = process_environment()
         return load_stack(
-            stack_path(cli.configured_stack(sys.argv), root=cli.PROJECT_ROOT), check_files=False
+            stack_path(cli.configured_stack(sys.argv), env, root=cli.PROJECT_ROOT), env=env, check_files=False
         )
     except KindlingError as exc:
         print(f"kindling: no deploy.<service> tasks: {exc}", file=sys.stderr)

@@ -6,7 +6,6 @@ removes every image it built.
 """
 
 import io
-import os
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ from .libs.errors import KindlingError
 from .libs.phases import cluster as cluster_phase
 from .libs.phases import teardown as teardown_phase
 from .libs.procs import Runner
-from .libs.settings import build_settings
+from .libs.settings import build_settings, process_environment
 from .libs.stack import load_stack
 
 
@@ -33,8 +32,8 @@ def _scaled(seconds: float, scale: float) -> str:
 
 
 def _environment(stack_path, home, quiet, **options):
-    env = {**os.environ, "KINDLING_HOME": str(home)}
-    console = Console(io.StringIO() if quiet else None)
+    env = {**process_environment(), "KINDLING_HOME": str(home)}
+    console = Console(io.StringIO() if quiet else None, env=env)
     stack = load_stack(stack_path, env=env)
     return Environment(stack, build_settings(stack, env, **options), env, console=console)
 
@@ -161,7 +160,12 @@ def setup(c, scale=0.03, verbose=False):
             started = time.monotonic()
             partial = subprocess.run(
                 [sys.executable, "-m", "invoke", "--search-root", str(cli.PROJECT_ROOT), "deploy.aianalysis"],
-                env={**os.environ, "E2E_STACK": str(path), "KINDLING_HOME": str(home), "NO_COLOR": "1"},
+                env={
+                    **process_environment(),
+                    "E2E_STACK": str(path),
+                    "KINDLING_HOME": str(home),
+                    "NO_COLOR": "1",
+                },
                 capture_output=True,
                 text=True,
             )
@@ -179,8 +183,8 @@ def setup(c, scale=0.03, verbose=False):
         + ", ".join(f"{v * scale:.2f} s" for v in KUBERNAUT_BUILD_SECONDS.values())
         + f"), real podman, kind {_kind_version()}"
         + (
-            f", node image {os.environ['KINDLING_NODE_IMAGE']}"
-            if os.environ.get("KINDLING_NODE_IMAGE")
+            f", node image {node_image}"
+            if (node_image := process_environment().get("KINDLING_NODE_IMAGE"))
             else ""
         )
     )
@@ -277,9 +281,9 @@ def scale(c, sizes=scalebench.DEFAULT_SIZES, archive_baseline=True):
     counts = scalebench.parse_sizes(sizes)
     base = samples.ensure_base_image(Engine(Runner()))
     with tempfile.TemporaryDirectory(prefix="kindling-bench-") as folder:
-        bench = scalebench.ScaleBench(Path(folder), cli.PROJECT_ROOT, Runner())
+        bench = scalebench.ScaleBench(Path(folder), cli.PROJECT_ROOT, Runner(), process_environment())
         rows, baseline = bench.run(counts, base, archive_baseline=archive_baseline)
-    print(scalebench.header(counts, _kind_version(), os.environ.get("KINDLING_NODE_IMAGE", "")))
+    print(scalebench.header(counts, _kind_version(), process_environment().get("KINDLING_NODE_IMAGE", "")))
     print(scalebench.table(rows))
     if len(rows) > 1:
         print(scalebench.ratios(rows))

@@ -1,18 +1,19 @@
 """`invoke cache.*`: the compiler caches image builds share (a stack's `build.caches`)."""
 
-import os
 import time
 
 from invoke import Collection, task
 
 from .libs import buildcaches, cli, runs
 from .libs.errors import KindlingError
+from .libs.settings import process_environment
 
 
 def _stack_and_home(c):
     # Files unchecked: caches are managed even while a source checkout is missing.
-    stack = cli.load(c, check_files=False, env=os.environ)
-    return stack, runs.state_home(stack, os.environ)
+    env = process_environment()
+    stack = cli.load(c, check_files=False, env=env)
+    return stack, runs.state_home(stack, env)
 
 
 def _declared(stack) -> dict:
@@ -29,7 +30,7 @@ def _declared(stack) -> dict:
 def status(c):
     """Each build cache under the state folder: size against its limit, files, last write, users."""
     stack, home = _stack_and_home(c)
-    limit = buildcaches.size_limit()
+    limit = buildcaches.size_limit(process_environment())
     declared = _declared(stack)
     states = buildcaches.states(home, declared)
     print(

@@ -1,6 +1,5 @@
 """`invoke doctor`: can this machine run the stack? Tools, versions, provider, disk, memory."""
 
-import os
 from pathlib import Path
 
 from invoke import task
@@ -10,6 +9,7 @@ from .libs.checkresult import FAIL, Check
 from .libs.console import Console
 from .libs.errors import KindlingError, StackError
 from .libs.procs import Runner
+from .libs.settings import process_environment
 
 
 @task
@@ -22,7 +22,8 @@ def doctor(c):
     except KindlingError as exc:
         # A stack that does not load (say, its source checkout is missing) is one more problem:
         # the tools and the host are still checked.
-        console, checks = Console(), _without_stack(c) + [_stack_problem(exc)]
+        console = Console(env=process_environment())
+        checks = _without_stack(c) + [_stack_problem(exc)]
     for check in checks:
         console.line(check.line())
     failed = [check.name for check in checks if check.status == FAIL]
@@ -33,16 +34,17 @@ def doctor(c):
 def _without_stack(c) -> list:
     """The checks a stack that does not fully load allows: all of them when the file reads without its
     file checks (e.g. only the source checkout is missing), else the tools and the host, for podman."""
+    env = process_environment()
     try:
-        stack = cli.load(c, check_files=False)
+        stack = cli.load(c, check_files=False, env=env)
     except KindlingError:
         stack = None
-    if os.environ.get("KINDLING_HOME"):
-        home = Path(os.environ["KINDLING_HOME"]).resolve()
+    if env.get("KINDLING_HOME"):
+        home = Path(env["KINDLING_HOME"]).resolve()
     else:
-        home = (stack.folder if stack is not None else cli.stack_file(c).parent) / ".kindling"
+        home = (stack.folder if stack is not None else cli.stack_file(c, env).parent) / ".kindling"
     return preflight.run_checks(
-        stack, Runner(), home, preflight.mem_available() * 3 // 4, preflight.mem_available()
+        stack, Runner(), home, preflight.mem_available() * 3 // 4, preflight.mem_available(), env
     )
 
 

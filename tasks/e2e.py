@@ -12,7 +12,7 @@ from .libs.errors import Interrupted, KindlingError
 from .libs.phases import deploy, images, suite
 from .libs.phases import teardown as teardown_phase
 from .libs.scheduler import StepFailed
-from .libs.settings import Strategy
+from .libs.settings import Strategy, process_environment
 
 SETUP_HELP = {
     "strategy": f"How steps are scheduled: {', '.join(s.value for s in Strategy)} (default pipelined: "
@@ -278,7 +278,7 @@ def run(
 def report_(c, run=None, html="", list=False):
     """Print a run's steps as a table with a timeline, and write a self-contained HTML report."""
     stack = cli.load(c, check_files=False)
-    home = runs.state_home(stack)
+    home = runs.state_home(stack, process_environment())
     if list:
         listed = runs.list_runs(home)
         print(f"{'run':<44} {'task':<22} {'status':<12} {'wall':>8} {'commands':>9}")

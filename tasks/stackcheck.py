@@ -16,7 +16,6 @@ Without the stack's `source` folder (e.g. the AIAnalysis stack with no Kubernaut
 files under it and the builds are skipped, with a note; everything else is checked.
 """
 
-import os
 import re
 import shutil
 from pathlib import Path
@@ -27,6 +26,7 @@ from invoke import Collection, task
 from .libs import buildcontext, cli, containerfile, drift, nodeversion, render, sources, validate
 from .libs.errors import KindlingError, StackError
 from .libs.procs import Runner
+from .libs.settings import process_environment
 from .libs.stack import load_stack
 
 KIND_VERSION_TIMEOUT = 30  # seconds
@@ -148,7 +148,7 @@ def schema_version(kv, option, stack, runner) -> tuple:
     shipped = shipped_versions(kv)
     if option:
         return supported_version(kv, str(option), shipped), "--kubernetes-version", ""
-    choice = cluster_version(stack, os.environ, runner)
+    choice = cluster_version(stack, process_environment(), runner)
     version, note = nodeversion.schema_version(choice.version, shipped)
     return version, f"the cluster's: {choice.origin}", "; ".join(filter(None, (choice.note, note)))
 
@@ -182,13 +182,14 @@ def load_for_check(c):
     """(stack or None, problems, source missing?, {path: shown} of the files skipped), every file checked
     that can be: without the source, files that are not under it (this repository's manifests, Kind
     config, Containerfiles) must still exist."""
-    path = cli.stack_file(c)
+    env = process_environment()
+    path = cli.stack_file(c, env)
     problems = []
     try:
-        stack = load_stack(path, check_files=False, problems=problems)
+        stack = load_stack(path, env=env, check_files=False, problems=problems)
         if stack.source.is_dir():
             problems = []
-            return load_stack(path, problems=problems), problems, False, {}
+            return load_stack(path, env=env, problems=problems), problems, False, {}
     except StackError as exc:  # past the header nothing can be read
         return None, problems + [exc], False, {}
     source = stack.source

@@ -86,9 +86,9 @@ def test_presets_mappings_and_mixed_lists(tmp_path):
     }
     for text, expected in cases.items():
         path = write_stack(tmp_path, yaml.safe_load(text))
-        caches = load_stack(path).services["api"].build.caches
+        caches = load_stack(path, env={}).services["api"].build.caches
         assert {c.name: c.path for c in caches} == expected, text
-    assert load_stack(write_stack(tmp_path, None)).services["api"].build.caches == ()
+    assert load_stack(write_stack(tmp_path, None), env={}).services["api"].build.caches == ()
 
 
 @pytest.mark.parametrize(
@@ -115,7 +115,7 @@ def test_presets_mappings_and_mixed_lists(tmp_path):
 def test_bad_caches_name_the_field_and_the_fix(tmp_path, caches, field, words):
     path = write_stack(tmp_path, caches)
     with pytest.raises(StackError) as caught:
-        load_stack(path)
+        load_stack(path, env={})
     assert caught.value.field == field
     assert caught.value.fix
     assert str(path) in str(caught.value)
@@ -125,10 +125,10 @@ def test_bad_caches_name_the_field_and_the_fix(tmp_path, caches, field, words):
 
 def test_docker_engine_refuses_caches_at_load(tmp_path):
     with pytest.raises(StackError) as caught:
-        load_stack(write_stack(tmp_path, ["go"], engine="docker"))
+        load_stack(write_stack(tmp_path, ["go"], engine="docker"), env={})
     assert caught.value.field == "services.api.build.caches"
     assert "engine: podman" in caught.value.problem and "RUN --mount=type=cache" in caught.value.fix
-    load_stack(write_stack(tmp_path, None, engine="docker"))  # docker without caches is fine
+    load_stack(write_stack(tmp_path, None, engine="docker"), env={})  # docker without caches is fine
 
 
 def test_engine_renders_volume_options_and_docker_refuses_mounts(tmp_path):
@@ -150,9 +150,9 @@ def test_engine_renders_volume_options_and_docker_refuses_mounts(tmp_path):
 
 
 def test_mounts_make_held_folders_per_stack_and_name(tmp_path):
-    stack = load_stack(write_stack(tmp_path / "stack", ["go"]))
+    stack = load_stack(write_stack(tmp_path / "stack", ["go"]), env={})
     home = tmp_path / "home"
-    found = buildcaches.mounts(stack, "api", stack.services["api"].build, home)
+    found = buildcaches.mounts(stack, "api", stack.services["api"].build, home, env={})
     assert found == [
         (str(home / "caches" / "cachetest" / "go-build"), "/root/.cache/go-build"),
         (str(home / "caches" / "cachetest" / "go-mod"), "/go/pkg/mod"),
@@ -166,18 +166,20 @@ def test_mounts_make_held_folders_per_stack_and_name(tmp_path):
 
 
 def test_dry_run_creates_and_holds_nothing(tmp_path):
-    stack = load_stack(write_stack(tmp_path / "stack", ["pip"]))
-    found = buildcaches.mounts(stack, "api", stack.services["api"].build, tmp_path / "home", dry_run=True)
+    stack = load_stack(write_stack(tmp_path / "stack", ["pip"]), env={})
+    found = buildcaches.mounts(
+        stack, "api", stack.services["api"].build, tmp_path / "home", env={}, dry_run=True
+    )
     assert found == [(str(tmp_path / "home" / "caches" / "cachetest" / "pip"), "/root/.cache/pip")]
     assert not (tmp_path / "home" / "caches").exists()
 
 
 def test_a_cache_folder_inside_the_build_context_needs_no_ignore_rule(tmp_path):
     """It lives in the state folder, which the build is never sent (phases/images.py state_ignore_file)."""
-    stack = load_stack(write_stack(tmp_path, ["pip"]))
+    stack = load_stack(write_stack(tmp_path, ["pip"]), env={})
     build = stack.services["api"].build
     home = build.context / ".kindling"
-    ((host, path),) = buildcaches.mounts(stack, "api", build, home)
+    ((host, path),) = buildcaches.mounts(stack, "api", build, home, env={})
     assert host == str(home / "caches" / "cachetest" / "pip") and path == "/root/.cache/pip"
     buildcaches.release_all()
 
@@ -211,7 +213,7 @@ def test_trim_drops_the_least_recently_written_files_first(tmp_path):
 
 def test_over_limit_is_reported_at_build_time_and_trimmed_when_trimmable(tmp_path):
     caches = {"go-build": "/root/.cache/go-build", "tools": "/tools"}
-    stack = load_stack(write_stack(tmp_path / "stack", caches))
+    stack = load_stack(write_stack(tmp_path / "stack", caches), env={})
     home = tmp_path / "home"
     fill(home / "caches" / "cachetest" / "go-build", [256 * 1024] * 8)
     fill(home / "caches" / "cachetest" / "tools", [256 * 1024] * 8)
@@ -241,7 +243,7 @@ def test_a_cache_another_process_holds_is_not_trimmed(tmp_path):
             "-c",
             "import sys, time\nfrom tasks.libs import buildcaches\n"
             "from tasks.libs.stack import load_stack\n"
-            f"s = load_stack({str(stack_path)!r})\n"
+            f"s = load_stack({str(stack_path)!r}, env={{}})\n"
             "buildcaches.mounts(s, 'api', s.services['api'].build, "
             f"__import__('pathlib').Path({str(home)!r}), "
             "env={'KINDLING_CACHE_LIMIT': '100GiB'})\nprint('held', flush=True)\nsys.stdin.read()",
@@ -253,7 +255,7 @@ def test_a_cache_another_process_holds_is_not_trimmed(tmp_path):
     )
     try:
         assert holder.stdout.readline().strip() == "held"
-        stack = load_stack(stack_path)
+        stack = load_stack(stack_path, env={})
         said = []
         buildcaches.mounts(
             stack,
@@ -286,8 +288,8 @@ def test_status_and_clear_tasks(tmp_path, base_image):
     assert "not created yet" in lines["tools"]
     assert lines["pip"].split()[0] == "other-stack"
 
-    stack = load_stack(stack_path)
-    buildcaches.mounts(stack, "api", stack.services["api"].build, home)  # this process now "builds"
+    stack = load_stack(stack_path, env={})
+    buildcaches.mounts(stack, "api", stack.services["api"].build, home, env={})  # this process now "builds"
     busy = invoke(["cache.clear"], env)
     assert busy.returncode == 1 and "in use by a running kindling build" in busy.stderr
     assert (home / "caches" / "cachetest" / "go-build" / "entry-0").exists()

@@ -701,7 +701,7 @@ HOLDER = """\
 import sys
 sys.path.insert(0, sys.argv[3])
 from tasks.libs import locks
-locks.acquire(sys.argv[1], "test holder", env={"KINDLING_LOCK_DIR": sys.argv[2]})
+locks.acquire(sys.argv[1], "test holder", 0.0, {"KINDLING_LOCK_DIR": sys.argv[2]})
 print("locked", flush=True)
 sys.stdin.read()
 """

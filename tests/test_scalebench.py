@@ -23,7 +23,7 @@ def test_bad_sizes_name_the_option_and_the_fix(text):
 def test_generated_stack_is_valid_with_half_the_services_depending_on_another(tmp_path):
     services = scalebench.scale_services(20)
     path = samples.write_stack(tmp_path, services, name="scale20", project="scaletest", base_image="busybox")
-    stack = load_stack(path)  # every check a user's stack gets: files, depends_on, cycles
+    stack = load_stack(path, env={})  # every check a user's stack gets: files, depends_on, cycles
     assert len(stack.services) == 20
     dependants = {name for name, s in stack.services.items() if s.depends_on}
     assert len(dependants) == 10

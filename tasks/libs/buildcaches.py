@@ -172,9 +172,8 @@ def folder(home: Path, stack_name: str, cache_name: str) -> Path:
     return root(home) / stack_name / cache_name
 
 
-def size_limit(env=None) -> int:
+def size_limit(env) -> int:
     """Bytes each cache may hold: KINDLING_CACHE_LIMIT (e.g. 20GiB), else 10 GiB."""
-    env = os.environ if env is None else env
     text = env.get(LIMIT_VARIABLE)
     if not text:
         return DEFAULT_LIMIT
@@ -325,7 +324,7 @@ def in_use(cache_folder: Path) -> bool:
 # ---- what a build mounts ----------------------------------------------------------------------------
 
 
-def mounts(stack, service: str, build, home: Path, *, env=None, say=None, dry_run=False) -> list:
+def mounts(stack, service: str, build, home: Path, *, env, say=None, dry_run=False) -> list:
     """(host folder, path in the build) for each of the build's caches, for Engine.build(mounts=).
 
     Each folder is created when missing and held until this process ends. A cache over its limit

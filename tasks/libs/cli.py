@@ -2,7 +2,6 @@
 Invoke's Exit (here and nowhere else)."""
 
 import functools
-import os
 import signal
 import sys
 import threading
@@ -16,7 +15,7 @@ from .console import Console
 from .environment import Environment
 from .errors import Interrupted, KindlingError
 from .scheduler import StepFailed
-from .settings import build_settings, invoke_config_defaults
+from .settings import build_settings, invoke_config_defaults, process_environment
 from .stack import load_stack, stack_path
 from .stackfile import parse_size
 
@@ -55,12 +54,14 @@ def configured_stack(argv) -> str | None:
     return (config.get("e2e") or {}).get("stack")
 
 
-def stack_file(ctx=None) -> Path:
-    return stack_path(e2e_config(ctx).get("stack"), root=PROJECT_ROOT)
+def stack_file(ctx=None, env=None) -> Path:
+    env = process_environment() if env is None else env
+    return stack_path(e2e_config(ctx).get("stack"), env, root=PROJECT_ROOT)
 
 
 def load(ctx, check_files=True, env=None):
-    return load_stack(stack_file(ctx), env=env, check_files=check_files)
+    env = process_environment() if env is None else env
+    return load_stack(stack_file(ctx, env), env=env, check_files=check_files)
 
 
 def parse_budget(text):
@@ -77,10 +78,10 @@ def environment(ctx, registry="", output="text", **options) -> Environment:
     registry= overrides IMAGE_REGISTRY; output=json sends progress to stderr so stdout carries
     only the JSON report. Invoke's own --dry means what each task's --dry-run means."""
     options["dry_run"] = bool(options.get("dry_run")) or bool(ctx.config.run.dry)
-    env = {**os.environ, **({"IMAGE_REGISTRY": registry} if registry else {})}
+    env = {**process_environment(), **({"IMAGE_REGISTRY": registry} if registry else {})}
     if output not in ("text", "json"):
         raise KindlingError(f"--output {output!r}: use text or json")
-    console = Console(sys.stderr if output == "json" else None)
+    console = Console(sys.stderr if output == "json" else None, env=env)
     stack = load(ctx, env=env)
     return Environment(stack, build_settings(stack, env, e2e_config(ctx), **options), env, console=console)
 

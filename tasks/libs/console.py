@@ -1,6 +1,5 @@
 """Progress lines: one colored, prefixed line per state change; plain when not a TTY or NO_COLOR."""
 
-import os
 import sys
 import threading
 
@@ -28,18 +27,18 @@ _COLORS = {
 }
 
 
-def use_color(stream=None, env=None) -> bool:
-    env = os.environ if env is None else env
-    stream = stream or sys.stdout
+def use_color(stream, env) -> bool:
+    """Color on a terminal, unless NO_COLOR is set (no-color.org)."""
     if "NO_COLOR" in env and env["NO_COLOR"] != "":
         return False
     return hasattr(stream, "isatty") and stream.isatty()
 
 
 class Console:
-    def __init__(self, stream=None, color=None):
+    def __init__(self, stream=None, color=None, env=None):
+        """env: the process environment (settings.process_environment), for NO_COLOR."""
         self.stream = stream or sys.stdout
-        self.color = use_color(self.stream) if color is None else color
+        self.color = use_color(self.stream, env or {}) if color is None else color
         self._lock = threading.Lock()
 
     def paint(self, text, state):

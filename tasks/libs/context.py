@@ -23,7 +23,7 @@ class RunContext:
         self.stack = stack
         self.settings = settings
         self.env = env
-        self.console = console or Console()
+        self.console = console or Console(env=env)
         self.home = runs.state_home(stack, env)
         self.run = runs.Run(self.home, stack.name)
         runs.prune_runs(self.home, settings.keep_runs, current=self.run.id)

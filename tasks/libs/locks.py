@@ -23,14 +23,13 @@ class ClusterBusy(KindlingError):
     pass
 
 
-def lock_folder(env=None) -> Path:
-    env = os.environ if env is None else env
+def lock_folder(env) -> Path:
     if env.get("KINDLING_LOCK_DIR"):
         return Path(env["KINDLING_LOCK_DIR"])
     return Path(env.get("XDG_RUNTIME_DIR") or "/tmp") / f"kindling-locks-{os.getuid()}"
 
 
-def acquire(cluster: str, what: str, wait_seconds: float = 0.0, env=None, say=None) -> str:
+def acquire(cluster: str, what: str, wait_seconds: float, env, say=None) -> str:
     """Take the cluster's lock or raise ClusterBusy naming the holder. Returns a note for the log."""
     folder = lock_folder(env)
     folder.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,6 @@ run stops before building instead of failing with "no space left on device" half
 """
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -257,10 +256,9 @@ def cgroup_check(host: HostInfo, stack, env) -> Check:
     return Check("cgroup", OK, decision.line + (f"; node image {decision.nodes}" if decision.nodes else ""))
 
 
-def run_checks(stack, runner, home: Path, budget: int, available: int, env=None, host=None) -> list:
+def run_checks(stack, runner, home: Path, budget: int, available: int, env, host=None) -> list:
     """Every check; stack=None (a stack file that does not load) checks podman, the tools and the host.
     host: the run's HostInfo, which keeps what was asked for later steps (a new one by default)."""
-    env = os.environ if env is None else env
     engine = stack.engine if stack is not None else "podman"
     host = host or HostInfo(runner, engine)
     versions = {tool: host.version(tool) for tool in (engine, "kind", "kubectl")}

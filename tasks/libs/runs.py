@@ -49,8 +49,7 @@ def prune_runs(home: Path, keep: int, current: str = "") -> list:
     return removed
 
 
-def state_home(stack, env=None) -> Path:
-    env = os.environ if env is None else env
+def state_home(stack, env) -> Path:
     return Path(env["KINDLING_HOME"]).resolve() if env.get("KINDLING_HOME") else stack.folder / ".kindling"
 
 

@@ -15,7 +15,6 @@ needs its room while it exists. Writes of the node's containerd (podman runs it 
 process tree) are the same whichever way an image is loaded, and are not counted.
 """
 
-import os
 import resource
 import sys
 import time
@@ -94,9 +93,9 @@ def written_by_children() -> int:
 
 
 class ScaleBench:
-    def __init__(self, folder: Path, root: Path, runner: Runner, env=None):
+    def __init__(self, folder: Path, root: Path, runner: Runner, env: dict):
         self.folder, self.root, self.runner = folder, root, runner
-        self.env = dict(os.environ if env is None else env)
+        self.env = dict(env)
         # Tiny images: the preflight's default room per image (for real builds) is not needed.
         self.env.setdefault("KINDLING_MIN_FREE_DISK", "1GiB")
         self.env["NO_COLOR"] = "1"

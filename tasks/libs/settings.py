@@ -8,6 +8,7 @@ stack file is loaded (stack.py), because they replace fields of the stack.
 """
 
 import math
+import os
 from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
@@ -161,6 +162,13 @@ SETTINGS = (
     ),
     ("strategy", "strategy", "", "--strategy", "pipelined, phased, batched or serial"),
 )
+
+
+def process_environment() -> dict:
+    """This process's environment, copied: the one place the product reads it. The settings, the stack
+    file's ${VAR}s and the other knobs (KINDLING_HOME, KINDLING_LOCK_DIR, NO_COLOR, ...) are read from
+    the dict a task passes down; children get it through the Runner."""
+    return dict(os.environ)
 
 
 def invoke_config_defaults() -> dict:

@@ -139,13 +139,12 @@ class Stack:
         return names
 
 
-def load_stack(path, env=None, check_files: bool = True, problems: list | None = None) -> Stack:
+def load_stack(path, *, env, check_files: bool = True, problems: list | None = None) -> Stack:
     """Load and validate a stack file. check_files=False skips existence checks (task listing).
 
     problems: a list to collect every StackError in (stack.check) instead of raising the first; the
     Stack returned then holds the services that could be read. A broken header still raises.
     """
-    env = os.environ if env is None else env
     path = Path(os.path.abspath(path))
     document = read_document(path)
     c = Checker(path, env, check_files, problems)
@@ -415,10 +414,9 @@ def _build(c: Checker, raw, where, source) -> Build:
     return Build(containerfile, context, args, coverage_args, target, memory, caches, mounts)
 
 
-def stack_path(config_value=None, env=None, root=None) -> Path:
+def stack_path(config_value, env, root=None) -> Path:
     """Which stack file to use: E2E_STACK (relative to the current folder), then invoke
     config e2e.stack, then e2e.yaml (both relative to the project root)."""
-    env = os.environ if env is None else env
     if env.get("E2E_STACK"):
         return Path(os.path.abspath(env["E2E_STACK"]))
     chosen = Path(config_value or DEFAULT_STACK_FILE)
