@@ -229,7 +229,7 @@ def test_mask_argv_hides_secret_like_values():
 
 
 def test_local_registry_is_created_once_and_wired_into_each_node():
-    from tasks.libs.kind import LocalRegistry
+    from tasks.libs.localregistry import LocalRegistry
 
     runner = FakeRunner(
         [

@@ -10,8 +10,9 @@ from pathlib import Path
 from . import images, runs
 from .console import Console
 from .engine import Engine
-from .kind import KindCluster, LocalRegistry, kind_network
+from .kind import KindCluster, kind_network
 from .kubectl import Kubectl
+from .localregistry import LocalRegistry
 from .preflight import HostInfo
 from .procs import SECRET_NAME_RE, Runner
 from .settings import DeliveryMode, Settings
