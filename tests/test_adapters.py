@@ -7,7 +7,8 @@ from tasks.libs.errors import CommandFailed, KindlingError
 from tasks.libs.fakerunner import FakeRunner
 from tasks.libs.kind import KindCluster
 from tasks.libs.kubectl import Kubectl
-from tasks.libs.procs import Result, mask_argv
+from tasks.libs.masking import mask_argv
+from tasks.libs.procs import Result
 
 
 def test_engine_build_argument_list():

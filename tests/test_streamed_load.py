@@ -24,7 +24,8 @@ from tasks.libs.commandlog import read_command_log
 from tasks.libs.engine import Engine
 from tasks.libs.errors import CommandFailed, PipeFailed
 from tasks.libs.kind import KindCluster
-from tasks.libs.procs import Runner, pipe_culprit
+from tasks.libs.pipeside import pipe_culprit
+from tasks.libs.procs import Runner
 
 SETTLE = 120  # upper bound for waiting on a state change; never an assertion on speed
 

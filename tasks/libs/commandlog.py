@@ -7,7 +7,9 @@ Lines: "HH:MM:SS [dry-run] CMD" (not run), "HH:MM:SS [read-only] CMD" (a query, 
 import shlex
 from dataclasses import dataclass
 
-from .procs import DRY_RUN_MARK, PIPE_MARK, READ_ONLY_MARK
+# Command log lines: "HH:MM:SS [dry-run] CMD" (not run), "HH:MM:SS [read-only] CMD" (a query, run
+# under --dry-run too), "HH:MM:SS CMD" (changes something); a pipe is one line, "CMD | CMD".
+DRY_RUN_MARK, READ_ONLY_MARK, PIPE_MARK = "[dry-run]", "[read-only]", " | "
 
 
 @dataclass

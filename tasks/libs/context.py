@@ -13,8 +13,9 @@ from .engine import Engine
 from .kind import KindCluster, kind_network
 from .kubectl import Kubectl
 from .localregistry import LocalRegistry
+from .masking import SECRET_NAME_RE
 from .preflight import HostInfo
-from .procs import SECRET_NAME_RE, Runner
+from .procs import Runner
 from .settings import DeliveryMode, Settings
 from .snapshot import Snapshot
 

@@ -9,7 +9,8 @@ command log, commands are counted, and a non-zero exit raises CommandFailed unle
 from dataclasses import dataclass
 
 from .errors import CommandFailed
-from .procs import Result, Runner, display
+from .masking import display
+from .procs import Result, Runner
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Masking secret values in a folder of exported logs, in place.
+"""Masking secrets: in a command as it is shown and logged, and in a folder of exported logs, in place.
 
 `kind export logs` (pkg/cluster/provider.go CollectLogs) copies every node's /var/log
 (pod and container logs included) and its journal, kubelet and containerd logs, so what
@@ -7,8 +7,13 @@ lands in the diagnostics as is. This rewrites each text file with the secrets ma
 """
 
 import os
+import re
+import shlex
 import tempfile
 from pathlib import Path
+
+SECRET_NAME_RE = re.compile(r"pass(word|wd)?|secret|token|api[_-]?key|credential|private", re.I)
+MASK = "***"
 
 # Files larger than this are not read into memory; their content is replaced by a note,
 # since a file that cannot be masked must not be kept with the secrets in it.
@@ -66,3 +71,26 @@ def _replace(path: Path, text: str) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def mask_argv(argv, secrets=()) -> list:
+    """The argument list as it may be shown: secret-looking build args and known secret values hidden."""
+    shown = []
+    for arg in argv:
+        arg = str(arg)
+        name, sep, value = arg.partition("=")
+        if sep and value and SECRET_NAME_RE.search(name) and re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+            arg = f"{name}={MASK}"
+        for secret in secrets:
+            if secret and len(secret) >= 4:
+                arg = arg.replace(secret, MASK)
+        shown.append(arg)
+    return shown
+
+
+def display(argv, env_overrides=None, secrets=()) -> str:
+    # The environment is masked as arguments are: a DB_PASSWORD=... in a command's env is never shown.
+    shown_env = mask_argv([f"{k}={v}" for k, v in (env_overrides or {}).items()], secrets)
+    prefix = " ".join(f"{k}={shlex.quote(v)}" for k, _, v in (item.partition("=") for item in shown_env))
+    text = shlex.join(mask_argv(argv, secrets))
+    return f"{prefix} {text}" if prefix else text

@@ -7,9 +7,6 @@ when the run is interrupted or fails.
 """
 
 import os
-import re
-import shlex
-import signal
 import threading
 import time
 import weakref
@@ -20,15 +17,12 @@ from pathlib import Path
 import sh
 
 from . import proctree
+from .commandlog import DRY_RUN_MARK, PIPE_MARK, READ_ONLY_MARK
 from .errors import CommandFailed, PipeFailed
+from .masking import MASK, display
+from .pipeside import TAIL_LINES, PipeSide, drain, pipe_culprit
 
-SECRET_NAME_RE = re.compile(r"pass(word|wd)?|secret|token|api[_-]?key|credential|private", re.I)
-MASK = "***"
-TAIL_LINES = 20
 DEFAULT_TIMEOUT = 600  # seconds, for commands whose caller gives none
-# Command log lines: "HH:MM:SS [dry-run] CMD" (not run), "HH:MM:SS [read-only] CMD" (a query, run
-# under --dry-run too), "HH:MM:SS CMD" (changes something); a pipe is one line, "CMD | CMD".
-DRY_RUN_MARK, READ_ONLY_MARK, PIPE_MARK = "[dry-run]", "[read-only]", " | "
 
 
 @dataclass
@@ -36,29 +30,6 @@ class Result:
     stdout: str
     exit_code: int
     stderr: str = ""  # empty when the command logged to a file (stderr went there)
-
-
-def mask_argv(argv, secrets=()) -> list:
-    """The argument list as it may be shown: secret-looking build args and known secret values hidden."""
-    shown = []
-    for arg in argv:
-        arg = str(arg)
-        name, sep, value = arg.partition("=")
-        if sep and value and SECRET_NAME_RE.search(name) and re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
-            arg = f"{name}={MASK}"
-        for secret in secrets:
-            if secret and len(secret) >= 4:
-                arg = arg.replace(secret, MASK)
-        shown.append(arg)
-    return shown
-
-
-def display(argv, env_overrides=None, secrets=()) -> str:
-    # The environment is masked as arguments are: a DB_PASSWORD=... in a command's env is never shown.
-    shown_env = mask_argv([f"{k}={v}" for k, v in (env_overrides or {}).items()], secrets)
-    prefix = " ".join(f"{k}={shlex.quote(v)}" for k, _, v in (item.partition("=") for item in shown_env))
-    text = shlex.join(mask_argv(argv, secrets))
-    return f"{prefix} {text}" if prefix else text
 
 
 def tail(path_or_text, lines=TAIL_LINES) -> str:
@@ -71,22 +42,6 @@ def tail(path_or_text, lines=TAIL_LINES) -> str:
     else:
         text = path_or_text or ""
     return "\n".join(deque(text.rstrip("\n").splitlines(), maxlen=lines))
-
-
-def pipe_culprit(left_code: int, right_code: int, left_tail: str = "", stopped=()) -> str | None:
-    """Which side of `left | right` failed first: "left", "right", or None when both succeeded.
-
-    A side kindling stopped because the other had failed is not a cause, and neither is a
-    writer cut off by its reader: it dies of SIGPIPE, or reports EPIPE ("broken pipe") when it
-    opened the pipe itself (podman writes through /dev/stdout)."""
-    if left_code == 0 and right_code == 0:
-        return None
-    broken = left_code == -signal.SIGPIPE or "broken pipe" in left_tail.lower()
-    if left_code != 0 and "left" not in stopped and not broken:
-        return "left"
-    if right_code != 0 and "right" not in stopped:
-        return "right"
-    return "left" if left_code != 0 else "right"
 
 
 _RUNNERS = weakref.WeakSet()
@@ -209,11 +164,11 @@ class Runner:
                 self._live[process.pid] = process
             try:
                 process.wait(timeout=timeout)
-                _drain(process)
+                drain(process)
                 return Result(_text(process.stdout), process.exit_code, _text(process.stderr))
             except sh.TimeoutException:
                 proctree.kill_tree(process.pid)
-                _drain(process)
+                drain(process)
                 # The process's own buffers: RunningCommand.stdout would wait for it and raise its
                 # exit (ErrorReturnCode_137) instead of giving the output.
                 captured = _text(process.process.stdout) + _text(process.process.stderr)
@@ -225,7 +180,7 @@ class Runner:
                     shown, 128 + abs(exc.exit_code), output, log_path, reason="stopped by a signal"
                 )
             except sh.ErrorReturnCode as exc:
-                _drain(process)
+                drain(process)
                 exc = _refreshed(exc, process)
                 if not check:
                     return Result(_text(exc.stdout), exc.exit_code, _text(exc.stderr))
@@ -261,8 +216,8 @@ class Runner:
         """
         timeout = self.default_timeout if timeout is None else timeout
         sides = (
-            _PipeSide("left", left, left_env, timeout if left_timeout is None else left_timeout, self),
-            _PipeSide("right", right, right_env, timeout, self),
+            PipeSide("left", left, left_env, timeout if left_timeout is None else left_timeout, self),
+            PipeSide("right", right, right_env, timeout, self),
         )
         shown = PIPE_MARK.join(side.shown for side in sides)
         if not self._start(shown, mutating, processes=2):
@@ -363,92 +318,6 @@ class Runner:
 
     def resume(self):
         self._stopping = False
-
-
-class _PipeSide:
-    """One command of Runner.pipe: its process, its deadline and the tail of its output."""
-
-    def __init__(self, role, argv, env, timeout, runner):
-        self.role, self.env, self.timeout, self.runner = role, env, timeout, runner
-        self.argv = [str(a) for a in argv]
-        self.shown = display(self.argv, env, runner.secrets)
-        self.name = " ".join([Path(self.argv[0]).name, *self.argv[1:2]])  # "podman save", "kind load"
-        self.log = None
-        self.process = None
-        self._lines = deque(maxlen=TAIL_LINES)
-        self._all = []
-
-    @property
-    def pid(self):
-        return self.process.pid if self.process is not None else None
-
-    def start(self, **streams):
-        options = dict(
-            _env={**os.environ, **(self.env or {})},
-            _bg=True,
-            _bg_exc=False,
-            _new_group=True,
-            _tty_out=False,
-            _truncate_exc=False,
-            _decode_errors="replace",
-            **streams,
-        )
-        try:
-            self.process = sh.Command(self.argv[0])(*self.argv[1:], **options)
-        except sh.CommandNotFound:
-            raise PipeFailed(
-                self.role, self.shown, 127, reason=f"{self.argv[0]} is not installed or not on PATH"
-            ) from None
-        with self.runner._lock:
-            self.runner._live[self.process.pid] = self.process
-
-    def output(self, line):
-        line = line if isinstance(line, str) else line.decode("utf-8", "replace")
-        self._lines.append(line.rstrip("\n"))
-        if self.role == "right":
-            self._all.append(line)
-        if self.log:
-            with self.runner._lock:
-                self.log.write(f"{Path(self.argv[0]).name}: {line}".encode("utf-8", "replace"))
-                self.log.flush()
-
-    def exit_code(self):
-        """None while it runs; negative when a signal ended it."""
-        if self.process is None:
-            return None
-        running, code = self.process.process.is_alive()
-        return None if running else code
-
-    def finish(self, timeout):
-        """Wait for the exit and for sh's readers to pass on the last output."""
-        if self.process is None:
-            return
-        try:
-            self.process.wait(timeout=timeout)
-        except sh.TimeoutException:
-            proctree.kill_tree(self.process.pid, grace=1.0)
-        except sh.ErrorReturnCode:
-            pass
-        _drain(self.process)
-
-    def tail(self) -> str:
-        return "\n".join(self._lines)
-
-    def text(self) -> str:
-        return "".join(self._all)
-
-    def describe(self, sides) -> str:
-        other = next(side for side in sides if side is not self)
-        return f"it {'feeds' if self.role == 'left' else 'reads from'} {other.name}"
-
-
-def _drain(process) -> None:
-    """Wait for sh's reader threads too: a bounded `wait` can return while they still copy the
-    output of a command that exited at once, leaving stdout or stderr cut short."""
-    try:
-        process.process.wait()
-    except sh.ErrorReturnCode:
-        pass
 
 
 def _refreshed(exc, process):

@@ -12,7 +12,8 @@ from pathlib import Path
 from . import render, runspec
 from .deployspec import Helm
 from .errors import CommandFailed
-from .procs import SECRET_NAME_RE, Runner, display, tail
+from .masking import SECRET_NAME_RE, display
+from .procs import Runner, tail
 from .stack import Service
 
 RENDER_TIMEOUT = 120  # seconds; rendering a local chart or kustomization takes well under one

@@ -14,8 +14,9 @@ from pathlib import Path
 from .. import readiness, render, runs, runspec
 from ..context import RunContext
 from ..errors import CommandFailed, KindlingError, NotReady
+from ..masking import SECRET_NAME_RE, display
 from ..plan import Outcome, StepKind
-from ..procs import SECRET_NAME_RE, display, tail
+from ..procs import tail
 from . import deploy, suite
 
 JOB_LOGS_TIMEOUT = 60  # seconds for `kubectl logs` of a finished Job
