@@ -13,6 +13,7 @@ from tasks.libs import cache, images, kubeletcgroup, preflight, render
 from tasks.libs.console import Console
 from tasks.libs.engine import DIGEST_LABEL
 from tasks.libs.environment import Environment
+from tasks.libs.errors import KindlingError
 from tasks.libs.fakerunner import FakeRunner
 from tasks.libs.kubeletcgroup import PATCH
 from tasks.libs.phases import cluster as cluster_phase
@@ -400,3 +401,28 @@ def test_the_installed_kinds_version_is_asked_only_for_a_node_on_kinds_default()
     kubeletcgroup.decide("v2", None, "", "", never)
     decision = kubeletcgroup.decide("v1", {"nodes": [{"role": "control-plane"}]}, "", "", lambda: KIND_V032)
     assert decision.nodes == "kindest/node:v1.36.1 (kind 0.32.0's default node image)"
+
+
+REFUSED = Result("", 1, "The connection to the server 127.0.0.1:41239 was refused")
+
+
+def test_a_new_cluster_is_used_once_its_api_server_answers_readyz(tmp_path):
+    """kind's --wait ends at node Ready; a kube-apiserver the kubelet restarts just after refuses."""
+    ctx, scripted, _ = cgroup_environment(tmp_path, "v2")
+    readyz = [REFUSED, REFUSED, Result("ok", 0)]
+    scripted.answers.insert(0, (lambda argv: "/readyz" in argv, readyz))
+    assert cluster_phase.ensure_cluster(ctx) is Outcome.CREATED
+    asked = [i for i, argv in enumerate(scripted.commands()) if "/readyz" in argv]
+    (applied,) = [i for i, argv in enumerate(scripted.commands()) if argv[0] == "kubectl" and "apply" in argv]
+    assert len(asked) == 3 and max(asked) < applied  # the namespace goes in once it answered
+
+
+def test_a_new_cluster_whose_api_server_never_answers_stops_the_run(tmp_path, monkeypatch):
+    ctx, scripted, _ = cgroup_environment(tmp_path, "v2")
+    scripted.answers.insert(0, (lambda argv: "/readyz" in argv, REFUSED))
+    monkeypatch.setattr(cluster_phase, "API_READY_SECONDS", 0)
+    with pytest.raises(KindlingError) as caught:
+        cluster_phase.ensure_cluster(ctx)
+    assert "cluster cg-e2e was created, but its API server does not answer /readyz" in str(caught.value)
+    assert "was refused" in str(caught.value)
+    assert not [argv for argv in scripted.commands() if "apply" in argv]

@@ -62,6 +62,15 @@ class Kubectl:
         detail = (ready.stderr or ready.stdout).strip().splitlines()[-1:] or ["no answer"]
         return f"its API server does not answer /readyz ({detail[0][:200]})"
 
+    def wait_api_ready(self, timeout) -> str | None:
+        """Poll /readyz until the API server answers ok; why it did not (api_problem) after timeout s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            problem = self.api_problem()
+            if problem is None or time.monotonic() >= deadline or self.runner.stopping:
+                return problem
+            time.sleep(1.0)
+
     def wait_crd_established(self, name, timeout, log_path=None):
         return self.run(
             "wait",

@@ -13,6 +13,7 @@ from ..errors import CommandFailed, KindlingError
 from ..kind import kind_network
 from ..plan import Outcome, StepKind
 
+API_READY_SECONDS = 120
 _ENSURED = set()  # (state home, cluster) this process has ensured: a pre= chain checks once
 
 
@@ -48,6 +49,15 @@ def ensure_cluster(ctx: RunContext) -> Outcome:
     )
     if outcome is not Outcome.EXISTS and not ctx.dry_run:
         ctx.cluster_state.mark_created()
+        # kind's --wait ends when the control-plane node is Ready, and on a loaded host the kubelet may
+        # still restart kube-apiserver (its static pod's liveness probe): the first apply would meet
+        # "connection refused". A new cluster is used once /readyz answers.
+        problem = ctx.kubectl.wait_api_ready(API_READY_SECONDS)
+        if problem is not None:
+            raise KindlingError(
+                f"cluster {ctx.stack.cluster_name} was created, but {problem} after {API_READY_SECONDS} s; "
+                f"`invoke cluster.status` shows its nodes, `kind export logs` the control plane's logs"
+            )
     ensure_namespace(ctx, log, known_new=outcome is not Outcome.EXISTS)
     if not ctx.dry_run:
         _ENSURED.add(key)
