@@ -15,13 +15,14 @@ from pathlib import Path
 
 from invoke import Collection, task
 
-from .libs import cli, innerloop, locks, samples, scalebench
+from .libs import cli, innerloop, locks, runs, samples, scalebench
 from .libs.console import Console
 from .libs.engine import Engine
 from .libs.environment import Environment
 from .libs.errors import KindlingError
 from .libs.phases import cluster as cluster_phase
 from .libs.phases import teardown as teardown_phase
+from .libs.plan import StepKind, step_id
 from .libs.procs import Runner
 from .libs.settings import build_settings, process_environment
 from .libs.stack import load_stack
@@ -157,6 +158,7 @@ def setup(c, scale=0.03, verbose=False):
             deployed_before = _environment(path, home, True).ctx.cluster_state.deployed()
             (folder / "stack" / "src" / "aianalysis" / "version.txt").write_text("changed\n")
             locks.release_all()  # the redeploy below is another process, as a user's would be
+            earlier = set(runs.reports(home))
             started = time.monotonic()
             partial = subprocess.run(
                 [sys.executable, "-m", "invoke", "--search-root", str(cli.PROJECT_ROOT), "deploy.aianalysis"],
@@ -173,6 +175,7 @@ def setup(c, scale=0.03, verbose=False):
             if partial.returncode != 0:
                 raise KindlingError("partial redeploy failed:\n" + partial.stderr[-2000:])
             deployed_after = _environment(path, home, True).ctx.cluster_state.deployed()
+            own = own_step_seconds([p for p in runs.reports(home) if p not in earlier], "aianalysis")
         finally:
             _teardown(path, home)
     changed = sorted(n for n in deployed_after if deployed_after[n] != deployed_before.get(n))
@@ -209,6 +212,24 @@ def setup(c, scale=0.03, verbose=False):
         f"{len(warm_builds)}; commands {warm['commands']['total']}, mutating {warm['commands']['mutating']})"
     )
     print(f"  partial redeploy changed   {', '.join(changed) or 'nothing'}")
+    print(
+        f"  partial / its own steps    {partial_wall / max(sum(own.values()), 0.001):.2f}   ("
+        + " + ".join(f"{kind.value} {seconds:.1f} s" for kind, seconds in own.items())
+        + "; the rest: Invoke, the pre= chain's checks, kindling's start)"
+    )
+
+
+def own_step_seconds(reports: list, service: str) -> dict:
+    """StepKind -> seconds of the service's own image, load and deploy steps in these run reports:
+    what a partial redeploy cannot do without."""
+    wanted = {step_id(kind, service): kind for kind in (StepKind.IMAGE, StepKind.LOAD, StepKind.DEPLOY)}
+    found = {}
+    for path in reports:
+        for step in runs.read_json(path, {}).get("steps", []):
+            kind = wanted.get(step.get("id"))
+            if kind is not None and step.get("status") == "ok":
+                found[kind] = found.get(kind, 0.0) + float(step.get("seconds") or 0.0)
+    return {kind: found[kind] for kind in wanted.values() if kind in found}
 
 
 def _stored_bytes(storage: Path) -> int:

@@ -1,5 +1,6 @@
 """The benchmarks run end to end (scaled down) and print their ratios; figures are not asserted."""
 
+import json
 import re
 
 from conftest import invoke
@@ -31,6 +32,45 @@ def test_bench_setup_prints_every_run_and_touches_only_the_redeployed_service(ba
         assert label in result.stdout
     assert re.search(r"\(builds in warm run: 0; commands \d+, mutating 0\)", result.stdout)
     assert re.search(r"partial redeploy changed\s+aianalysis$", result.stdout, re.M)
+    # The redeploy against its own build, load and rollout, all three measured in that run.
+    assert re.search(
+        r"partial / its own steps\s+\d+\.\d\d\s+\(image [\d.]+ s \+ load [\d.]+ s \+ deploy [\d.]+ s;",
+        result.stdout,
+    ), result.stdout
+
+
+def test_own_step_seconds_adds_the_services_image_load_and_deploy_across_a_pre_chains_runs(tmp_path):
+    from tasks.bench import own_step_seconds
+    from tasks.libs.plan import StepKind
+
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_text(
+        json.dumps(
+            {
+                "steps": [
+                    {"id": "image:api", "status": "ok", "seconds": 2.0},
+                    {"id": "image:db", "status": "ok", "seconds": 9.0},
+                    {"id": "deploy:db", "status": "ok", "seconds": 9.0},
+                ]
+            }
+        )
+    )
+    second.write_text(
+        json.dumps(
+            {
+                "steps": [
+                    {"id": "load:api", "status": "ok", "seconds": 1.5},
+                    {"id": "deploy:api", "status": "ok", "seconds": 3.0},
+                    {"id": "deploy:api", "status": "failed", "seconds": 50.0},
+                ]
+            }
+        )
+    )
+    assert own_step_seconds([first, second], "api") == {
+        StepKind.IMAGE: 2.0,
+        StepKind.LOAD: 1.5,
+        StepKind.DEPLOY: 3.0,
+    }
 
 
 def test_bench_reload_prints_bytes(base_image, registry, tmp_path):  # registry: needs docker-registry
