@@ -426,3 +426,41 @@ def test_a_new_cluster_whose_api_server_never_answers_stops_the_run(tmp_path, mo
     assert "cluster cg-e2e was created, but its API server does not answer /readyz" in str(caught.value)
     assert "was refused" in str(caught.value)
     assert not [argv for argv in scripted.commands() if "apply" in argv]
+
+
+def test_the_runs_of_a_pre_chain_read_the_cluster_once(tmp_path):
+    """deploy.svc2 runs deploy.svc0 and deploy.svc1 first, each a run of its own in this process:
+    only the first asks podman, the nodes and the API server."""
+    environment, scripted = warm_environment(tmp_path, 3)
+    ctx = environment.ctx
+    environment.execute(environment.setup_steps(["svc0"]))
+    asked = len(scripted.calls)
+    for name in ("svc1", "svc2"):
+        chained = Environment(ctx.stack, ctx.settings, ctx.env, runner=scripted)
+        result = chained.execute(chained.setup_steps([name]))
+        assert {s["outcome"] for s in result["steps"] if s["kind"] != "cluster"} == {
+            Outcome.CACHED.value,
+            Outcome.ON_NODE.value,
+            Outcome.UP_TO_DATE.value,
+        }
+    assert len(scripted.calls) == asked
+    # Once the cluster is deleted (or made again), nothing read of it holds.
+    teardown.teardown(Environment(ctx.stack, ctx.settings, ctx.env, runner=scripted).ctx, keep_images=True)
+    again = Environment(ctx.stack, ctx.settings, ctx.env, runner=scripted)
+    before = len(scripted.calls)
+    again.ctx.snapshot.node_images()
+    assert [argv for argv in scripted.commands()[before:] if "crictl" in argv]
+
+
+def test_an_apply_forgets_the_workloads_it_changed(tmp_path, monkeypatch):
+    environment, scripted = warm_environment(tmp_path, 1)
+    ctx = environment.ctx
+    monkeypatch.setattr(ctx.kubectl, "wait_ready", lambda *args, **options: None)
+    assert ctx.snapshot.is_ready("Deployment", "svc0", ctx.stack.namespace)
+    listings = len([a for a in scripted.commands() if "deployment,statefulset,daemonset,job" in a])
+    docs = deploy.rendered(ctx, "svc0")
+    deploy.apply_and_wait(ctx, "svc0", docs, render.readiness_targets(docs))
+    assert ctx.snapshot.is_ready("Deployment", "svc0", ctx.stack.namespace)
+    assert (
+        len([a for a in scripted.commands() if "deployment,statefulset,daemonset,job" in a]) == listings + 1
+    )

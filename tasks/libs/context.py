@@ -17,7 +17,7 @@ from .masking import SECRET_NAME_RE
 from .preflight import HostInfo
 from .procs import Runner
 from .settings import DeliveryMode, Settings
-from .snapshot import Snapshot
+from .snapshot import Snapshot, shared_views
 
 
 class RunContext:
@@ -64,7 +64,9 @@ class RunContext:
             stack.engine,
             node_image=stack.node_image,
         )
-        self.snapshot = Snapshot(self.engine, self.cluster, self.kubectl)
+        # One cluster's views are shared by the runs of this process (a pre= chain): snapshot.Views.
+        self.snapshot_key = (str(self.home), str(self.cluster_state.kubeconfig))
+        self.snapshot = Snapshot(self.engine, self.cluster, self.kubectl, shared_views(self.snapshot_key))
         self.refs = {}  # service -> image reference chosen by this run
         self.source_documents = {}  # service -> its objects as read or rendered (phases/deploy.py)
         self._tag_inputs = None

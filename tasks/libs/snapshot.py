@@ -15,23 +15,49 @@ from .kind import KindCluster
 from .kubectl import RESOURCES, Kubectl
 
 
+class Views:
+    """What was read, kept for every run of one process against one cluster: the tasks of a pre=
+    chain (`deploy.api` after `deploy.db`) are runs of their own, and each asking podman, the nodes
+    and the API server again cost a partial redeploy about 0.6 s a dependency. A change a step
+    makes is written through (add_loaded) or forgets the view it touched."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.images = None  # [(names, labels, created)], or None when the engine cannot list them
+        self.images_read = False
+        self.nodes = None  # node -> set of node names (images.node_name)
+        self.workloads = {}  # namespace -> {(kind, name): object}
+
+
+_SHARED = {}  # (state home, cluster name) -> Views
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_views(key: tuple) -> Views:
+    with _SHARED_LOCK:
+        return _SHARED.setdefault(key, Views())
+
+
+def forget_shared(key: tuple) -> None:
+    """The cluster was created, recreated or deleted: nothing read of it before holds."""
+    with _SHARED_LOCK:
+        _SHARED.pop(key, None)
+
+
 class Snapshot:
-    def __init__(self, engine: Engine, cluster: KindCluster, kubectl: Kubectl):
+    def __init__(self, engine: Engine, cluster: KindCluster, kubectl: Kubectl, views: Views | None = None):
         self.engine, self.cluster, self.kubectl = engine, cluster, kubectl
-        self._lock = threading.Lock()
-        self._images = None  # [(names, labels, created)], or None when the engine cannot list them
-        self._images_read = False
-        self._nodes = None  # node -> set of node names (images.node_name)
-        self._workloads = {}  # namespace -> {(kind, name): object}
+        self._views = views or Views()
 
     # ---- the engine's images ------------------------------------------------------------------
 
     def _engine_images(self):
-        with self._lock:
-            if not self._images_read:
-                self._images = self.engine.list_images()
-                self._images_read = True
-            return self._images
+        views = self._views
+        with views.lock:
+            if not views.images_read:
+                views.images = self.engine.list_images()
+                views.images_read = True
+            return views.images
 
     def find_built(self, repository: str, digest: str) -> list:
         """References in `repository` of images built from these inputs, newest first."""
@@ -60,10 +86,11 @@ class Snapshot:
     # ---- the nodes' images --------------------------------------------------------------------
 
     def node_images(self) -> dict:
-        with self._lock:
-            if self._nodes is None:
-                self._nodes = self.cluster.node_images(self.engine)
-            return self._nodes
+        views = self._views
+        with views.lock:
+            if views.nodes is None:
+                views.nodes = self.cluster.node_images(self.engine)
+            return views.nodes
 
     def on_every_node(self, ref: str) -> bool:
         wanted = images.node_name(ref)
@@ -72,20 +99,32 @@ class Snapshot:
 
     def add_loaded(self, ref: str) -> None:
         wanted = images.node_name(ref)
-        with self._lock:
-            for names in (self._nodes or {}).values():
+        with self._views.lock:
+            for names in (self._views.nodes or {}).values():
                 names.add(wanted)
+
+    def forget_images(self) -> None:
+        """An image was built or pulled."""
+        with self._views.lock:
+            self._views.images, self._views.images_read = None, False
+
+    def forget_workloads(self, namespaces) -> None:
+        """Objects were applied or deleted in these namespaces."""
+        with self._views.lock:
+            for namespace in namespaces:
+                self._views.workloads.pop(namespace, None)
 
     # ---- the workloads ------------------------------------------------------------------------
 
     def workload(self, kind: str, name: str, namespace: str) -> dict | None:
-        with self._lock:
-            if namespace not in self._workloads:
+        views = self._views
+        with views.lock:
+            if namespace not in views.workloads:
                 listed = self.kubectl.get_json(",".join(RESOURCES.values()), namespace) or {}
-                self._workloads[namespace] = {
+                views.workloads[namespace] = {
                     (item.get("kind"), item["metadata"]["name"]): item for item in listed.get("items") or []
                 }
-            return self._workloads[namespace].get((kind, name))
+            return views.workloads[namespace].get((kind, name))
 
     def is_ready(self, kind: str, name: str, namespace: str, replicas=None) -> bool:
         """Ready as kubectl means it; with replicas, the live object must still ask for that many

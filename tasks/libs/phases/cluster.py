@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from .. import kubeletcgroup, locks, loopback, render, settings
+from .. import kubeletcgroup, locks, loopback, render, settings, snapshot
 from ..context import RunContext
 from ..errors import CommandFailed, KindlingError
 from ..kind import kind_network
@@ -47,6 +47,8 @@ def ensure_cluster(ctx: RunContext) -> Outcome:
             api_problem=ctx.kubectl.api_problem,
         )
     )
+    if outcome is not Outcome.EXISTS:
+        snapshot.forget_shared(ctx.snapshot_key)
     if outcome is not Outcome.EXISTS and not ctx.dry_run:
         ctx.cluster_state.mark_created()
         # kind's --wait ends when the control-plane node is Ready, and on a loaded host the kubelet may
@@ -74,7 +76,9 @@ def lock_cluster(ctx: RunContext, what: str) -> None:
 
 
 def forget_ensured(ctx: RunContext) -> None:
+    """Check the cluster again, and read it again (snapshot.Views), as a new process would."""
     _ENSURED.discard((str(ctx.home), ctx.stack.cluster_name))
+    snapshot.forget_shared(ctx.snapshot_key)
 
 
 def _ensure_existing(ctx: RunContext) -> Outcome:

@@ -118,6 +118,8 @@ def apply_and_wait(ctx: RunContext, name, docs, targets) -> list:
     folder = ctx.run.folder / "rendered"
     folder.mkdir(exist_ok=True)
     kubectl, namespace_default = ctx.kubectl, ctx.stack.namespace
+    # What the apply changes is no longer as read (snapshot.Views, shared by a pre= chain's runs).
+    ctx.snapshot.forget_workloads({d["metadata"].get("namespace") or namespace_default for d in docs})
     try:
         if crds:
             path = folder / f"{name}.crds.yaml"

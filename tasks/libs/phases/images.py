@@ -21,6 +21,7 @@ def ensure_image(ctx: RunContext, name) -> Outcome:
         if ctx.snapshot.image_exists(service.image):
             return Outcome.PRESENT
         ctx.engine.pull(service.image, log_path=log, timeout=ctx.timeout("build"))
+        ctx.snapshot.forget_images()
         return Outcome.PULLED
     settings = ctx.settings
     build = service.build
@@ -69,6 +70,7 @@ def ensure_image(ctx: RunContext, name) -> Outcome:
             # podman's service can die under load ("server probably quit", exit 125): once more.
             if attempt == 2 or exc.returncode != 125 or not TRANSIENT_BUILD_FAILURE.search(exc.tail):
                 raise
+    ctx.snapshot.forget_images()
     if not ctx.dry_run and not ctx.engine.image_exists(ref):
         raise KindlingError(f"{name}: the build succeeded but {ref} is not in the image store")
     ctx.refs[name] = ref

@@ -127,6 +127,7 @@ def _run_job(ctx: RunContext, name, job: dict, log: Path) -> str:
     try:
         kubectl.delete("job", job_name, namespace, log_path=log, cascade="foreground")
         kubectl.apply(path, log_path=log, timeout=ctx.timeout("apply"))
+        ctx.snapshot.forget_workloads({namespace})
         if ctx.dry_run:
             return ""
         kubectl.wait_ready("Job", job_name, namespace, spec.timeout, log_path=log)
