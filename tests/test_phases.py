@@ -464,3 +464,52 @@ def test_an_apply_forgets_the_workloads_it_changed(tmp_path, monkeypatch):
     assert (
         len([a for a in scripted.commands() if "deployment,statefulset,daemonset,job" in a]) == listings + 1
     )
+
+
+def workload_object(kind, name, ready):
+    status = {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1}
+    if kind == "DaemonSet":
+        status = {
+            "observedGeneration": 1,
+            "desiredNumberScheduled": 2,
+            "updatedNumberScheduled": 2,
+            "numberAvailable": 2 if ready else 1,
+        }
+    else:
+        status.update({"readyReplicas": 1, "availableReplicas": 1} if ready else {"availableReplicas": 0})
+    return {
+        "kind": kind,
+        "metadata": {"name": name, "generation": 1},
+        "spec": {"replicas": 1},
+        "status": status,
+    }
+
+
+def test_a_new_cluster_is_used_once_coredns_and_kube_proxy_are_ready(tmp_path):
+    """kind's --wait covers the control-plane node; a pod resolving a name before CoreDNS is ready
+    meets "connection refused"."""
+    ctx, scripted, _ = cgroup_environment(tmp_path, "v2")
+    addons = {
+        "kind": "List",
+        "items": [
+            workload_object("Deployment", "coredns", False),
+            workload_object("DaemonSet", "kube-proxy", True),
+        ],
+    }
+    coredns = [Result(json.dumps(workload_object("Deployment", "coredns", False)), 0)] * 2
+    coredns.append(Result(json.dumps(workload_object("Deployment", "coredns", True)), 0))
+    scripted.answers[:0] = [
+        (
+            lambda argv: "deployments,daemonsets" in argv and "kube-system" in argv,
+            Result(json.dumps(addons), 0),
+        ),
+        (lambda argv: "deployment/coredns" in argv, coredns),
+        (lambda argv: "daemonset/kube-proxy" in argv, Result(json.dumps(addons["items"][1]), 0)),
+        (lambda argv: "pods" in argv, Result(json.dumps({"items": []}), 0)),
+    ]
+    assert cluster_phase.ensure_cluster(ctx) is Outcome.CREATED
+    commands = scripted.commands()
+    asked = [i for i, argv in enumerate(commands) if "deployment/coredns" in argv]
+    (applied,) = [i for i, argv in enumerate(commands) if argv[0] == "kubectl" and "apply" in argv]
+    assert len(asked) == 3 and max(asked) < applied
+    assert any("daemonset/kube-proxy" in argv for argv in commands)

@@ -9,11 +9,13 @@ import yaml
 
 from .. import kubeletcgroup, locks, loopback, render, settings, snapshot
 from ..context import RunContext
-from ..errors import CommandFailed, KindlingError
+from ..errors import CommandFailed, KindlingError, NotReady
 from ..kind import kind_network
 from ..plan import Outcome, StepKind
 
 API_READY_SECONDS = 120
+ADDONS_NAMESPACE = "kube-system"
+ADDONS_READY_SECONDS = 180
 _ENSURED = set()  # (state home, cluster) this process has ensured: a pre= chain checks once
 
 
@@ -60,10 +62,31 @@ def ensure_cluster(ctx: RunContext) -> Outcome:
                 f"cluster {ctx.stack.cluster_name} was created, but {problem} after {API_READY_SECONDS} s; "
                 f"`invoke cluster.status` shows its nodes, `kind export logs` the control plane's logs"
             )
+        wait_cluster_addons(ctx, log)
     ensure_namespace(ctx, log, known_new=outcome is not Outcome.EXISTS)
     if not ctx.dry_run:
         _ENSURED.add(key)
     return outcome
+
+
+def wait_cluster_addons(ctx: RunContext, log: Path) -> None:
+    """A new cluster's own workloads in kube-system (CoreDNS, kube-proxy, the CNI daemon) are ready
+    before anything is deployed. kind's --wait covers the control-plane node only: until CoreDNS is
+    ready and kube-proxy has programmed its Service, a pod resolving a name meets "connection
+    refused" from 10.96.0.10, and a workload that resolves its dependencies at start fails."""
+    listed = ctx.kubectl.get_json("deployments,daemonsets", ADDONS_NAMESPACE) or {}
+    for item in listed.get("items") or []:
+        kind, name = item.get("kind"), item["metadata"]["name"]
+        if kind not in ("Deployment", "DaemonSet"):
+            continue
+        try:
+            ctx.kubectl.wait_ready(kind, name, ADDONS_NAMESPACE, ADDONS_READY_SECONDS, log_path=log)
+        except NotReady as exc:
+            raise KindlingError(
+                f"cluster {ctx.stack.cluster_name} was created, but its {kind} {ADDONS_NAMESPACE}/{name} "
+                f"is not ready: {exc}\n  fix: `kubectl --kubeconfig {ctx.cluster_state.kubeconfig} -n "
+                f"{ADDONS_NAMESPACE} describe pods` shows why; `invoke cluster.delete` and run again"
+            ) from None
 
 
 def lock_cluster(ctx: RunContext, what: str) -> None:
