@@ -536,7 +536,10 @@ PHASES = {
         signal.SIGTERM,
         {},
         None,  # delay set once the namespace apply is done (see below)
-        process_of(lambda a: is_wrapped(a, "kubectl") and "apply" in a and "-n" in a),
+        # The service's apply (its rendered objects), not the cluster step's namespace apply.
+        process_of(
+            lambda a: is_wrapped(a, "kubectl") and "apply" in a and a[-1].endswith("/rendered/a.yaml")
+        ),
     ),
     "wait": (signal.SIGINT, {"timeout": 600, "fault": "never-ready"}, {}, waiting_for_rollout),
 }
