@@ -15,7 +15,7 @@ import yaml
 
 from . import kindhost, skew
 from .checkresult import FAIL, OK, WARN, Check, Probe, parse_version, query
-from .stack import parse_size
+from .stackfile import parse_size
 
 # Oldest versions kindling is known to need: podman 4 for `podman image exists`/label
 # filters as used here, kind 0.20 for the podman provider's stability, kubectl 1.26 for `kubectl events`.

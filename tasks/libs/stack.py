@@ -11,10 +11,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import buildcaches, buildmounts, hostfacts, images, runspec
+from . import buildcaches, buildmounts, buildspec, images, runspec
+from .buildspec import Build
 from .deployspec import Helm, parse_helm, parse_kustomize
 from .errors import StackError
-from .stackfile import Checker, parse_size, positive_seconds, read_document, show, type_name
+from .stackfile import Checker, positive_seconds, read_document, show, type_name
 from .stacksections import TestSpec, parse_registry, parse_test
 
 DEFAULT_STACK_FILE = "e2e.yaml"
@@ -43,23 +44,7 @@ REVISION_RE = re.compile(r"^[0-9a-fA-F]{7,40}$")  # a commit id, full or abbrevi
 CLUSTER_NAME_MAX = 50
 SERVICE_KEYS = {"image", "build", "manifests", "helm", "kustomize", "depends_on", "ready", "load", "run"}
 IMAGES_KEYS = {"name"}
-BUILD_KEYS = {"containerfile", "context", "args", "coverage_args", "target", "memory", "caches", "mounts"}
 READY_KEYS = {"timeout"}
-
-
-@dataclass(frozen=True)
-class Build:
-    containerfile: Path
-    context: Path
-    args: dict = field(default_factory=dict)
-    coverage_args: dict = field(default_factory=dict)
-    target: str = ""
-    memory: int = 0  # bytes the build needs; 0 = not declared
-    caches: tuple = ()  # buildcaches.Cache: compiler caches mounted into every RUN step
-    mounts: tuple = ()  # buildmounts.Mount: host folders mounted into every RUN step (read-only)
-
-    def build_args(self, coverage: bool = False) -> dict:
-        return {**self.args, **(self.coverage_args if coverage else {})}
 
 
 @dataclass(frozen=True)
@@ -329,7 +314,7 @@ def _service(
         )
     build, image = None, ""
     if has_build:
-        build = _build(c, raw["build"], f"{where}.build", source)
+        build = buildspec.parse(c, raw["build"], f"{where}.build", source)
         try:
             images.parse(images.repository(project, name, template=image_name))
         except images.BadReference:
@@ -384,34 +369,6 @@ def _service(
         kustomize = parse_kustomize(c, raw["kustomize"], f"{where}.kustomize", source)
     run = runspec.parse(c, raw["run"], f"{where}.run", source) if has_run else None
     return Service(name, build, image, manifests, tuple(depends), int(timeout), load, helm, kustomize, run)
-
-
-def _build(c: Checker, raw, where, source) -> Build:
-    if isinstance(raw, str):
-        raw = {"containerfile": raw}
-    c.mapping(raw, where, BUILD_KEYS)
-    # Values first, files last: the error names the first problem a reader would fix.
-    target = raw.get("target", "") or ""
-    if target:
-        c.string(target, f"{where}.target")
-    memory = 0
-    if raw.get("memory") is not None:
-        try:
-            memory = parse_size(raw["memory"])
-        except ValueError:
-            c.fail(f"{where}.memory", f"{show(raw['memory'])} is not a size", "write e.g. 512MiB or 3GiB")
-    facts = hostfacts.with_host_facts(c.env)  # ${KINDLING_HOST_GOARCH}, ${KINDLING_HOST_OS}
-    args = c.args(raw.get("args"), f"{where}.args", env=facts)
-    coverage_args = c.args(raw.get("coverage_args"), f"{where}.coverage_args", env=facts)
-    caches = buildcaches.parse(c, raw.get("caches"), f"{where}.caches")
-    mounts = buildmounts.parse(c, raw.get("mounts"), f"{where}.mounts", source, caches)
-    containerfile = c.path_value(
-        raw.get("containerfile", "Containerfile"), f"{where}.containerfile", source, source
-    )
-    context = c.path_value(raw.get("context", "."), f"{where}.context", source, source)
-    c.existing(containerfile, f"{where}.containerfile")
-    c.existing(context, f"{where}.context", "folder")
-    return Build(containerfile, context, args, coverage_args, target, memory, caches, mounts)
 
 
 def stack_path(config_value, env, root=None) -> Path:
