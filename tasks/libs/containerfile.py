@@ -117,7 +117,7 @@ def _arguments(text: str) -> tuple:
     return flags, text.split()
 
 
-def _env_pairs(text: str) -> dict:
+def env_pairs(text: str) -> dict:
     """`ENV K=V K2="v 2"`, or the old `ENV K value` form."""
     words = re.findall(r"""(?:[^\s"']+|"(?:\\.|[^"])*"|'[^']*')+""", text)
     if words and "=" not in words[0]:
@@ -129,10 +129,12 @@ def _env_pairs(text: str) -> dict:
     return pairs
 
 
-def copies(text: str, build_args=None) -> list:
-    """Every COPY and ADD that takes sources from the build context."""
+def walk(text: str, build_args=None):
+    """Each instruction with the ARG and ENV values its stage has at that point (a live dict: the
+    environment a RUN sees). Build args win over ARG defaults; an ARG before the first FROM is
+    global and reaches a stage only through a re-declaration, as in BuildKit and buildah."""
     build_args = dict(build_args or {})
-    global_args, values, in_stage, found = {}, {}, False, []
+    global_args, values, in_stage = {}, {}, False
     for instruction in instructions(text):
         keyword, arguments = instruction.keyword, instruction.arguments
         if keyword == "FROM":
@@ -149,11 +151,19 @@ def copies(text: str, build_args=None) -> list:
                 if value is not None:
                     (values if in_stage else global_args)[name] = value
         elif keyword == "ENV" and in_stage:
-            for key, value in _env_pairs(arguments).items():
+            for key, value in env_pairs(arguments).items():
                 expanded = expand(value, values)
                 if expanded is not None:
                     values[key] = expanded
-        elif keyword in ("COPY", "ADD"):
+        yield instruction, values
+
+
+def copies(text: str, build_args=None) -> list:
+    """Every COPY and ADD that takes sources from the build context."""
+    found = []
+    for instruction, values in walk(text, build_args):
+        keyword, arguments = instruction.keyword, instruction.arguments
+        if keyword in ("COPY", "ADD"):
             flags, words = _arguments(arguments)
             if any(flag.startswith("--from") for flag in flags) or len(words) < 2:
                 continue
