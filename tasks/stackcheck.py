@@ -23,7 +23,18 @@ from pathlib import Path
 import yaml
 from invoke import Collection, task
 
-from .libs import buildcontext, cli, containerfile, drift, nodeversion, render, sources, validate
+from .libs import (
+    buildcontext,
+    cli,
+    containerfile,
+    drift,
+    inputsets,
+    nodeversion,
+    render,
+    runs,
+    sources,
+    validate,
+)
 from .libs.errors import KindlingError, StackError
 from .libs.procs import Runner
 from .libs.settings import process_environment
@@ -96,10 +107,21 @@ def check(c, kubernetes_version=None):
         count = result.objects.get(name, 0)
         extra = [skipped[p] for p in sources.origins(service) if p in skipped]
         line = f"  {name:<24} {count} object(s) ok"
+        if service.built and not source_missing:
+            line += "; " + input_summary(service.build, runner, runs.state_home(stack, process_environment()))
         if extra:
             line += f"; not checked: {', '.join(extra)}"
         print(line)
     print(f"stack.check: no problems in {len(stack.services)} services")
+
+
+def input_summary(build, runner, home) -> str:
+    """How many files make the image's inputs, and by which rule (inputsets.py)."""
+    found = inputsets.resolve(
+        build.inputs, build.containerfile, build.context, build.build_args(), runner, [home]
+    )
+    text = f"image inputs: {len(found.files)} file(s) by rule {found.rule}"
+    return text + (f" ({found.note})" if found.note else "")
 
 
 def _fail(path, problems):

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from conftest import ROOT, invoke
 
-from tasks.libs import validate
+from tasks.libs import cache, validate
 from tasks.libs.stack import load_stack
 
 SOURCE_CRD = "${SOURCE_DIR}/config/crd/bases/kubernaut.ai_aianalyses.yaml"
@@ -126,8 +126,12 @@ def test_demo_stack_passes(kv):
     result = check(ROOT / "demo.yaml")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+    stack = load_stack(ROOT / "demo.yaml", env={})
     for service, count in (("store", 2), ("brain", 2), ("controller", 3)):
-        assert f"  {service:<24} {count} object(s) ok\n" in result.stdout
+        # Each built image's inputs: by the default rule, what its context sends.
+        sent = cache.context_files(stack.services[service].build.context, [ROOT / ".kindling"])
+        line = f"  {service:<24} {count} object(s) ok; image inputs: {len(sent)} file(s) by rule context\n"
+        assert line in result.stdout, result.stdout
     assert re.search(r"Kubernetes 1\.\d+ schemas \(the cluster's: ", result.stdout), result.stdout
     assert "does not exist" not in result.stdout
 
@@ -150,7 +154,7 @@ def test_aianalysis_stack_with_a_checkout_checks_the_crd(kv, tmp_path):
     result = check(ROOT / AIANALYSIS, E2E_SOURCE=str(source))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "does not exist" not in result.stdout
-    assert f"  {'aianalysis':<24} 10 object(s) ok\n" in result.stdout
+    assert f"  {'aianalysis':<24} 10 object(s) ok; image inputs: " in result.stdout
 
     # The CRD is validated like every other object, and reported by its absolute path.
     crd = source / "config/crd/bases/kubernaut.ai_aianalyses.yaml"

@@ -1,9 +1,9 @@
-"""A service's `build:` in the stack: how its image is built."""
+"""A service's `build:` in the stack: how its image is built and which files are its inputs."""
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import buildcaches, buildmounts, hostfacts
+from . import buildcaches, buildmounts, hostfacts, inputsets
 from .stackfile import Checker, parse_size, show
 
 BUILD_KEYS = {
@@ -29,6 +29,7 @@ class Build:
     memory: int = 0  # bytes the build needs; 0 = not declared
     caches: tuple = ()  # buildcaches.Cache: compiler caches mounted into every RUN step
     mounts: tuple = ()  # buildmounts.Mount: host folders mounted into every RUN step (read-only)
+    inputs: inputsets.Inputs = inputsets.Inputs()  # which files make a new image
 
     def build_args(self, coverage: bool = False) -> dict:
         return {**self.args, **(self.coverage_args if coverage else {})}
@@ -54,10 +55,11 @@ def parse(c: Checker, raw, where, source) -> Build:
     coverage_args = c.args(raw.get("coverage_args"), f"{where}.coverage_args", env=facts)
     caches = buildcaches.parse(c, raw.get("caches"), f"{where}.caches")
     mounts = buildmounts.parse(c, raw.get("mounts"), f"{where}.mounts", source, caches)
+    inputs = inputsets.parse(c, raw.get("inputs"), f"{where}.inputs")
     containerfile = c.path_value(
         raw.get("containerfile", "Containerfile"), f"{where}.containerfile", source, source
     )
     context = c.path_value(raw.get("context", "."), f"{where}.context", source, source)
     c.existing(containerfile, f"{where}.containerfile")
     c.existing(context, f"{where}.context", "folder")
-    return Build(containerfile, context, args, coverage_args, target, memory, caches, mounts)
+    return Build(containerfile, context, args, coverage_args, target, memory, caches, mounts, inputs)

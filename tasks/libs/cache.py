@@ -1,9 +1,9 @@
 """Content digest of a build's inputs, so an image whose inputs did not change is reused.
 
-The digest covers the Containerfile, the build args, the target and every file of
-the context that the engine would send (minus `.containerignore`/`.dockerignore`
-entries). It is stored on the image as a label; a later run that computes the same
-digest finds the image by that label instead of building.
+The digest covers the Containerfile, the build args, the target and the build's input set
+(inputsets.py): by default every file of the context that the engine would send (minus
+`.containerignore`/`.dockerignore` entries). It is stored on the image as a label; a later run
+that computes the same digest finds the image by that label instead of building.
 """
 
 import hashlib
@@ -18,7 +18,7 @@ ALWAYS_SKIPPED = {".git", ".kindling"}
 DIGEST_VERSION = "1"
 
 
-def _pattern_regex(pattern: str):
+def pattern_regex(pattern: str):
     out, i = "", 0
     while i < len(pattern):
         char = pattern[i]
@@ -49,7 +49,7 @@ def read_ignore_rules(context: Path) -> list:
                 line = os.path.normpath(line.lstrip("!").strip()).lstrip("/")
                 if line in ("", "."):
                     continue
-                rules.append((_pattern_regex(line), negated))
+                rules.append((pattern_regex(line), negated))
             return rules
     return []
 
@@ -102,7 +102,10 @@ def _file_digest(path: Path) -> str:
     return executable + digest.hexdigest()
 
 
-def build_digest(containerfile: Path, context: Path, args: dict, target: str = "", left_out=()) -> str:
+def build_digest(
+    containerfile: Path, context: Path, args: dict, target: str = "", left_out=(), inputs=None
+) -> str:
+    """inputs: an inputsets.InputSet, the files that count (default: all the context sends)."""
     digest = hashlib.sha256()
 
     def add(*parts):
@@ -116,6 +119,7 @@ def build_digest(containerfile: Path, context: Path, args: dict, target: str = "
     for key in sorted(args):
         add("arg", key, str(args[key]))
     add("target", target or "")
-    for relative in context_files(Path(context), left_out):
+    files = context_files(Path(context), left_out) if inputs is None else inputs.files
+    for relative in files:
         add("file", relative, _file_digest(Path(context) / relative))
     return digest.hexdigest()

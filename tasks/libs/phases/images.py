@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from .. import buildcaches, buildmounts, cache, ignorefile, images
+from .. import buildcaches, buildmounts, cache, ignorefile, images, inputsets
 from ..context import RunContext
 from ..engine import DIGEST_LABEL, STACK_LABEL
 from ..errors import CommandFailed, KindlingError
@@ -26,9 +26,6 @@ def ensure_image(ctx: RunContext, name) -> Outcome:
     settings = ctx.settings
     build = service.build
     args = build.build_args(settings.coverage)
-    # Caches and mounts are no part of the digest: they change how fast a build is, not its output.
-    # Nor is kindling's own state, which the build is never sent (state_ignore_file).
-    digest = cache.build_digest(build.containerfile, build.context, args, build.target, left_out=[ctx.home])
     naming = ctx.stack.image_name
     repository = images.repository(ctx.stack.project, name, ctx.registry, naming)
     if settings.image_tag and not settings.no_cache:
@@ -38,11 +35,22 @@ def ensure_image(ctx: RunContext, name) -> Outcome:
             ctx.refs[name] = ref
             ctx.run.record_image(name, {"ref": ref, "digest": None, "built_by_kindling": False})
             return Outcome.PRESENT
+    # Caches and mounts are no part of the digest: they change how fast a build is, not its output.
+    # Nor is kindling's own state, which the build is never sent (state_ignore_file).
+    inputs = inputsets.resolve(build.inputs, build.containerfile, build.context, args, ctx.runner, [ctx.home])
+    if inputs.note:
+        ctx.console.line(f"{name}: {inputs.note}")
+    counted = {"inputs": {"rule": inputs.rule, "files": len(inputs.files)}}
+    digest = cache.build_digest(
+        build.containerfile, build.context, args, build.target, left_out=[ctx.home], inputs=inputs
+    )
     if not settings.no_cache:
         found = ctx.snapshot.find_built(repository, digest)
         if found:
             ctx.refs[name] = found[0]
-            ctx.run.record_image(name, {"ref": found[0], "digest": digest, "built_by_kindling": True})
+            ctx.run.record_image(
+                name, {"ref": found[0], "digest": digest, "built_by_kindling": True, **counted}
+            )
             return Outcome.CACHED
     ref = images.local_ref(ctx.stack.project, name, ctx.new_tag(name), ctx.registry, naming)
     ctx.console.state("image", name, "building", str(log))
@@ -75,7 +83,7 @@ def ensure_image(ctx: RunContext, name) -> Outcome:
         raise KindlingError(f"{name}: the build succeeded but {ref} is not in the image store")
     ctx.refs[name] = ref
     if not ctx.dry_run:
-        ctx.run.record_image(name, {"ref": ref, "digest": digest, "built_by_kindling": True})
+        ctx.run.record_image(name, {"ref": ref, "digest": digest, "built_by_kindling": True, **counted})
     return Outcome.BUILT
 
 
