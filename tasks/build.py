@@ -2,46 +2,37 @@
 
 from pathlib import Path
 
-from invoke import Collection, task
+from invoke import Collection
 
-from .libs import cli
+from .libs import cli, taskoptions
 from .libs.errors import KindlingError
 from .libs.phases import delivery
 
 
-@task(
+@taskoptions.task(
+    "parallel",
+    "jobs",
+    "only",
+    "keep_going",
+    "no_cache",
+    "memory_budget",
+    "dry_run",
+    "registry",
+    "save_to",
+    "push",
     name="all",
     default=True,
     help={
-        "parallel": "Build concurrently (up to --jobs at once) instead of one after another.",
         "jobs": "With --parallel: at most this many builds at once (default 4).",
-        "only": "Comma-separated services to build (default: every built service).",
-        "keep-going": "Do not stop at the first failed build; build everything that can be built.",
         "no-cache": "Build even when an image with the same inputs exists "
         "(and pass --no-cache to the engine).",
-        "memory-budget": "Memory the concurrent builds may declare together, e.g. 12GiB "
-        "(default: three quarters of available memory).",
-        "dry-run": "Print the commands instead of running them.",
         "registry": "Tag the images for this registry (HOST[:PORT]; also IMAGE_REGISTRY) "
         "instead of localhost/.",
-        "save-to": "Afterwards save each image to FOLDER/<service>.tar (CI artifacts for --images-from).",
-        "push": "Afterwards push each built image to the registry (--registry, IMAGE_REGISTRY or the stack's "
-        "registry:; IMAGE_REGISTRY_TLS_VERIFY=false for plain HTTP). Refused without a registry.",
     },
 )
 @cli.reports_errors
 def build_images(
-    c,
-    parallel=False,
-    jobs=None,
-    only="",
-    keep_going=False,
-    no_cache=False,
-    memory_budget="",
-    dry_run=False,
-    registry="",
-    save_to="",
-    push=False,
+    c, parallel, jobs, only, keep_going, no_cache, memory_budget, dry_run, registry, save_to, push
 ):
     """Build the stack's images (one after another, or --parallel)."""
     env = cli.environment(

@@ -6,74 +6,36 @@ import shlex
 from invoke import Collection, task
 
 from . import doctor
-from .libs import cli, report, runs
+from .libs import cli, report, runs, taskoptions
 from .libs.environment import deploy_ids, suite_exit_code
 from .libs.errors import Interrupted, KindlingError
 from .libs.phases import deploy, images, suite
 from .libs.phases import teardown as teardown_phase
 from .libs.scheduler import StepFailed
-from .libs.settings import Strategy, process_environment
-
-SETUP_HELP = {
-    "strategy": f"How steps are scheduled: {', '.join(s.value for s in Strategy)} (default pipelined: "
-    "each step as soon as its inputs are ready; batched is Kubernaut's DD-TEST-002 order).",
-    "jobs": "At most this many image builds at once (default 4).",
-    "no-cache": "Rebuild every image even when one with the same inputs exists.",
-    "memory-budget": "Memory the concurrent builds may declare together, e.g. 12GiB "
-    "(default: three quarters of available memory).",
-    "coverage": "Coverage mode (also E2E_COVERAGE=true): coverage build args, /coverdata mounts, GOCOVERDIR.",
-    "registry": "Registry mode (also IMAGE_REGISTRY, or the stack's registry:): push images to HOST[:PORT] "
-    "and let the nodes pull them, instead of kind load. A registry on this host's loopback (127.0.0.1:PORT, "
-    "localhost:PORT) is pulled by the Kind nodes from an address of this host they reach.",
-    "context": "With a registry: deploy to this kubeconfig context of an existing cluster (no Kind cluster).",
-    "kubeconfig": "With a registry: the kubeconfig of an existing cluster (default: KUBECONFIG).",
-    "images-from": "Load the image archives (*.tar) in this folder first, e.g. CI artifacts; with IMAGE_TAG "
-    "they are used instead of building, and teardown never removes them.",
-    "output": "text (default) or json: the run report as JSON on stdout, progress on stderr.",
-    "load-via": "archive (default: podman save + kind load) or registry: push to a registry container "
-    "beside Kind (kind's local-registry pattern), so a reload sends only changed layers.",
-    "recreate": "Delete and recreate the stack's Kind cluster when kind lists it but it is not usable "
-    "(nodes stopped, API server not answering). A cluster kindling created is recreated anyway.",
-    "dry-run": "Print the commands instead of running them.",
-}
+from .libs.settings import process_environment
 
 
-def _environment(
-    c,
-    strategy=None,
-    jobs=None,
-    no_cache=False,
-    memory_budget="",
-    coverage=False,
-    dry_run=False,
-    registry="",
-    context="",
-    kubeconfig="",
-    images_from="",
-    output="text",
-    load_via="",
-    recreate=False,
-    keep_cluster=False,
-):
+def _environment(c, **given):
+    options = {**taskoptions.defaults(*taskoptions.SETUP, "dry_run", "keep_cluster"), **given}
     env = cli.environment(
         c,
-        dry_run=dry_run,
-        no_cache=no_cache,
-        jobs=jobs,
-        strategy=strategy,
-        memory_budget=cli.parse_budget(memory_budget),
-        coverage=coverage,
-        registry=registry,
-        output=output,
-        context=context or None,
-        kubeconfig=kubeconfig or None,
-        load_via=load_via or None,
-        recreate=recreate,
-        keep_cluster=keep_cluster,
+        dry_run=options["dry_run"],
+        no_cache=options["no_cache"],
+        jobs=options["jobs"],
+        strategy=options["strategy"],
+        memory_budget=cli.parse_budget(options["memory_budget"]),
+        coverage=options["coverage"],
+        registry=options["registry"],
+        output=options["output"],
+        context=options["context"] or None,
+        kubeconfig=options["kubeconfig"] or None,
+        load_via=options["load_via"] or None,
+        recreate=options["recreate"],
+        keep_cluster=options["keep_cluster"],
     )
-    if images_from:
-        for ref in images.import_archives(env.ctx, images_from):
-            env.ctx.console.line(f"loaded {ref} from {images_from}")
+    if options["images_from"]:
+        for ref in images.import_archives(env.ctx, options["images_from"]):
+            env.ctx.console.line(f"loaded {ref} from {options['images_from']}")
     return env
 
 
@@ -118,80 +80,43 @@ def _run_graph(env, steps, label):
         raise
 
 
-@task(
-    help={**SETUP_HELP, "keep-cluster": "On failure keep a cluster this run created (also KEEP_CLUSTER=1)."}
-)
+@taskoptions.task(*taskoptions.SETUP, "keep_cluster", "dry_run")
 @cli.reports_errors
-def setup(
-    c,
-    strategy=None,
-    jobs=None,
-    no_cache=False,
-    keep_cluster=False,
-    memory_budget="",
-    coverage=False,
-    dry_run=False,
-    registry="",
-    context="",
-    kubeconfig="",
-    images_from="",
-    output="text",
-    load_via="",
-    recreate=False,
-):
+def setup(c, **options):
     """Create the cluster, build and load the images, deploy every service in dependency order."""
-    env = _environment(
-        c,
-        strategy,
-        jobs,
-        no_cache,
-        memory_budget,
-        coverage,
-        dry_run,
-        registry,
-        context,
-        kubeconfig,
-        images_from,
-        output,
-        load_via,
-        recreate=recreate,
-        keep_cluster=keep_cluster,
-    )
+    env = _environment(c, **options)
     ctx = env.ctx
     result = _run_graph(env, env.setup_steps(ctx.stack.order()), "e2e.setup")
-    _print_report(env, result, output)
+    _print_report(env, result, options.get("output", "text"))
     if not ctx.settings.delivery.existing_cluster:
         ctx.console.line(f"kubeconfig: {ctx.cluster_state.kubeconfig}")
 
 
-@task(
+@taskoptions.task(
+    "keep_images",
+    "dry_run",
+    "registry",
+    "context",
+    "kubeconfig",
     help={
-        "keep-images": "Keep the images kindling built (the next setup reuses them).",
-        "dry-run": "Print the commands instead of running them.",
-        "registry": SETUP_HELP["registry"],
         "context": "With a registry: the existing cluster's context; only the objects kindling applied "
-        "are deleted, never the cluster.",
-        "kubeconfig": SETUP_HELP["kubeconfig"],
-    }
+        "are deleted, never the cluster."
+    },
 )
 @cli.reports_errors
-def teardown(c, keep_images=False, dry_run=False, registry="", context="", kubeconfig=""):
+def teardown(c, keep_images, **options):
     """Delete the cluster, its kubeconfig, leftover archives and the images this stack's runs built."""
-    ctx = _environment(c, dry_run=dry_run, registry=registry, context=context, kubeconfig=kubeconfig).ctx
+    ctx = _environment(c, **options).ctx
     result = teardown_phase.teardown(ctx, keep_images=keep_images)
     for line in result.lines(ctx.stack.cluster_name) or ["nothing to tear down"]:
         ctx.console.line(line)
 
 
-@task(
-    help={
-        "args": "Extra arguments for the test command, split like a shell would "
-        "(or pass them after --: invoke e2e.test -- --focus=Foo).",
-        "coverage": "Coverage mode: also collect coverage data after the suite.",
-    }
+@taskoptions.task(
+    "args", "coverage", help={"coverage": "Coverage mode: also collect coverage data after the suite."}
 )
 @cli.reports_errors
-def test(c, args="", coverage=False):
+def test(c, args, coverage):
     """Run the stack's test command against the environment that is up; exit with its exit code."""
     env = _environment(c, coverage=coverage)
     ctx = env.ctx
@@ -204,51 +129,17 @@ def test(c, args="", coverage=False):
             suite.collect_coverage(ctx)
 
 
-@task(
-    help={
-        **{k: v for k, v in SETUP_HELP.items() if k != "dry-run"},
-        "args": "Extra arguments for the test command (or after --).",
-        "no-keep": "On failure delete the cluster too (default: keep it for debugging).",
-        "keep-images": "After a passing suite, keep the built images (the next run reuses them).",
-    }
+@taskoptions.task(
+    *taskoptions.SETUP,
+    "args",
+    "no_keep",
+    "keep_images",
+    help={"keep-images": "After a passing suite, keep the built images (the next run reuses them)."},
 )
 @cli.reports_errors
-def run(
-    c,
-    strategy=None,
-    jobs=None,
-    no_cache=False,
-    memory_budget="",
-    coverage=False,
-    args="",
-    no_keep=False,
-    keep_images=False,
-    registry="",
-    context="",
-    kubeconfig="",
-    images_from="",
-    output="text",
-    load_via="",
-    recreate=False,
-):
+def run(c, args, no_keep, keep_images, **options):
     """Set up, run the suite, tear down on success; on failure keep the cluster and write diagnostics."""
-    env = _environment(
-        c,
-        strategy,
-        jobs,
-        no_cache,
-        memory_budget,
-        coverage,
-        False,
-        registry,
-        context,
-        kubeconfig,
-        images_from,
-        output,
-        load_via,
-        recreate=recreate,
-        keep_cluster=not no_keep,
-    )
+    env = _environment(c, keep_cluster=not no_keep, **options)
     ctx = env.ctx
     if ctx.stack.test is None:
         raise KindlingError(f"{ctx.stack.path}: test: the stack has no `test:` section")
@@ -260,7 +151,7 @@ def run(
         if ctx.settings.coverage and not ctx.dry_run and ctx.cluster.exists():
             ctx.runner.resume()
             suite.collect_coverage(ctx)
-    _print_report(env, result, output)
+    _print_report(env, result, options.get("output", "text"))
     for line in teardown_phase.teardown(ctx, keep_images=keep_images).lines(ctx.stack.cluster_name):
         ctx.console.line(line)
 
