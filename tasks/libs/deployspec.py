@@ -43,15 +43,7 @@ def parse_helm(c: Checker, raw, where, service_name, source) -> Helm:
             f"use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit, "
             f"at most {HELM_RELEASE_MAX} characters",
         )
-    values_raw = raw.get("values", [])
-    if isinstance(values_raw, str):
-        values_raw = [values_raw]
-    if not isinstance(values_raw, list):
-        c.fail(f"{where}.values", f"must be a list of values files, got {type_name(values_raw)}")
-    values = tuple(
-        c.existing(c.path_value(v, f"{where}.values[{i}]", c.path.parent, source), f"{where}.values[{i}]")
-        for i, v in enumerate(values_raw)
-    )
+    values = c.files(raw.get("values", []), f"{where}.values", source, what="values files")
     return Helm(chart, release, values, _helm_set(c, raw.get("set"), f"{where}.set"))
 
 

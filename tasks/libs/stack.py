@@ -15,7 +15,7 @@ from . import buildcaches, buildmounts, buildspec, images, runspec
 from .buildspec import Build
 from .deployspec import Helm, parse_helm, parse_kustomize
 from .errors import StackError
-from .stackfile import Checker, positive_seconds, read_document, show, type_name
+from .stackfile import Checker, positive_seconds, read_document, show
 from .stacksections import TestSpec, parse_registry, parse_test
 
 DEFAULT_STACK_FILE = "e2e.yaml"
@@ -325,17 +325,7 @@ def _service(
             images.parse(image)
         except images.BadReference as exc:
             c.fail(f"{where}.image", str(exc), "write a reference like registry/name:tag")
-    manifests_raw = raw.get("manifests", [])
-    if isinstance(manifests_raw, str):
-        manifests_raw = [manifests_raw]
-    if not isinstance(manifests_raw, list):
-        c.fail(f"{where}.manifests", f"must be a list of files, got {type_name(manifests_raw)}")
-    manifests = tuple(
-        c.existing(
-            c.path_value(m, f"{where}.manifests[{i}]", c.path.parent, source), f"{where}.manifests[{i}]"
-        )
-        for i, m in enumerate(manifests_raw)
-    )
+    manifests = c.files(raw.get("manifests", []), f"{where}.manifests", source)
     depends = raw.get("depends_on", [])
     if isinstance(depends, str):
         depends = [depends]

@@ -242,6 +242,20 @@ class Checker:
             )
         return resolved
 
+    def files(self, raw, field_name, source: Path | None, what="files") -> tuple:
+        """A file or a list of files, each relative to the stack file's folder (${STACK_DIR} and
+        ${SOURCE_DIR} expand) and required to exist."""
+        if isinstance(raw, str):
+            raw = [raw]
+        if not isinstance(raw, list):
+            self.fail(field_name, f"must be a list of {what}, got {type_name(raw)}")
+        return tuple(
+            self.existing(
+                self.path_value(item, f"{field_name}[{i}]", self.path.parent, source), f"{field_name}[{i}]"
+            )
+            for i, item in enumerate(raw)
+        )
+
     def existing(self, resolved: Path, field_name, kind="file"):
         if not self.check_files:
             return resolved
