@@ -74,6 +74,10 @@ def require_ready(ctx) -> None:
         if check.status != "ok":
             ctx.console.line(check.line())
     failed = [check for check in checks if check.status == FAIL]
+    if failed and ctx.dry_run:
+        # A dry run plans anyway: it changes nothing, and says what it could not check.
+        ctx.console.line("dry run: planning anyway, though a real run would stop at these checks")
+        return
     if failed:
         raise KindlingError(
             "preflight failed: "

@@ -7,6 +7,7 @@ tests that create, fail or delete a cluster make their own.
 
 import json
 import re
+import shutil
 import subprocess
 
 import pytest
@@ -231,6 +232,24 @@ def test_dry_run_setup_changes_nothing(own_world):
     assert f"--image {w.testenv.node_image}" in result.stdout  # KINDLING_NODE_IMAGE reaches kind
     assert "[dry-run] podman build" in result.stdout and "[dry-run] kubectl" in result.stdout
     assert w.cluster not in w.clusters() and w.maker.images() == []
+
+
+def test_a_dry_run_plans_without_kind_or_kubectl_and_says_what_it_could_not_check(stack_maker, tmp_path):
+    """Only podman and git on PATH: the plan is made, nothing runs, and the missing tools are named."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for program in ("podman", "git"):
+        (tools / program).symlink_to(shutil.which(program))
+    path = stack_maker.write({"a": {}, "b": {"depends_on": ["a"]}})
+    env = {"E2E_STACK": str(path), "KINDLING_HOME": str(tmp_path / "home"), "PATH": str(tools)}
+    result = invoke(["e2e.setup", "--dry-run"], env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "FAIL kind" in out and "dry run: planning anyway" in out
+    assert "[dry-run] KIND_EXPERIMENTAL_PROVIDER=podman kind create cluster" in out
+    assert "[dry-run] podman build" in out and out.count("[dry-run] kubectl") >= 2
+    assert re.search(r"dry run: \d+ kind quer(y|ies) not checked \(kind is not installed\)", out), out
+    assert stack_maker.images() == []
 
 
 def test_teardown_removes_only_this_stacks_archives(own_world):

@@ -133,6 +133,11 @@ class Environment:
             raise
         finally:
             ctx.runner.resume()
+        for program, queries in ctx.runner.not_checked.items():
+            ctx.console.line(
+                f"dry run: {len(queries)} {program} quer{'y' if len(queries) == 1 else 'ies'} not checked "
+                f"({program} is not installed): the plan assumes nothing they ask about exists yet"
+            )
         return self._write_report(records, label, "ok")
 
     def _write_report(self, records, label, status) -> dict:

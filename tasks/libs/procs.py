@@ -70,6 +70,7 @@ class Runner:
         self._lock = threading.Lock()
         self._stopping = False
         self.commands_run = {"total": 0, "mutating": 0}  # commands started (the run report shows it)
+        self.not_checked = {}  # dry run: program -> the queries it could not answer (not installed)
 
     @property
     def stopping(self) -> bool:
@@ -91,6 +92,14 @@ class Runner:
             self.commands_run["mutating"] += processes if mutating else 0
         self._record(shown if mutating else f"{READ_ONLY_MARK} {shown}")
         return True
+
+    def _not_checked(self, program: str, shown: str) -> Result:
+        """A dry run plans without the tools it would use: a query whose program is not installed
+        answers nothing (no cluster, no image), and the run says what it could not check."""
+        with self._lock:
+            self.not_checked.setdefault(program, []).append(shown)
+        self._record(f"{DRY_RUN_MARK} not checked ({program} is not installed): {shown}")
+        return Result("", 0)
 
     def _record(self, line):
         if self.echo and self.dry_run:
@@ -159,6 +168,8 @@ class Runner:
             try:
                 process = sh.Command(argv[0])(*argv[1:], **options)
             except sh.CommandNotFound:
+                if self.dry_run and not mutating:
+                    return self._not_checked(argv[0], shown)
                 raise CommandFailed(shown, 127, reason=f"{argv[0]} is not installed or not on PATH")
             with self._lock:
                 self._live[process.pid] = process
