@@ -10,7 +10,7 @@ import pytest
 import yaml
 from conftest import ROOT, image_exists, invoke, podman_cmd
 
-from tasks.libs import buildcaches, gosample
+from tasks.libs import buildcaches, cachelocks, gosample
 from tasks.libs.console import Console
 from tasks.libs.engine import Engine
 from tasks.libs.environment import Environment, outcome_of
@@ -24,7 +24,7 @@ from tasks.libs.stack import load_stack
 @pytest.fixture(autouse=True)
 def _release_holds():
     yield
-    buildcaches.release_all()
+    cachelocks.release_all()
 
 
 def write_stack(
@@ -158,11 +158,11 @@ def test_mounts_make_held_folders_per_stack_and_name(tmp_path):
         (str(home / "caches" / "cachetest" / "go-mod"), "/go/pkg/mod"),
     ]
     assert all(os.path.isdir(host) for host, _ in found)
-    assert buildcaches.in_use(home / "caches" / "cachetest" / "go-build")
-    with pytest.raises(buildcaches.CacheBusy, match="in use"):
+    assert cachelocks.in_use(home / "caches" / "cachetest" / "go-build")
+    with pytest.raises(cachelocks.CacheBusy, match="in use"):
         buildcaches.clear(home / "caches" / "cachetest" / "go-build")
-    buildcaches.release_all()
-    assert not buildcaches.in_use(home / "caches" / "cachetest" / "go-build")
+    cachelocks.release_all()
+    assert not cachelocks.in_use(home / "caches" / "cachetest" / "go-build")
 
 
 def test_dry_run_creates_and_holds_nothing(tmp_path):
@@ -181,7 +181,7 @@ def test_a_cache_folder_inside_the_build_context_needs_no_ignore_rule(tmp_path):
     home = build.context / ".kindling"
     ((host, path),) = buildcaches.mounts(stack, "api", build, home, env={})
     assert host == str(home / "caches" / "cachetest" / "pip") and path == "/root/.cache/pip"
-    buildcaches.release_all()
+    cachelocks.release_all()
 
 
 def test_size_limit_from_the_environment():
@@ -293,7 +293,7 @@ def test_status_and_clear_tasks(tmp_path, base_image):
     busy = invoke(["cache.clear"], env)
     assert busy.returncode == 1 and "in use by a running kindling build" in busy.stderr
     assert (home / "caches" / "cachetest" / "go-build" / "entry-0").exists()
-    buildcaches.release_all()
+    cachelocks.release_all()
 
     dry = invoke(["cache.clear", "--name", "go-build", "--dry-run"], env)
     assert dry.returncode == 0 and "would remove cache go-build" in dry.stdout
@@ -436,7 +436,7 @@ def test_teardown_leaves_caches_alone(tmp_path, stack_maker, testenv):
     )
     env, outcomes = build(path, home)
     assert outcomes == {"api": "built"}
-    buildcaches.release_all()
+    cachelocks.release_all()
     result = invoke(
         ["e2e.teardown"],
         {"E2E_STACK": str(path), "KINDLING_HOME": str(home), "KINDLING_LOCK_DIR": str(tmp_path / "locks")},

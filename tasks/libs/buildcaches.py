@@ -11,17 +11,15 @@ finds everything it compiled before.
 Each cache is one host folder per stack and cache name, `<state home>/caches/<stack>/<name>`,
 shared by every service of the stack that names it. A build holds a shared lock on the cache
 (a `<name>.lock` file beside the folder) until its process ends; clearing or trimming takes the
-lock exclusively, so a cache is never emptied under a build that uses it.
+lock exclusively, so a cache is never emptied under a build that uses it (cachelocks.py).
 """
 
-import fcntl
 import os
 import shutil
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from . import cachelocks
 from .errors import KindlingError, StackError
 from .stackfile import Checker, parse_size, show, type_name
 
@@ -45,7 +43,6 @@ DEFAULT_LIMIT = 10 * 1024**3
 LIMIT_VARIABLE = "KINDLING_CACHE_LIMIT"
 TRIM_TO = 0.8  # a trimmed cache is left at this share of its limit, so the next build does not trim again
 SYSTEM_PATHS = ("/proc", "/sys", "/dev")
-LOCK_WAIT_SECONDS = 300  # a build waits this long for a clear or trim in another process to finish
 
 
 @dataclass(frozen=True)
@@ -247,78 +244,12 @@ def human_size(size: int) -> str:
     return f"{size} B"
 
 
-# ---- locks: a build's shared hold, a clear's exclusive one -----------------------------------------
-
-_HELD = {}  # lock file -> open handle with a shared lock, kept until this process exits
-_HELD_GUARD = threading.Lock()
-
-
-class CacheBusy(KindlingError):
-    pass
-
-
-def _lock_file(cache_folder: Path) -> Path:
-    return cache_folder.with_name(cache_folder.name + ".lock")
-
-
-def _hold_shared(cache_folder: Path, limit: int) -> str:
-    """Take this process's shared hold on a cache (once), trimming it first when no other process
-    holds it. Returns what was done about its size, for the build's progress line ("" if nothing)."""
-    lock_path = _lock_file(cache_folder)
-    with _HELD_GUARD:
-        if str(lock_path) in _HELD:
-            return ""
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(lock_path, "a")
-        note = ""
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            alone = True
-        except BlockingIOError:
-            alone = False
-        if alone and cache_folder.is_dir() and cache_folder.name in TRIMMABLE:
-            removed = trim(cache_folder, limit)
-            if removed:
-                note = f"trimmed its least recently written entries ({human_size(removed)})"
-        # Downgrading is not atomic (flock(2)): a clear may slip in between, so the folder is
-        # created only once the shared hold is taken.
-        deadline = time.monotonic() + LOCK_WAIT_SECONDS
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    handle.close()
-                    raise CacheBusy(
-                        f"cache {cache_folder} is being cleared by another process for over "
-                        f"{LOCK_WAIT_SECONDS} s\n  fix: wait for `invoke cache.clear` to end"
-                    ) from None
-                time.sleep(0.2)
-        cache_folder.mkdir(parents=True, exist_ok=True)
-        _HELD[str(lock_path)] = handle
-        return note
-
-
-def release_all() -> None:
-    """Give up this process's holds (before handing a cache to a child process that may clear it)."""
-    with _HELD_GUARD:
-        for handle in _HELD.values():
-            handle.close()
-        _HELD.clear()
-
-
-def in_use(cache_folder: Path) -> bool:
-    """Whether some kindling process (this one included) holds the cache for its builds."""
-    lock_path = _lock_file(cache_folder)
-    if not lock_path.exists():
-        return False
-    with open(lock_path, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-    return False
+def _trim_alone(cache_folder: Path, limit: int) -> str:
+    """What a build that has the cache to itself does first: trim a trimmable one over its limit."""
+    if not cache_folder.is_dir() or cache_folder.name not in TRIMMABLE:
+        return ""
+    removed = trim(cache_folder, limit)
+    return f"trimmed its least recently written entries ({human_size(removed)})" if removed else ""
 
 
 # ---- what a build mounts ----------------------------------------------------------------------------
@@ -344,7 +275,7 @@ def mounts(stack, service: str, build, home: Path, *, env, say=None, dry_run=Fal
                 "set KINDLING_HOME to a path without them",
             )
         if not dry_run:
-            note = _hold_shared(host, limit)
+            note = cachelocks.hold_shared(host, lambda folder=host: _trim_alone(folder, limit))
             current = usage(host).bytes
             if current > limit or note:
                 advice = note or (
@@ -388,7 +319,7 @@ def states(home: Path, declared: dict | None = None) -> list:
     for key in declared or {}:
         found.setdefault(key, folder(home, *key))
     return [
-        CacheState(stack, name, path, usage(path), in_use(path), path.is_dir())
+        CacheState(stack, name, path, usage(path), cachelocks.in_use(path), path.is_dir())
         for (stack, name), path in sorted(found.items())
     ]
 
@@ -400,14 +331,7 @@ def clear(cache_folder: Path, dry_run: bool = False) -> int:
     freed = usage(cache_folder).bytes
     if dry_run:
         return freed
-    with open(_lock_file(cache_folder), "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise CacheBusy(
-                f"cache {cache_folder} is in use by a running kindling build (its process "
-                "holds it until it ends)\n  fix: clear it when that run has finished"
-            ) from None
+    with cachelocks.exclusive(cache_folder):
         try:
             shutil.rmtree(cache_folder)
         except PermissionError as exc:

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import buildcaches, cli, gosample, locks, runs, samples
+from . import cachelocks, cli, gosample, locks, runs, samples
 from .engine import Engine
 from .errors import KindlingError
 from .plan import StepKind, step_id
@@ -86,7 +86,7 @@ def measure(
         figures.outputs = (_run_image(engine, cached.ref), _run_image(engine, fresh.ref))
         _deploy(figures, make_environment, with_caches, home, context, quiet)
     finally:
-        buildcaches.release_all()
+        cachelocks.release_all()
         teardown(with_caches, home)
         gosample.remove_stage_images(engine, figures.digests - {None})
     return figures
@@ -99,7 +99,7 @@ def _deploy(figures: Figures, make_environment, stack_path: Path, home: Path, co
     before = env.ctx.cluster_state.deployed().get(SERVICE)
     gosample.set_version(context, "4")
     locks.release_all()  # the deploy below is another process, as a user's would be
-    buildcaches.release_all()
+    cachelocks.release_all()
     clock = time.monotonic()
     result = Runner().run(
         [sys.executable, "-m", "invoke", "--search-root", str(cli.PROJECT_ROOT), f"deploy.{SERVICE}"],
