@@ -8,7 +8,7 @@ import tomllib
 
 import pytest
 
-from tasks.libs import loopback, render
+from tasks.libs import loopback, registryhost, render
 from tasks.libs.console import Console
 from tasks.libs.environment import Environment
 from tasks.libs.errors import KindlingError
@@ -95,7 +95,7 @@ def probe_output(*answers, names=(("host.containers.internal", "10.89.0.1"),), r
     ],
 )
 def test_every_spelling_of_the_hosts_loopback_is_loopback(host):
-    assert loopback.is_loopback(host)
+    assert registryhost.is_loopback(host)
 
 
 @pytest.mark.parametrize(
@@ -112,14 +112,14 @@ def test_every_spelling_of_the_hosts_loopback_is_loopback(host):
     ],
 )
 def test_other_hosts_are_not_loopback(host):
-    assert not loopback.is_loopback(host)
+    assert not registryhost.is_loopback(host)
 
 
 def test_host_and_port_are_split_for_every_spelling():
-    assert loopback.split_host("127.0.0.1:5000") == ("127.0.0.1", 5000)
-    assert loopback.split_host("[::1]:5000") == ("::1", 5000)
-    assert loopback.split_host("[::1]") == ("::1", None)
-    assert loopback.split_host("localhost") == ("localhost", None)
+    assert registryhost.split_host("127.0.0.1:5000") == ("127.0.0.1", 5000)
+    assert registryhost.split_host("[::1]:5000") == ("::1", 5000)
+    assert registryhost.split_host("[::1]") == ("::1", None)
+    assert registryhost.split_host("localhost") == ("localhost", None)
     assert loopback.probe_port("localhost", tls_verify=True) == 443
     assert loopback.probe_port("localhost", tls_verify=False) == 80
     assert loopback.probe_port("127.0.0.1:5000", tls_verify=True) == 5000

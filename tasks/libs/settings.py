@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
 
-from . import images, loopback, preflight
+from . import images, preflight, registryhost
 from .errors import KindlingError
 
 DEFAULT_LIMITS = {"build": 4, "load": 2, "kube": 4, "cluster": 1}
@@ -60,7 +60,7 @@ class Delivery:
     @property
     def loopback(self) -> bool:
         """Registry mode with the registry on this host's loopback, which no node reaches as such."""
-        return self.mode is DeliveryMode.REGISTRY and loopback.is_loopback(self.registry)
+        return self.mode is DeliveryMode.REGISTRY and registryhost.is_loopback(self.registry)
 
     @property
     def routes_loopback(self) -> bool:
