@@ -268,3 +268,25 @@ def test_a_containerfile_whose_builds_cannot_be_read_falls_back(go_tool, tmp_pat
     (context / "docker" / "aianalysis.Dockerfile").write_text("FROM go\nCOPY . .\nRUN make\n")
     found = go_set(context, "aianalysis")
     assert found.rule == "context" and "no `go build`" in found.note and "inputs: {go:" in found.note
+
+
+def test_a_go_input_set_is_kept_until_a_file_or_the_containerfile_changes(go_tool, tmp_path, monkeypatch):
+    context = write(tmp_path / "src", MODULE)
+    memory = tmp_path / "home" / "inputs"
+    dockerfile = context / "docker" / "aianalysis.Dockerfile"
+    listed = []
+    real = inputsets.go_list_files
+    monkeypatch.setattr(inputsets, "go_list_files", lambda *a, **k: listed.append(a[2]) or real(*a, **k))
+
+    def resolve():
+        return inputsets.resolve(inputsets.Inputs("go"), dockerfile, context, {}, Runner(), (), memory)
+
+    first = resolve()
+    assert first.rule == "go" and len(listed) == 1 and len(list(memory.iterdir())) == 1
+    assert resolve() == first and len(listed) == 1  # nothing changed: no `go list`
+    (context / "README.md").write_text("# edited\n")  # any file of the context: listed again
+    assert resolve() == first and len(listed) == 2
+    dockerfile.write_text(dockerfile.read_text().replace("go build", "go build -tags extra"))
+    again = resolve()
+    assert "pkg/aianalysis/extra.go" in again.files and len(listed) == 3
+    assert len(list(memory.iterdir())) == 1  # one kept set per build

@@ -13,13 +13,15 @@ it compiles changed. Without Go on the host, or when `go list` fails or the Cont
 cannot be read for certain, the rule falls back to the whole context, and says why.
 """
 
+import hashlib
 import json
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import cache, containerfile, gobuilds, hostfacts, stackfile
+from . import cache, containerfile, gobuilds, hostfacts, runs, stackfile
 from .errors import CommandFailed
 
 RULES = ("context", "go")
@@ -95,19 +97,68 @@ def parse(c: stackfile.Checker, raw, where: str) -> Inputs:
     c.fail(where, f"{stackfile.show(raw)} is not an input rule", EXAMPLE)
 
 
-def resolve(inputs: Inputs, containerfile: Path, context: Path, args: dict, runner, left_out=()) -> InputSet:
-    """The files of one build's inputs, by its rule."""
+def resolve(
+    inputs: Inputs,
+    containerfile: Path,
+    context: Path,
+    args: dict,
+    runner,
+    left_out=(),
+    memory: Path | None = None,
+) -> InputSet:
+    """The files of one build's inputs, by its rule. memory: a folder where a Go input set is kept
+    with what it was found from, so a run where none of that changed skips `go list`."""
     sent = cache.context_files(context, left_out)
     if inputs.rule == "globs":
         rules = [(cache.pattern_regex(os.path.normpath(g)), False) for g in inputs.globs]
         return InputSet("globs", tuple(f for f in sent if cache.is_ignored(f, rules)))
     if inputs.rule == "go":
+        slot = _memory_slot(memory, inputs, containerfile, context) if memory else None
+        key = _go_key(inputs, containerfile, context, args, sent) if slot else ""
+        known = runs.read_json(slot, {}) if slot else {}
+        if key and known.get("key") == key:
+            return InputSet("go", tuple(known["files"]))
         try:
             files = go_inputs(inputs, containerfile, context, args, runner, set(sent))
-            return InputSet("go", tuple(sorted(set(files) & set(sent))))
         except gobuilds.Unclear as exc:
+            # Not kept: what failed (no Go, a module not downloaded yet) may be fixed by the next run.
             return InputSet("context", tuple(sent), f"inputs: go fell back to the whole context: {exc}")
+        found = InputSet("go", tuple(sorted(set(files) & set(sent))))
+        if slot:
+            runs.write_json(slot, {"key": key, "files": list(found.files)})
+        return found
     return InputSet("context", tuple(sent))
+
+
+def _memory_slot(memory: Path, inputs: Inputs, containerfile: Path, context: Path) -> Path:
+    """One file per build (context, Containerfile, packages): a new state replaces the old one."""
+    which = json.dumps([str(Path(context).resolve()), str(Path(containerfile).resolve()), inputs.packages])
+    return Path(memory) / f"{hashlib.sha256(which.encode()).hexdigest()[:32]}.json"
+
+
+def _go_key(inputs: Inputs, containerfile: Path, context: Path, args: dict, sent: list) -> str:
+    """What a Go input set is found from: the Containerfile, the build's args, the host, the Go
+    toolchain, and every file the context sends, by path, size, modification time and inode (a
+    stat each: no file is read). A change to any of them finds the set again."""
+    go = shutil.which("go") or ""
+    toolchain = os.stat(go) if go else None
+    data = {
+        "packages": inputs.packages,
+        "containerfile": hashlib.sha256(Path(containerfile).read_bytes()).hexdigest(),
+        "args": sorted((k, str(v)) for k, v in args.items()),
+        "host": sorted(hostfacts.variables().items()),
+        "go": [go, toolchain.st_mtime_ns, toolchain.st_size] if toolchain else None,
+        "files": [_stat(Path(context) / name, name) for name in sent],
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def _stat(path: Path, name: str) -> list:
+    try:
+        found = os.lstat(path)
+    except OSError:
+        return [name]
+    return [name, found.st_size, found.st_mtime_ns, found.st_ino]
 
 
 def go_inputs(inputs: Inputs, containerfile: Path, context: Path, args: dict, runner, sent: set) -> list:

@@ -37,7 +37,9 @@ def ensure_image(ctx: RunContext, name) -> Outcome:
             return Outcome.PRESENT
     # Caches and mounts are no part of the digest: they change how fast a build is, not its output.
     # Nor is kindling's own state, which the build is never sent (state_ignore_file).
-    inputs = inputsets.resolve(build.inputs, build.containerfile, build.context, args, ctx.runner, [ctx.home])
+    inputs = inputsets.resolve(
+        build.inputs, build.containerfile, build.context, args, ctx.runner, [ctx.home], ctx.home / "inputs"
+    )
     if inputs.note:
         ctx.console.line(f"{name}: {inputs.note}")
     counted = {"inputs": {"rule": inputs.rule, "files": len(inputs.files)}}
