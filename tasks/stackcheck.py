@@ -24,6 +24,7 @@ import yaml
 from invoke import Collection, task
 
 from .libs import (
+    baseimages,
     buildcontext,
     cli,
     containerfile,
@@ -100,6 +101,9 @@ def check(c, kubernetes_version=None):
     for name, notes in result.notes.items():
         for note in notes:
             print(f"note: {name}: {note}")
+    if not source_missing:
+        for kind, text in base_image_lines(stack):
+            print(f"{kind}: {text}")
     problems = [str(p) for p in (*problems, *build_problems, *result.problems)]
     if problems:
         _fail(stack.path, problems)
@@ -113,6 +117,36 @@ def check(c, kubernetes_version=None):
             line += f"; not checked: {', '.join(extra)}"
         print(line)
     print(f"stack.check: no problems in {len(stack.services)} services")
+
+
+def base_image_lines(stack) -> list:
+    """(note|warning, text): each FROM a base-image mapping rewrites, and each mapping that rewrites
+    none (of its build, or of any build for the stack's own)."""
+    lines, used = [], set()
+    for name, service in stack.services.items():
+        build = service.build
+        mapping = baseimages.merged(stack.base_images, build.base_images) if build else ()
+        if not mapping:
+            continue
+        text = Path(build.containerfile).read_text(encoding="utf-8", errors="replace")
+        found = baseimages.substitute(text, build.build_args(), mapping)
+        used.update(key for key, _ in mapping if key not in found.unused)
+        for change in found.substitutions:
+            lines.append(
+                ("note", f"{name}: FROM {change.original} -> {change.replacement} (line {change.line})")
+            )
+        for key in found.unused:
+            if key in dict(build.base_images):
+                lines.append(
+                    (
+                        "warning",
+                        f"services.{name}.build.base_images: {key} matches no FROM of {build.containerfile}",
+                    )
+                )
+    for key, _ in stack.base_images:
+        if key not in used:
+            lines.append(("warning", f"base_images: {key} matches no FROM of any build"))
+    return lines
 
 
 def input_summary(build, runner, home) -> str:

@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import buildcaches, buildmounts, hostfacts, inputsets
+from . import baseimages, buildcaches, buildmounts, hostfacts, inputsets
 from .stackfile import Checker, parse_size, show
 
 BUILD_KEYS = {
@@ -16,6 +16,7 @@ BUILD_KEYS = {
     "caches",
     "mounts",
     "inputs",
+    "base_images",
 }
 
 
@@ -30,6 +31,7 @@ class Build:
     caches: tuple = ()  # buildcaches.Cache: compiler caches mounted into every RUN step
     mounts: tuple = ()  # buildmounts.Mount: host folders mounted into every RUN step (read-only)
     inputs: inputsets.Inputs = inputsets.Inputs()  # which files make a new image
+    base_images: tuple = ()  # (repository, replacement): this build's own, over the stack's
 
     def build_args(self, coverage: bool = False) -> dict:
         return {**self.args, **(self.coverage_args if coverage else {})}
@@ -56,10 +58,13 @@ def parse(c: Checker, raw, where, source) -> Build:
     caches = buildcaches.parse(c, raw.get("caches"), f"{where}.caches")
     mounts = buildmounts.parse(c, raw.get("mounts"), f"{where}.mounts", source, caches)
     inputs = inputsets.parse(c, raw.get("inputs"), f"{where}.inputs")
+    base_images = baseimages.parse(c, raw.get("base_images"), f"{where}.base_images")
     containerfile = c.path_value(
         raw.get("containerfile", "Containerfile"), f"{where}.containerfile", source, source
     )
     context = c.path_value(raw.get("context", "."), f"{where}.context", source, source)
     c.existing(containerfile, f"{where}.containerfile")
     c.existing(context, f"{where}.context", "folder")
-    return Build(containerfile, context, args, coverage_args, target, memory, caches, mounts, inputs)
+    return Build(
+        containerfile, context, args, coverage_args, target, memory, caches, mounts, inputs, base_images
+    )

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import buildcaches, buildmounts, buildspec, images, runspec
+from . import baseimages, buildcaches, buildmounts, buildspec, images, runspec
 from .buildspec import Build
 from .deployspec import Helm, parse_helm, parse_kustomize
 from .errors import StackError
@@ -34,6 +34,7 @@ TOP_KEYS = {
     "test",
     "images",
     "registry",
+    "base_images",
 }
 TIMEOUT_KEYS = {"build", "save", "load", "cluster", "apply"}
 CLUSTER_KEYS = {"name", "config", "image"}
@@ -83,6 +84,7 @@ class Stack:
     node_image: str = ""  # kind's --image for new clusters; "" lets kind choose its default
     source_revision: str = ""  # the source's commit the stack was verified against; "" when not declared
     image_name: str = images.DEFAULT_NAME_TEMPLATE  # `images.name`: how built images are named
+    base_images: tuple = ()  # (repository, replacement) for every build's FROMs (baseimages.py)
 
     @property
     def folder(self) -> Path:
@@ -194,6 +196,9 @@ def load_stack(path, *, env, check_files: bool = True, problems: list | None = N
         test = parse_test(c, document["test"], source) if document.get("test") is not None else None
     with c.section():
         registry, tls_verify = parse_registry(c, document.get("registry"))
+    base_images = ()
+    with c.section():
+        base_images = baseimages.parse(c, document.get("base_images"), "base_images")
 
     raw_services = document["services"]
     if not isinstance(raw_services, dict) or not raw_services:
@@ -250,6 +255,7 @@ def load_stack(path, *, env, check_files: bool = True, problems: list | None = N
         node_image,
         source_revision=revision,
         image_name=image_name,
+        base_images=base_images,
     )
 
 

@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from .. import buildcaches, buildmounts, cache, ignorefile, images, inputsets
+from .. import baseimages, buildcaches, buildmounts, cache, ignorefile, images, inputsets
 from ..context import RunContext
 from ..engine import DIGEST_LABEL, STACK_LABEL
 from ..errors import CommandFailed, KindlingError
@@ -43,8 +43,9 @@ def ensure_image(ctx: RunContext, name) -> Outcome:
     if inputs.note:
         ctx.console.line(f"{name}: {inputs.note}")
     counted = {"inputs": {"rule": inputs.rule, "files": len(inputs.files)}}
+    containerfile = containerfile_to_build(ctx, name, args)
     digest = cache.build_digest(
-        build.containerfile, build.context, args, build.target, left_out=[ctx.home], inputs=inputs
+        containerfile, build.context, args, build.target, left_out=[ctx.home], inputs=inputs
     )
     if not settings.no_cache:
         found = ctx.snapshot.find_built(repository, digest)
@@ -61,7 +62,7 @@ def ensure_image(ctx: RunContext, name) -> Outcome:
         try:
             ctx.engine.build(
                 ref,
-                build.containerfile,
+                containerfile,
                 build.context,
                 args=args,
                 target=build.target,
@@ -87,6 +88,39 @@ def ensure_image(ctx: RunContext, name) -> Outcome:
     if not ctx.dry_run:
         ctx.run.record_image(name, {"ref": ref, "digest": digest, "built_by_kindling": True, **counted})
     return Outcome.BUILT
+
+
+def containerfile_to_build(ctx: RunContext, name, args) -> Path:
+    """The user's Containerfile, or, when the stack maps a base image one of its FROMs names
+    (baseimages.py), a copy with those FROMs rewritten, in the run folder; the user's file is never
+    changed. The copy is what the digest covers, so a new mapping makes a new image."""
+    build = ctx.stack.services[name].build
+    mapping = baseimages.merged(ctx.stack.base_images, build.base_images)
+    if not mapping:
+        return build.containerfile
+    text = Path(build.containerfile).read_text(encoding="utf-8")
+    found = baseimages.substitute(text, args, mapping)
+    for repository in found.unused:
+        if repository in dict(build.base_images):
+            ctx.console.line(
+                f"[image] {name}: base_images: no FROM of {build.containerfile} names {repository}"
+            )
+    if not found.substitutions:
+        return build.containerfile
+    for change in found.substitutions:
+        ctx.console.line(
+            f"[image] {name}: FROM {change.original} -> {change.replacement} (line {change.line})"
+        )
+    generated = ctx.run.folder / "containerfiles" / f"{name}.Containerfile"
+    generated.parent.mkdir(parents=True, exist_ok=True)
+    generated.write_text(found.text, encoding="utf-8")
+    # The ignore file beside a Containerfile (`<name>.dockerignore`) is found by the file's path:
+    # the copy gets it too, so the build is sent what it always was.
+    for suffix in (".dockerignore", ".containerignore"):
+        beside = Path(f"{build.containerfile}{suffix}")
+        if beside.is_file():
+            Path(f"{generated}{suffix}").write_bytes(beside.read_bytes())
+    return generated
 
 
 def state_ignore_file(ctx: RunContext, name) -> Path | None:
