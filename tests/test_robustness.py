@@ -627,6 +627,16 @@ def wait(self, timeout=None):
             handle.write(json.dumps({"argv": str(self.ran).split(), "timeout": timeout}) + "\\n")
     return original(self, timeout)
 sh.RunningCommand.wait = wait
+# The Runner bounds a command with proctree.wait (a timer, then a plain wait): its timeout counts.
+from tasks.libs import proctree
+bounded = proctree.wait
+def bounded_wait(pid, wait_for_exit, timeout, grace=5.0):
+    command = wait_for_exit.__self__
+    command._audited = True
+    with open(log, "a") as handle:
+        handle.write(json.dumps({"argv": str(command.ran).split(), "timeout": timeout}) + "\\n")
+    return bounded(pid, wait_for_exit, timeout, grace)
+proctree.wait = bounded_wait
 from invoke.main import program
 program.run(["invoke", "--search-root", root] + sys.argv[3:])
 """

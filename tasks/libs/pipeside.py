@@ -90,9 +90,7 @@ class PipeSide:
         if self.process is None:
             return
         try:
-            self.process.wait(timeout=timeout)
-        except sh.TimeoutException:
-            proctree.kill_tree(self.process.pid, grace=1.0)
+            proctree.wait(self.process.pid, self.process.wait, timeout, grace=1.0)
         except sh.ErrorReturnCode:
             pass
         drain(self.process)

@@ -174,11 +174,11 @@ class Runner:
             with self._lock:
                 self._live[process.pid] = process
             try:
-                process.wait(timeout=timeout)
+                if proctree.wait(process.pid, process.wait, timeout):
+                    raise sh.TimeoutException(None, shown)
                 drain(process)
                 return Result(_text(process.stdout), process.exit_code, _text(process.stderr))
             except sh.TimeoutException:
-                proctree.kill_tree(process.pid)
                 drain(process)
                 # The process's own buffers: RunningCommand.stdout would wait for it and raise its
                 # exit (ErrorReturnCode_137) instead of giving the output.

@@ -33,6 +33,30 @@ def send_signal(pid, signum):
         pass
 
 
+def wait(pid: int, wait_for_exit, timeout: float, grace: float = 5.0) -> bool:
+    """Block in wait_for_exit() until the command ends; past timeout seconds its tree is killed
+    (kill_tree). True when it timed out. A timer instead of sh's `wait(timeout)`, which polls every
+    0.1 s: most of a quick query's time, and a warm run is mostly quick queries."""
+    expired = threading.Event()
+
+    def expire():
+        expired.set()
+        kill_tree(pid, grace)
+
+    timer = threading.Timer(timeout, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        wait_for_exit()
+    except Exception:
+        if not expired.is_set():
+            raise
+    finally:
+        timer.cancel()
+        timer.join()  # a kill under way finishes first
+    return expired.is_set()
+
+
 def kill_tree(pid: int, grace: float = 5.0) -> None:
     """Stop a command and everything it started.
 
