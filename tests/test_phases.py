@@ -3,13 +3,14 @@ would answer, so what each ensure_* asks and decides is visible without a subpro
 
 import io
 import json
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tasks import doctor
-from tasks.libs import cache, images, kubeletcgroup, preflight, render
+from tasks.libs import cache, images, kubeletcgroup, preflight, proctree, render, report
 from tasks.libs.console import Console
 from tasks.libs.engine import DIGEST_LABEL
 from tasks.libs.environment import Environment
@@ -118,6 +119,17 @@ def test_a_warm_setup_mutates_nothing(tmp_path, count):
     }
     assert [c.argv for c in scripted.calls if c.mutating] == []
     assert result["commands"] == {"total": len(scripted.calls), "mutating": 0}
+
+
+def test_the_report_says_how_long_before_its_graph_since_the_last_one(tmp_path):
+    environment, _ = warm_environment(tmp_path, 3)
+    steps = environment.setup_steps(environment.ctx.stack.order())
+    first = environment.execute(steps)
+    assert 0 < first["before_graph_seconds"] <= proctree.process_age()  # since the process started
+    time.sleep(0.2)
+    second = environment.execute(steps)  # as the next task of a pre= chain: since the first graph
+    assert 0.2 <= second["before_graph_seconds"] < 0.2 + 1.0, second["before_graph_seconds"]
+    assert f"{second['before_graph_seconds']:.1f} s before it" in report.table(second)
 
 
 def test_a_warm_setup_costs_the_same_commands_for_3_and_12_services(tmp_path):

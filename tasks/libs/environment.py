@@ -8,7 +8,9 @@ applied again. That is what makes the `pre=` chains of `deploy.<service>` cheap 
 writes the run report.
 """
 
-from . import report, runs
+import time
+
+from . import proctree, report, runs
 from .context import RunContext
 from .errors import Interrupted
 from .phases import cluster, delivery, deploy, images, run, suite
@@ -38,6 +40,7 @@ class Environment:
     def __init__(self, stack, settings: Settings, env, console=None, runner=None):
         self.ctx = RunContext(stack, settings, env, console=console, runner=runner)
         self.last_report = None
+        self.before_graph = 0.0
         self._previous = None
 
     # ---- binding the plan ---------------------------------------------------------------------
@@ -116,6 +119,7 @@ class Environment:
             keep_going=ctx.settings.keep_going,
             on_abort=ctx.runner.terminate_all,
         )
+        self.before_graph = _time_since_last_graph()
         try:
             records = scheduler.run(steps)
         except StepFailed as exc:
@@ -133,6 +137,7 @@ class Environment:
             raise
         finally:
             ctx.runner.resume()
+            _graph_ended()
         for program, queries in ctx.runner.not_checked.items():
             ctx.console.line(
                 f"dry run: {len(queries)} {program} quer{'y' if len(queries) == 1 else 'ies'} not checked "
@@ -151,6 +156,9 @@ class Environment:
                 "images": ctx.known_refs(),
                 "dry_run": ctx.dry_run,
                 "commands": ctx.runner.commands_run,
+                # Start-up, preflight, settings and the plan: since the process started, or since
+                # the graph before this one in the same process (a pre= chain) ended.
+                "before_graph_seconds": round(self.before_graph, 3),
             }
         )
         data = _masked(data, ctx.mask)
@@ -183,6 +191,20 @@ def suite_exit_code(records) -> int | None:
 
 def deploy_ids(steps) -> list:
     return [s.id for s in steps if s.kind is StepKind.DEPLOY]
+
+
+_last_graph_end = None  # time.monotonic() when this process's previous graph ended
+
+
+def _time_since_last_graph() -> float:
+    if _last_graph_end is None:
+        return proctree.process_age()
+    return time.monotonic() - _last_graph_end
+
+
+def _graph_ended() -> None:
+    global _last_graph_end
+    _last_graph_end = time.monotonic()
 
 
 def outcome_of(result: dict, kind: StepKind, subject: str) -> str:

@@ -95,3 +95,15 @@ def kill_all(pids, grace) -> None:
         thread.start()
     for thread in threads:
         thread.join()
+
+
+def process_age() -> float:
+    """Seconds since this process started (/proc/self/stat starttime, in clock ticks since boot,
+    against /proc/uptime); 0.0 where /proc cannot say."""
+    try:
+        with open("/proc/self/stat") as handle:
+            started = int(handle.read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+        with open("/proc/uptime") as handle:
+            return max(0.0, float(handle.read().split()[0]) - started)
+    except (OSError, ValueError, IndexError):
+        return 0.0

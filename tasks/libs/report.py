@@ -92,6 +92,11 @@ def table(report: dict) -> str:
         f"wall {report['wall_seconds']:.1f} s; critical path {report['critical_path_seconds']:.1f} s "
         f"({' -> '.join(report['critical_path']) or '-'})"
         + (f"; wall / critical path = {ratio:.2f}" if ratio else "")
+        + (
+            f"; {before:.1f} s before it (start-up, checks, plan)"
+            if (before := report.get("before_graph_seconds"))
+            else ""
+        )
     )
     return "\n".join(lines)
 
