@@ -6,7 +6,6 @@ from invoke import Collection
 
 from .libs import cli, taskoptions
 from .libs.errors import KindlingError
-from .libs.phases import delivery
 
 
 @taskoptions.task(
@@ -60,22 +59,16 @@ def build_images(
     ctx.console.line(
         f"building {len(names)} image(s) of stack {stack.name} ({how}); logs in {ctx.run.folder / 'logs'}"
     )
-    result = env.execute(env.image_steps(names), label="build")
+    # Pushes and saves are steps too, each after every build: a failed build pushes or saves nothing.
+    steps = env.build_steps(names, push=push, save_to=Path(save_to) if save_to else None)
+    result = env.execute(steps, label="build")
     for name in names:
         ctx.console.line(f"  {name:<24} {ctx.refs.get(name, '-')}")
-    ctx.console.line(f"{len(names)} image(s) in {result['wall_seconds']:.1f} s")
-    if push:
-        # After every build, so a failed build pushes nothing; the same push as registry mode
-        # (the engine's push with the registry's tls_verify; layers the registry has are not sent).
-        for name in names:
-            delivery.ensure_pushed(ctx, name)
+        if push:
             ctx.console.line(f"  pushed {ctx.refs[name]}")
-    if save_to:
-        folder = Path(save_to)
-        folder.mkdir(parents=True, exist_ok=True)
-        for name in names:
-            ctx.engine.save(ctx.refs[name], folder / f"{name}.tar", log_path=ctx.run.log_path(f"save:{name}"))
-            ctx.console.line(f"  saved {folder / (name + '.tar')}")
+        if save_to:
+            ctx.console.line(f"  saved {Path(save_to) / (name + '.tar')}")
+    ctx.console.line(f"{len(names)} image(s) in {result['wall_seconds']:.1f} s")
 
 
 ns = Collection("build")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tasks.libs.plan import PlannedStep, StepKind, image_plan, setup_plan
+from tasks.libs.plan import PlannedStep, StepKind, build_plan, image_plan, setup_plan
 from tasks.libs.samples import write_stack
 from tasks.libs.settings import Delivery, DeliveryMode, Strategy, build_settings
 from tasks.libs.stack import load_stack
@@ -92,3 +92,17 @@ def test_batched_is_dd_test_002(stack):
     for deploy in ("deploy:db", "deploy:api", "deploy:web"):
         assert {"load:api", "load:web"} <= steps[deploy]
         assert not {n for n in steps[deploy] if n.startswith("deploy:")}
+
+
+def test_build_pushes_and_saves_each_image_after_every_build(stack):
+    images = ("image:api", "image:web")
+    plan = {s.id: s.needs for s in build_plan(stack, ["api", "web"], push=True, save=True)}
+    assert plan == {
+        "image:api": (),
+        "image:web": (),
+        "push:api": images,
+        "push:web": images,
+        "save:api": images,
+        "save:web": images,
+    }
+    assert [s.id for s in build_plan(stack, ["api"])] == ["image:api"]

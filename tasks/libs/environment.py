@@ -14,7 +14,7 @@ from . import proctree, report, runs
 from .context import RunContext
 from .errors import Interrupted
 from .phases import cluster, delivery, deploy, images, run, suite
-from .plan import PlannedStep, StepKind, image_plan, setup_plan, step_id
+from .plan import PlannedStep, StepKind, build_plan, image_plan, setup_plan, step_id
 from .scheduler import FAILED, Scheduler, Step, StepFailed
 from .settings import Settings, Strategy
 
@@ -79,6 +79,18 @@ class Environment:
 
     def image_steps(self, names) -> list:
         return [self._bind(p) for p in image_plan(self.ctx.stack, names)]
+
+    def build_steps(self, names, push: bool = False, save_to=None) -> list:
+        """`invoke build`: the images, then (after every build) a push and/or an archive of each."""
+        steps = []
+        for planned in build_plan(self.ctx.stack, names, push=push, save=save_to is not None):
+            if planned.kind is StepKind.SAVE:
+                steps.append(
+                    self._bind(planned, lambda n=planned.subject: images.save_archive(self.ctx, n, save_to))
+                )
+            else:
+                steps.append(self._bind(planned))
+        return steps
 
     def setup_steps(self, names) -> list:
         """Steps to ensure the named services (their dependencies outside `names` are assumed up)."""

@@ -17,6 +17,7 @@ class StepKind(Enum):
     IMAGE = "image"
     LOAD = "load"
     PUSH = "push"
+    SAVE = "save"  # an image archive for CI (`build --save-to`)
     DEPLOY = "deploy"
     TEST = "test"
 
@@ -33,6 +34,7 @@ _POOLS = {
     StepKind.IMAGE: "build",
     StepKind.LOAD: "load",
     StepKind.PUSH: "load",
+    StepKind.SAVE: "load",
     StepKind.DEPLOY: "kube",
     StepKind.TEST: "test",
 }
@@ -57,6 +59,7 @@ class Outcome(Enum):
     STREAMED = "streamed"  # loaded without an archive on disk
     ON_NODE = "on node"
     PUSHED = "pushed"
+    SAVED = "saved"
     READY = "ready"
     RAN = "ran"  # a service's run step (its command or Job) ran, after its objects were ready
     UP_TO_DATE = "up to date"
@@ -84,6 +87,17 @@ def image_plan(stack, names) -> list:
     return [
         PlannedStep(StepKind.IMAGE, n) for n in names if stack.services[n].built or stack.services[n].load
     ]
+
+
+def build_plan(stack, names, push: bool = False, save: bool = False) -> list:
+    """`invoke build`: the image steps, then a push and/or a save of each built image. Each waits
+    for every image step, so a failed build pushes or saves nothing."""
+    steps = [PlannedStep(StepKind.IMAGE, n) for n in names]
+    after = tuple(s.id for s in steps)
+    for kind, wanted in ((StepKind.PUSH, push), (StepKind.SAVE, save)):
+        if wanted:
+            steps += [PlannedStep(kind, n, after) for n in names]
+    return steps
 
 
 def setup_plan(stack, names, delivery: Delivery, strategy: Strategy) -> list:

@@ -148,6 +148,17 @@ def state_ignore_file(ctx: RunContext, name) -> Path | None:
     return path
 
 
+def save_archive(ctx: RunContext, name, folder) -> Outcome:
+    """The image as FOLDER/<service>.tar (CI artifacts, for `e2e.setup --images-from`)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{name}.tar"
+    ctx.engine.save(
+        ctx.refs[name], target, log_path=ctx.log(StepKind.SAVE, name), timeout=ctx.timeout("save")
+    )
+    return Outcome.SAVED
+
+
 def import_archives(ctx: RunContext, folder) -> list:
     """Load image archives (e.g. CI artifacts) into the engine; kindling did not build these."""
     folder = Path(folder)
