@@ -13,7 +13,7 @@ from tasks import doctor
 from tasks.libs import cache, images, kubeletcgroup, preflight, proctree, render, report
 from tasks.libs.console import Console
 from tasks.libs.engine import DIGEST_LABEL
-from tasks.libs.environment import Environment
+from tasks.libs.environment import DEFAULT_ESTIMATES, Environment
 from tasks.libs.errors import KindlingError
 from tasks.libs.fakerunner import FakeRunner
 from tasks.libs.kubeletcgroup import PATCH
@@ -130,6 +130,20 @@ def test_the_report_says_how_long_before_its_graph_since_the_last_one(tmp_path):
     second = environment.execute(steps)  # as the next task of a pre= chain: since the first graph
     assert 0.2 <= second["before_graph_seconds"] < 0.2 + 1.0, second["before_graph_seconds"]
     assert f"{second['before_graph_seconds']:.1f} s before it" in report.table(second)
+
+
+def test_build_binds_its_push_and_save_steps_and_every_kind_of_step_has_an_estimate(tmp_path):
+    assert set(DEFAULT_ESTIMATES) == set(StepKind)
+    environment, _ = warm_environment(tmp_path, 2)
+    steps = environment.build_steps(["svc0", "svc1"], push=True, save_to=tmp_path / "out")
+    assert [s.id for s in steps] == [
+        "image:svc0",
+        "image:svc1",
+        "push:svc0",
+        "push:svc1",
+        "save:svc0",
+        "save:svc1",
+    ]
 
 
 def test_a_warm_setup_costs_the_same_commands_for_3_and_12_services(tmp_path):

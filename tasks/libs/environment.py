@@ -25,12 +25,14 @@ DEFAULT_ESTIMATES = {
     StepKind.IMAGE: 60,
     StepKind.LOAD: 5,
     StepKind.PUSH: 5,
+    StepKind.SAVE: 5,
     StepKind.DEPLOY: 10,
     StepKind.TEST: 60,
 }
 CONSOLE_VERBS = {
     StepKind.LOAD: "loading",
     StepKind.PUSH: "pushing",
+    StepKind.SAVE: "saving",
     StepKind.DEPLOY: "deploying",
     StepKind.CLUSTER: "ensuring",
 }
