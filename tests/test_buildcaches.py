@@ -310,6 +310,15 @@ def test_status_and_clear_tasks(tmp_path, base_image):
 
 # ---- real podman builds --------------------------------------------------------------------------------
 
+
+def fresh_args(stack_maker) -> dict:
+    """Build args whose FRESH value is this test's own: podman's layer cache keys a RUN step by its
+    build args, and the cache folder is not part of that key, so a RUN an earlier test (or an
+    earlier run of this one) ran with the same args would be taken from that cache, never run, and
+    never write into the folder under test."""
+    return {"BASE_IMAGE": stack_maker.base_image, "FRESH": stack_maker.project}
+
+
 NON_ROOT = """\
 ARG BASE_IMAGE
 FROM ${BASE_IMAGE}
@@ -317,6 +326,7 @@ COPY version.txt /version.txt
 USER 1001
 ARG WRITE
 ARG REQUIRE=""
+ARG FRESH
 RUN ["/bin/busybox", "sh", "-c", "cd /home/builder/.cache/tool && \
 if [ -n \\"$REQUIRE\\" ]; then /bin/busybox test -f $REQUIRE || exit 3; fi; /bin/busybox id -u > $WRITE"]
 """
@@ -324,7 +334,7 @@ if [ -n \\"$REQUIRE\\" ]; then /bin/busybox test -f $REQUIRE || exit 3; fi; /bin
 
 def test_non_root_build_user_writes_into_the_cache_and_the_next_build_sees_it(tmp_path, stack_maker):
     home = tmp_path / "home"
-    args = {"BASE_IMAGE": stack_maker.base_image, "WRITE": "first"}
+    args = {**fresh_args(stack_maker), "WRITE": "first"}
     caches = {"tool": "/home/builder/.cache/tool"}
     path = write_stack(
         tmp_path / "stack", caches, containerfile=NON_ROOT, project=stack_maker.project, args=args
@@ -348,6 +358,7 @@ MISSING_PATH = """\
 ARG BASE_IMAGE
 FROM ${BASE_IMAGE}
 COPY version.txt /version.txt
+ARG FRESH
 RUN ["/bin/busybox", "sh", "-c", "/bin/busybox echo compiled > /no/such/folder/cache/entry"]
 """
 
@@ -359,7 +370,7 @@ def test_a_cache_path_the_image_lacks_is_made_and_its_content_stays_out_of_the_i
         {"deep": "/no/such/folder/cache"},
         containerfile=MISSING_PATH,
         project=stack_maker.project,
-        args={"BASE_IMAGE": stack_maker.base_image},
+        args=fresh_args(stack_maker),
     )
     env, outcomes = build(path, home)
     assert outcomes == {"api": "built"}
@@ -376,6 +387,7 @@ FROM ${BASE_IMAGE}
 COPY version.txt /version.txt
 ARG ME
 ARG OTHER
+ARG FRESH
 RUN ["/bin/busybox", "sh", "-c", "/bin/busybox touch /shared/$ME; for i in $(/bin/busybox seq 600); do \
 if [ -f /shared/$OTHER ]; then exit 0; fi; /bin/busybox sleep 0.1; done; exit 4"]
 """
@@ -391,7 +403,7 @@ def test_two_concurrent_builds_share_one_cache(tmp_path, stack_maker):
         containerfile=SHARED,
         services=("a", "b"),
         project=stack_maker.project,
-        args={"BASE_IMAGE": stack_maker.base_image},
+        args=fresh_args(stack_maker),
     )
     stack = yaml.safe_load(path.read_text())
     stack["services"]["a"]["build"]["args"].update(ME="a", OTHER="b")
@@ -406,6 +418,7 @@ CACHE_WRITER = """\
 ARG BASE_IMAGE
 FROM ${BASE_IMAGE}
 COPY version.txt /version.txt
+ARG FRESH
 RUN ["/bin/busybox", "sh", "-c", "/bin/busybox mkdir -p /cache && /bin/busybox date > /cache/built-at"]
 """
 
@@ -413,9 +426,7 @@ RUN ["/bin/busybox", "sh", "-c", "/bin/busybox mkdir -p /cache && /bin/busybox d
 def test_caches_are_not_part_of_the_inputs_digest(tmp_path, stack_maker):
     """Adding caches to a service whose image exists reuses that image: caches change speed only."""
     home = tmp_path / "home"
-    options = dict(
-        containerfile=CACHE_WRITER, project=stack_maker.project, args={"BASE_IMAGE": stack_maker.base_image}
-    )
+    options = dict(containerfile=CACHE_WRITER, project=stack_maker.project, args=fresh_args(stack_maker))
     plain = write_stack(tmp_path / "stack", None, **options)
     first, outcomes = build(plain, home)
     assert outcomes == {"api": "built"}
@@ -432,7 +443,7 @@ def test_teardown_leaves_caches_alone(tmp_path, stack_maker, testenv):
         {"writer": "/cache"},
         containerfile=CACHE_WRITER,
         project=stack_maker.project,
-        args={"BASE_IMAGE": stack_maker.base_image},
+        args=fresh_args(stack_maker),
     )
     env, outcomes = build(path, home)
     assert outcomes == {"api": "built"}
