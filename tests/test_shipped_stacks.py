@@ -629,7 +629,7 @@ def _validation_targets():
                 yield pytest.param(d, id=f"{path.relative_to(ROOT)}#{i}-{d['kind']}")
 
 
-@pytest.mark.parametrize("doc", _validation_targets())
+@pytest.mark.parametrize("doc", list(_validation_targets()))
 def test_manifest_validates_against_kubernetes_schema(doc):
     kv = _kubernetes_validate()
     try:

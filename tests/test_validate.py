@@ -5,6 +5,7 @@ whose manifests are broken on purpose: each mistake must come out as one precise
 `FILE: KIND/NAME: problem` line, exit 1, no traceback. No cluster, no engine.
 """
 
+import copy
 import os
 import re
 import shutil
@@ -598,12 +599,30 @@ def cr(api_version="kubernaut.ai/v1alpha1", kind="AIAnalysis"):
 
 def test_check_schema_custom_resources(kv):
     crds = validate.stack_crds([item(dict(AIANALYSIS_CRD))])
-    assert crds == {("kubernaut.ai", "AIAnalysis"): ("aianalyses.kubernaut.ai", ["v1alpha1"])}
+    schema = AIANALYSIS_CRD["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    assert crds == {("kubernaut.ai", "AIAnalysis"): ("aianalyses.kubernaut.ai", {"v1alpha1": schema})}
     result = validate.Result()
     assert validate.check_schema(cr(), result, kv, "1.29", crds) == []
+    assert result.notes == {}
+    # Checked against the CRD's own schema (each rule: test_crdschema.py).
+    typo = item({**cr().doc, "spce": {}})
+    assert validate.check_schema(typo, result, kv, "1.29", crds) == [
+        "unknown field 'spce': the CRD's schema does not declare it, and the API server rejects it "
+        "under kubectl's strict validation"
+    ]
+    ruled = copy.deepcopy(AIANALYSIS_CRD)
+    ruled["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["x-kubernetes-validations"] = [{"rule": "true"}]
+    assert validate.check_schema(cr(), result, kv, "1.29", validate.stack_crds([item(ruled)])) == []
     assert result.notes["svc"] == [
-        "custom resources not schema-checked (their CRD is part of the stack): "
-        "AIAnalysis (aianalyses.kubernaut.ai)"
+        "AIAnalysis checked against CRD aianalyses.kubernaut.ai; left to the API server: "
+        "CEL rules (x-kubernetes-validations)"
+    ]
+    schemaless = copy.deepcopy(AIANALYSIS_CRD)
+    del schemaless["spec"]["versions"][0]["schema"]
+    result = validate.Result()
+    assert validate.check_schema(cr(), result, kv, "1.29", validate.stack_crds([item(schemaless)])) == []
+    assert result.notes["svc"] == [
+        "AIAnalysis not schema-checked: CRD aianalyses.kubernaut.ai gives no schema for it"
     ]
     assert validate.check_schema(cr("kubernaut.ai/v1"), result, kv, "1.29", crds) == [
         "CustomResourceDefinition aianalyses.kubernaut.ai of the stack has no version 'v1' (it has: v1alpha1)"
@@ -744,7 +763,7 @@ def test_names_in_pod_lists_must_be_unique():
         'container "api": ports[1].name "http" is used twice; port names must be unique in a container',
         'container "api": volumeMounts[1].mountPath "/data" is used twice; each mount needs its own path',
         'container "api": volumeMounts[1].name "cfg" is not a volume of the pod (volumes: '
-        'data); add the volume '
+        "data); add the volume "
         "or correct the name",
     ]
     assert notes == []
@@ -763,10 +782,10 @@ def test_duplicates_the_api_server_accepts_are_notes_not_problems():
     assert problems == []
     assert notes == [
         'm.yaml: Deployment/api: container "api": ports[1]: containerPort 8080/TCP is declared '
-        'twice (the API server '
+        "twice (the API server "
         "accepts it with a warning; kubectl apply may merge the entries)",
         'm.yaml: Deployment/api: container "api": env[1] A is defined twice; the later value '
-        'wins (the API server '
+        "wins (the API server "
         "warns that the earlier one may be dropped by kubectl apply)",
     ]
 
@@ -820,7 +839,7 @@ def test_label_keys_values_and_selectors():
         f'metadata.labels key "bad key" is not a valid label key: {name_rule}',
         f'metadata.labels["tier"] "front end" is not a valid label value: {value_rule}',
         f'metadata.labels key "{"a" * 64}" is not a valid label key: {name_rule}',
-        "metadata.labels key \"Example.COM/x\" is not a valid label key: its prefix (before "
+        'metadata.labels key "Example.COM/x" is not a valid label key: its prefix (before '
         "'/') must be a DNS-1123 "
         "subdomain, e.g. example.com/name",
         "spec.selector.matchExpressions[0]: operator In needs values",

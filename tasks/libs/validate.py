@@ -7,7 +7,8 @@ problem as `FILE: KIND/NAME: problem`:
 - schema: every object against the Kubernetes JSON schemas of one version, strictly
   (unknown fields are errors), with the kubernetes-validate package (passed in, so
   this module never imports it). Custom resources whose CRD is part of the stack are
-  left to the API server (noted); other kinds without a schema are problems.
+  checked against that CRD's schema (tasks/libs/crdschema.py); other kinds without a
+  schema are problems.
 - images: a workload container runs a service of the stack or one of its prebuilt images.
 - probes: httpGet/tcpSocket/grpc probe ports are ports the container declares.
 - references and selectors (tasks/libs/crossrefs.py): ConfigMaps and Secrets a pod uses
@@ -20,7 +21,7 @@ problem as `FILE: KIND/NAME: problem`:
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import apirules, images, render
+from . import apirules, crdschema, images, render
 
 # The checks across objects live in crossrefs; they are part of this module's interface.
 from .crossrefs import (
@@ -122,7 +123,8 @@ def is_builtin_group(group: str) -> bool:
 
 
 def stack_crds(items) -> dict:
-    """(group, kind) -> (CRD name, versions) for every CustomResourceDefinition of the stack."""
+    """(group, kind) -> (CRD name, {version: its openAPIV3Schema, None when it has none}) for every
+    CustomResourceDefinition of the stack."""
     found = {}
     for item in well_formed(items):
         doc = item.doc
@@ -131,7 +133,11 @@ def stack_crds(items) -> dict:
         spec = doc.get("spec") or {}
         kind = (spec.get("names") or {}).get("kind")
         if spec.get("group") and kind:
-            versions = [v.get("name") for v in spec.get("versions") or [] if isinstance(v, dict)]
+            versions = {
+                v.get("name"): (v.get("schema") or {}).get("openAPIV3Schema")
+                for v in spec.get("versions") or []
+                if isinstance(v, dict)
+            }
             found[(spec["group"], kind)] = ((doc.get("metadata") or {}).get("name", ""), versions)
     return found
 
@@ -139,19 +145,12 @@ def stack_crds(items) -> dict:
 # ---- (a) schema ---------------------------------------------------------------------------
 
 
-def _json_path(path) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
 def schema_problem(doc: dict, kv, version: str = KUBERNETES_VERSION):
     """The schema error of one object (text), None if it validates, or the kv.SchemaNotFoundError."""
     try:
         kv.validate(doc, version, strict=True)
     except kv.ValidationError as exc:
-        where = _json_path(exc.path)
+        where = crdschema.json_path(exc.path)
         return f"{where}: {exc.message}" if where else exc.message
     except kv.SchemaNotFoundError as exc:
         return exc
@@ -171,11 +170,17 @@ def check_schema(item: Item, result: Result, kv, version, crds: dict, unchecked_
                 f"CustomResourceDefinition {crd_name} of the stack has no version {group_version!r} "
                 f"(it has: {', '.join(versions) or 'none'})"
             ]
-        result.note(
-            item.service,
-            f"custom resources not schema-checked (their CRD is part of the stack): {kind} ({crd_name})",
-        )
-        return []
+        schema = versions[group_version]
+        if not isinstance(schema, dict):
+            result.note(item.service, f"{kind} not schema-checked: CRD {crd_name} gives no schema for it")
+            return []
+        left = crdschema.left_to_api_server(schema)
+        if left:
+            result.note(
+                item.service,
+                f"{kind} checked against CRD {crd_name}; left to the API server: {', '.join(left)}",
+            )
+        return crdschema.problems(doc, schema)
     problem = schema_problem(doc, kv, version)
     if problem is None:
         return []
