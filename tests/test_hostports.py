@@ -48,6 +48,24 @@ def test_only_tcp_nodeports_the_config_publishes_are_mapped():
     assert hostports.mapped(docs, None) == []
 
 
+@pytest.mark.parametrize(
+    "port, expected",
+    [
+        ({"name": "https"}, "https"),
+        ({"name": "https-api"}, "https"),
+        ({"name": "api", "appProtocol": "HTTPS"}, "https"),
+        ({"name": "httpsx"}, "http"),
+        ({"name": "http", "appProtocol": "http"}, "http"),
+        ({"name": "grpc", "appProtocol": "kubernetes.io/h2c"}, "http"),
+        ({}, "http"),
+    ],
+)
+def test_a_port_that_says_it_speaks_tls_gets_an_https_url(port, expected):
+    docs = [service("api", {"port": 443, "nodePort": 30443, **port})]
+    config = kind_config({"containerPort": 30443, "hostPort": 8443})
+    assert hostports.endpoints(docs, config) == {"api": f"{expected}://localhost:8443"}
+
+
 @pytest.mark.parametrize("listen,address", [("", "127.0.0.1"), ("0.0.0.0", "127.0.0.1"), ("::", "::1")])
 def test_a_wildcard_listen_address_is_reached_on_loopback(listen, address):
     assert hostports.connect_address(listen) == address

@@ -23,10 +23,21 @@ class HostPort:
     node_port: int
     address: str  # where a client on the host connects
     port: int
+    scheme: str = "http"
 
     @property
     def url(self) -> str:
-        return f"http://localhost:{self.port}"
+        return f"{self.scheme}://localhost:{self.port}"
+
+
+def scheme(service_port: dict) -> str:
+    """https for a Service port that says it speaks TLS: `appProtocol: https` (the IANA name, as
+    the Service API documents it), or a port named `https` or `https-<suffix>` (the convention
+    Istio and Kubernaut follow); else http."""
+    if str(service_port.get("appProtocol") or "").lower() == "https":
+        return "https"
+    name = str(service_port.get("name") or "")
+    return "https" if name == "https" or name.startswith("https-") else "http"
 
 
 def connect_address(listen_address: str) -> str:
@@ -60,12 +71,14 @@ def mapped(docs: list, kind_config: dict | None) -> list[HostPort]:
                 continue
             if int(node_port) in published:
                 address, host_port = published[int(node_port)]
-                found.append(HostPort(doc["metadata"]["name"], int(node_port), address, host_port))
+                found.append(
+                    HostPort(doc["metadata"]["name"], int(node_port), address, host_port, scheme(port))
+                )
     return found
 
 
 def endpoints(docs: list, kind_config: dict | None) -> dict:
-    """Kubernetes Service name -> http://localhost:<hostPort> (its first published NodePort)."""
+    """Kubernetes Service name -> <scheme>://localhost:<hostPort> (its first published NodePort)."""
     urls = {}
     for host_port in mapped(docs, kind_config):
         urls.setdefault(host_port.service, host_port.url)
