@@ -26,6 +26,7 @@ from invoke import Collection, task
 from .libs import (
     baseimages,
     buildcontext,
+    buildmounts,
     cli,
     containerfile,
     drift,
@@ -100,6 +101,9 @@ def check(c, kubernetes_version=None):
                 print(f"{kind}: {text}")
     for name, notes in result.notes.items():
         for note in notes:
+            print(f"note: {name}: {note}")
+    for name, service in stack.services.items():
+        for note in buildmounts.skipped(service.build):
             print(f"note: {name}: {note}")
     if not source_missing:
         for kind, text in base_image_lines(stack):

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from conftest import podman_cmd
 
-from tasks.libs import cache, hostfacts, images, render
+from tasks.libs import buildmounts, cache, hostfacts, images, render
 from tasks.libs.console import Console
 from tasks.libs.engine import DIGEST_LABEL
 from tasks.libs.environment import Environment
@@ -139,6 +139,56 @@ def test_a_bad_mount_names_the_field_and_the_fix(tmp_path, mounts, field, words)
     error = stack_error(write_stack(tmp_path, {"mounts": mounts, "caches": caches}))
     assert error.field == field, str(error)
     assert words in str(error) and error.fix, str(error)
+
+
+HARNESS = ["${GOMODCACHE}", "${GOPATH}/pkg/mod", "${HOME}/go/pkg/mod"]  # its order (goModCacheVolumeArgs)
+
+
+def mount_of(path, env):
+    (mount,) = load_stack(path, env=env).services["api"].build.mounts
+    return mount
+
+
+def test_the_first_source_that_exists_is_mounted(tmp_path):
+    home, gopath = tmp_path / "home", tmp_path / "gopath"
+    (home / "go" / "pkg" / "mod").mkdir(parents=True)
+    path = write_stack(tmp_path, {"mounts": [{"source": HARNESS, "target": "/go/pkg/mod"}]})
+    env = {"HOME": str(home), "GOPATH": str(gopath)}
+    mount = mount_of(path, env)  # GOMODCACHE unset, GOPATH's pkg/mod missing: ~/go/pkg/mod
+    assert mount.source == home / "go" / "pkg" / "mod"
+    assert mount.tried == ("${GOMODCACHE} (${GOMODCACHE} is not set)", f"{gopath}/pkg/mod (does not exist)")
+    (gopath / "pkg" / "mod").mkdir(parents=True)
+    assert mount_of(path, env).source == gopath / "pkg" / "mod"
+    modcache = tmp_path / "modcache"
+    assert mount_of(path, {**env, "GOMODCACHE": str(modcache)}).source == modcache
+
+
+def test_an_optional_mount_none_of_whose_folders_exists_is_left_out_and_said(tmp_path):
+    mounts = [{"source": HARNESS, "target": "/go/pkg/mod", "optional": True}]
+    path = write_stack(tmp_path, {"mounts": mounts})
+    ctx, outcome, runner = ensure_image(path, tmp_path, env={"HOME": str(tmp_path / "nohome")})
+    assert outcome is Outcome.BUILT
+    (argv,) = runner.commands("podman", "build")
+    assert "--volume" not in argv
+    (note,) = buildmounts.skipped(ctx.stack.services["api"].build)
+    assert note == (
+        "build mount /go/pkg/mod left out (optional): ${GOMODCACHE} (${GOMODCACHE} is not set); "
+        f"${{GOPATH}}/pkg/mod (${{GOPATH}} is not set); {tmp_path}/nohome/go/pkg/mod (does not exist)"
+    )
+    assert f"[image] api: {note}" in ctx.console.stream.getvalue()
+
+
+def test_a_required_mount_none_of_whose_folders_exists_names_each_and_the_fix(tmp_path):
+    path = write_stack(tmp_path, {"mounts": [{"source": HARNESS, "target": "/go/pkg/mod"}]})
+    error = stack_error(path, env={"HOME": str(tmp_path / "nohome")})
+    assert error.field == f"{M0}.source"
+    assert "none of the folders exists: ${GOMODCACHE} (${GOMODCACHE} is not set)" in str(error)
+    assert f"{tmp_path}/nohome/go/pkg/mod (does not exist)" in str(error)
+    assert "optional: true" in error.fix
+    bad = write_stack(tmp_path, {"mounts": [{"source": ["../modcache", 5], "target": "/go"}]})
+    assert stack_error(bad).field == f"{M0}.source[1]"
+    flag = write_stack(tmp_path, {"mounts": [{"source": "../modcache", "target": "/go", "optional": "no"}]})
+    assert stack_error(flag).field == f"{M0}.optional"
 
 
 def test_mounts_need_podman(tmp_path):

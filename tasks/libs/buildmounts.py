@@ -1,27 +1,35 @@
 """Host folders a build reads: a stack's `build.mounts`, e.g. the host's Go module cache mounted
 read-only at /go/pkg/mod, so `go build` finds the modules without downloading them.
 
+`source` is one path or a list tried in order, the first that exists mounted: Kubernaut's harness
+mounts $GOMODCACHE, else $GOPATH/pkg/mod, else ~/go/pkg/mod (e2e_images.go goModCacheVolumeArgs).
+A candidate naming an unset variable is passed over. `optional: true` builds without the mount when
+none exists, as that harness does; otherwise that is an error.
+
 Podman mounts each into every RUN step of the build, `podman build --volume SOURCE:TARGET:ro`
 (podman-build(1), --volume: "[rw|ro]"; the Containerfile is unchanged). Like build caches, mounts
 are no part of an image's inputs digest (cache.py): a read-only module cache changes how fast a
 build is, not what it produces, when go.sum pins the modules (go verifies each one against it).
 """
 
+import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from . import buildcaches
 from .stackfile import Checker, expand_env, show, type_name
 
-MOUNT_KEYS = {"source", "target", "readonly"}
+MOUNT_KEYS = {"source", "target", "readonly", "optional"}
 SYSTEM_PATHS = ("/proc", "/sys", "/dev")
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")  # ${VAR}; ${VAR:-default} is never unset
 
 
 @dataclass(frozen=True)
 class Mount:
-    source: Path  # on the host, absolute
+    source: Path | None  # on the host, absolute; None: optional, and no candidate exists
     target: str  # where every RUN step of the build sees it
     readonly: bool = True
+    tried: tuple = ()  # the candidates passed over, each "path (why)", for the note of a missing one
 
     def volume(self) -> tuple:
         """(host, path, options) for Engine.build(mounts=...)."""
@@ -29,8 +37,9 @@ class Mount:
 
 
 def parse(c: Checker, raw, where: str, source: Path, caches=()) -> tuple:
-    """`mounts: [{source: PATH, target: /path/in/build, readonly: true}]`. source resolves like the
-    build's other paths (relative to `source`; ${STACK_DIR}, ${SOURCE_DIR} and ${VAR} expand)."""
+    """`mounts: [{source: PATH or [PATH, ...], target: /path/in/build, readonly: true, optional:
+    false}]`. source resolves like the build's other paths (relative to `source`; ${STACK_DIR},
+    ${SOURCE_DIR} and ${VAR} expand)."""
     if raw is None:
         return ()
     example = "write e.g. `mounts: [{source: '${GOMODCACHE}', target: /go/pkg/mod, readonly: true}]`"
@@ -45,10 +54,13 @@ def parse(c: Checker, raw, where: str, source: Path, caches=()) -> tuple:
         for key in ("source", "target"):
             if item.get(key) is None:
                 c.fail(f"{field_name}.{key}", "is required", example)
+        optional = _flag(c, item.get("optional", False), f"{field_name}.optional", "`optional: true`")
+        found, tried = _sources(c, item["source"], f"{field_name}.source", source, optional)
         mount = Mount(
-            _source(c, item["source"], f"{field_name}.source", source),
+            found,
             _target(c, item["target"], f"{field_name}.target"),
-            _readonly(c, item.get("readonly", True), f"{field_name}.readonly"),
+            _flag(c, item.get("readonly", True), f"{field_name}.readonly", "`readonly: true` (the default)"),
+            tried,
         )
         for other in mounts:
             if _overlap(mount.target, other.target):
@@ -69,13 +81,42 @@ def parse(c: Checker, raw, where: str, source: Path, caches=()) -> tuple:
     return tuple(mounts)
 
 
-def _source(c: Checker, value, field_name: str, source: Path) -> Path:
-    if not isinstance(value, str):
+def _sources(c: Checker, value, field_name: str, source: Path, optional: bool) -> tuple:
+    """(the first candidate that exists, or None when the mount is optional; the candidates passed
+    over, each "path (why)")."""
+    example = "write the host folder, e.g. '${GOMODCACHE}', or a list tried in order"
+    candidates = value if isinstance(value, list) and value else [value]
+    for i, candidate in enumerate(candidates):
+        if not isinstance(candidate, str):
+            where = f"{field_name}[{i}]" if isinstance(value, list) else field_name
+            c.fail(where, f"must be a path on the host, got {type_name(candidate)}", example)
+    if len(candidates) == 1 and not optional:
+        return _source(c, candidates[0], field_name, source), ()
+    tried = []
+    for i, candidate in enumerate(candidates):
+        where = f"{field_name}[{i}]" if isinstance(value, list) else field_name
+        unset = [
+            name
+            for name in _VARIABLE.findall(candidate)
+            if name not in ("STACK_DIR", "SOURCE_DIR") and not c.env.get(name)
+        ]
+        if unset:
+            tried.append(f"{candidate} (${{{unset[0]}}} is not set)")
+            continue
+        path = _source(c, candidate, where, source, must_exist=False)
+        if not c.check_files or path.exists():
+            return path, tuple(tried)
+        tried.append(f"{path} (does not exist)")
+    if not optional:
         c.fail(
             field_name,
-            f"must be a path on the host, got {type_name(value)}",
-            "write the host folder, e.g. '${GOMODCACHE}'",
+            f"none of the folders exists: {'; '.join(tried)}",
+            "create one of them, correct the paths, or add `optional: true` to build without the mount",
         )
+    return None, tuple(tried)
+
+
+def _source(c: Checker, value: str, field_name: str, source: Path, must_exist=True) -> Path:
     # The folder variables first: expand_env would read them as (unset) environment variables.
     text = value.replace("${STACK_DIR}", str(c.path.parent)).replace("${SOURCE_DIR}", str(source))
     expanded = expand_env(text, c.env)
@@ -92,6 +133,8 @@ def _source(c: Checker, value, field_name: str, source: Path) -> Path:
             f"{path} holds ':' or ',', which podman's --volume syntax reserves",
             "mount a folder whose path has neither",
         )
+    if not must_exist:
+        return path
     return c.existing(path, field_name, "folder" if not path.is_file() else "file")
 
 
@@ -103,11 +146,9 @@ def _target(c: Checker, value, field_name: str) -> str:
     return path
 
 
-def _readonly(c: Checker, value, field_name: str) -> bool:
+def _flag(c: Checker, value, field_name: str, example: str) -> bool:
     if not isinstance(value, bool):
-        c.fail(
-            field_name, f"must be true or false, got {show(value)}", "write `readonly: true` (the default)"
-        )
+        c.fail(field_name, f"must be true or false, got {show(value)}", f"write {example}")
     return value
 
 
@@ -132,5 +173,15 @@ def require_podman(c: Checker, engine: str, services: dict) -> None:
 
 
 def volumes(build) -> list:
-    """(host, path, options) of the build's mounts, for Engine.build(mounts=...)."""
-    return [mount.volume() for mount in getattr(build, "mounts", ())]
+    """(host, path, options) of the build's mounts, for Engine.build(mounts=...); an optional mount
+    none of whose folders exists is left out."""
+    return [mount.volume() for mount in getattr(build, "mounts", ()) if mount.source is not None]
+
+
+def skipped(build) -> list:
+    """What to tell of the build's optional mounts that are left out: "TARGET: none of ... exists"."""
+    return [
+        f"build mount {mount.target} left out (optional): {'; '.join(mount.tried)}"
+        for mount in getattr(build, "mounts", ())
+        if mount.source is None
+    ]

@@ -57,6 +57,8 @@ def ensure_image(ctx: RunContext, name) -> Outcome:
             return Outcome.CACHED
     ref = images.local_ref(ctx.stack.project, name, ctx.new_tag(name), ctx.registry, naming)
     ctx.console.state("image", name, "building", str(log))
+    for note in buildmounts.skipped(build):
+        ctx.console.line(f"[image] {name}: {note}")
     labels = {DIGEST_LABEL: digest, STACK_LABEL: ctx.stack.name}
     for attempt in (1, 2):
         try:
