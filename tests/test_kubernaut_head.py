@@ -327,6 +327,23 @@ def test_images_are_named_as_kubernaut_ci_artifacts(tmp_path):
         goarch = stack.services[name].build.args["GOARCH"]
         assert goarch in ("amd64", "arm64", "386", "arm", "ppc64le", "s390x", "riscv64")
         assert [m.target for m in stack.services[name].build.mounts] == ["/go/pkg/mod"]
+    assert stack.services["datastorage"].build.mounts[0].source == tmp_path / "go" / "pkg" / "mod"
+
+
+def test_coverage_mode_covers_what_the_aianalysis_harness_covers():
+    """aianalysis_e2e.go: Data Storage and AIAnalysis built with -cover, Data Storage run as root
+    (coverageSecurityContextYAMLFixture), the Agent given GOCOVERDIR and the mount although its
+    image is built without -cover (DeployKubernautAgentOnly); mock-llm untouched."""
+    services = load_stack(STACK_FILE, env={"HOME": "/nonexistent"}, check_files=False).services
+    instrumented = sorted(n for n, s in services.items() if s.built and s.build.coverage_args)
+    assert instrumented == ["aianalysis", "datastorage"]
+    assert all(services[n].build.coverage_args == {"GOFLAGS": "-cover"} for n in instrumented)
+    mounted = sorted(n for n, s in services.items() if s.coverage.mount)
+    assert mounted == ["aianalysis", "datastorage", "kubernautagent"]
+    as_root = {
+        n: s.coverage.pod_security_context for n, s in services.items() if s.coverage.pod_security_context
+    }
+    assert as_root == {"datastorage": {"runAsUser": 0, "runAsGroup": 0}}
 
 
 def test_every_file_of_the_stack_is_used():

@@ -304,8 +304,8 @@ def test_every_problem_in_one_run(git_tool, kv, tmp_path):
         f"{path}: services.postgresql.manifests[2]: file {manifests}/missing.yaml does not exist",
         "  fix: correct the path (relative paths start at the stack file's folder)",
         f"{path}: services.redis.readiness: unknown key",
-        "  fix: did you mean 'ready'? allowed keys: build, depends_on, helm, image, kustomize, load, "
-        "manifests, ready, run",
+        "  fix: did you mean 'ready'? allowed keys: build, coverage, depends_on, helm, image, kustomize, "
+        "load, manifests, ready, run",
         f"{path}: services.datastorage.depends_on: unknown service 'valkey'",
         "  fix: depend on one of: postgresql, redis, datastorage-migrations, holmesgpt-api, aianalysis",
         "kubernaut-2025-12/datastorage-migrations.Containerfile: line 10: COPY migrations/: migrations is "

@@ -267,8 +267,9 @@ def coverage_kind_config(config: dict | None, host_dir: str) -> dict:
     return config
 
 
-def add_coverage(docs: list, covered_images: set) -> list:
-    """Containers running a covered image write counters to GOCOVERDIR=/coverdata (a node hostPath)."""
+def add_coverage(docs: list, covered_images: set, pod_security_context: dict | None = None) -> list:
+    """Containers running a covered image write counters to GOCOVERDIR=/coverdata (a node hostPath);
+    their pods' securityContext gets pod_security_context's fields (e.g. runAsUser: 0)."""
     out = copy.deepcopy(docs)
     for doc in out:
         spec = pod_spec(doc)
@@ -288,6 +289,8 @@ def add_coverage(docs: list, covered_images: set) -> list:
             spec["volumes"] = volumes + [
                 {"name": COVERAGE_VOLUME, "hostPath": {"path": COVERAGE_DIR, "type": "DirectoryOrCreate"}}
             ]
+            if pod_security_context:
+                spec["securityContext"] = {**(spec.get("securityContext") or {}), **pod_security_context}
     return out
 
 

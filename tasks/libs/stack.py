@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import baseimages, buildcaches, buildmounts, buildspec, images, runspec
+from . import baseimages, buildcaches, buildmounts, buildspec, coveragespec, images, runspec
 from .buildspec import Build
 from .deployspec import Helm, parse_helm, parse_kustomize
 from .errors import StackError
@@ -43,7 +43,18 @@ REVISION_RE = re.compile(r"^[0-9a-fA-F]{7,40}$")  # a commit id, full or abbrevi
 # kind warns above this: node names append "-control-plane" or "-external-load-balancer"
 # (sigs.k8s.io/kind pkg/cluster/internal/create/create.go clusterNameMax).
 CLUSTER_NAME_MAX = 50
-SERVICE_KEYS = {"image", "build", "manifests", "helm", "kustomize", "depends_on", "ready", "load", "run"}
+SERVICE_KEYS = {
+    "image",
+    "build",
+    "manifests",
+    "helm",
+    "kustomize",
+    "depends_on",
+    "ready",
+    "load",
+    "run",
+    "coverage",
+}
 IMAGES_KEYS = {"name"}
 READY_KEYS = {"timeout"}
 
@@ -60,6 +71,7 @@ class Service:
     helm: Helm | None = None  # objects from a local chart, besides the manifests
     kustomize: Path | None = None  # objects from `kubectl kustomize` of this folder, besides the manifests
     run: runspec.RunSpec | None = None  # a command or Job run once deployed and ready (phases/run.py)
+    coverage: coveragespec.CoverageSpec = coveragespec.CoverageSpec()  # what coverage mode adds to its pods
 
     @property
     def built(self) -> bool:
@@ -364,7 +376,12 @@ def _service(
     if raw.get("kustomize") is not None:
         kustomize = parse_kustomize(c, raw["kustomize"], f"{where}.kustomize", source)
     run = runspec.parse(c, raw["run"], f"{where}.run", source) if has_run else None
-    return Service(name, build, image, manifests, tuple(depends), int(timeout), load, helm, kustomize, run)
+    coverage = coveragespec.parse(
+        c, raw.get("coverage"), f"{where}.coverage", bool(build and build.coverage_args)
+    )
+    return Service(
+        name, build, image, manifests, tuple(depends), int(timeout), load, helm, kustomize, run, coverage
+    )
 
 
 def stack_path(config_value, env, root=None) -> Path:

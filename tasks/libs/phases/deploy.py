@@ -65,12 +65,8 @@ def rendered(ctx: RunContext, name, docs=None) -> list:
     if consumed:  # a new output of a run step this service depends on rolls its pods out again
         docs = runspec.annotate_pod_templates(docs, consumed)
     if ctx.settings.coverage:
-        covered = {
-            refs[s]
-            for s, svc in stack.services.items()
-            if svc.built and svc.build.coverage_args and s in refs
-        }
-        docs = render.add_coverage(docs, covered)
+        covered = {refs[s] for s, svc in stack.services.items() if svc.coverage.mount and s in refs}
+        docs = render.add_coverage(docs, covered, stack.services[name].coverage.pod_security_context)
     ctx.runner.add_secrets(render.secret_values(docs))
     return docs
 
