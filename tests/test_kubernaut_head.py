@@ -224,6 +224,72 @@ def test_workflow_id_is_a_uuid5_of_the_content_hash():
     assert workflowid.content_hash(changed) != digest
 
 
+# Kubernaut's own Go, from a checkout: the ids above are checked against what it computes. No
+# checkout is part of the test environment, so this runs where one is given, and is skipped elsewhere.
+KUBERNAUT_CHECKOUT = os.environ.get("KUBERNAUT_CHECKOUT", "")
+WORKFLOW_ID_MAIN = """\
+package main
+
+import (
+\t"fmt"
+\t"os"
+
+\trwv1alpha1 "github.com/jordigilh/kubernaut/api/remediationworkflow/v1alpha1"
+\t"github.com/jordigilh/kubernaut/pkg/shared/contenthash"
+\t"sigs.k8s.io/yaml"
+)
+
+func main() {
+\tfor _, path := range os.Args[1:] {
+\t\tdata, err := os.ReadFile(path)
+\t\tif err != nil {
+\t\t\tpanic(err)
+\t\t}
+\t\tvar rw rwv1alpha1.RemediationWorkflow
+\t\tif err := yaml.Unmarshal(data, &rw); err != nil {
+\t\t\tpanic(err)
+\t\t}
+\t\tclean, err := contenthash.MarshalCleanCRDContent(&rw)
+\t\tif err != nil {
+\t\t\tpanic(err)
+\t\t}
+\t\tfmt.Println(path, contenthash.DeterministicUUID(contenthash.ComputeContentHash(string(clean))))
+\t}
+}
+"""
+
+
+@pytest.mark.skipif(not KUBERNAUT_CHECKOUT, reason="KUBERNAUT_CHECKOUT names no Kubernaut checkout")
+def test_workflow_ids_are_the_ones_kubernauts_own_go_computes(tmp_path):
+    """Every workflow fixture of the checkout, through its pkg/shared/contenthash compiled from the
+    checkout itself. The program is laid over the checkout with `go build -overlay` and the module is
+    read-only, so not one file of the checkout is written."""
+    checkout = Path(KUBERNAUT_CHECKOUT)
+    main = tmp_path / "main.go"
+    main.write_text(WORKFLOW_ID_MAIN)
+    overlay = tmp_path / "overlay.json"
+    package = checkout / f"zz_kindling_workflowid_{uuid.uuid4().hex[:6]}"
+    overlay.write_text(json.dumps({"Replace": {str(package / "main.go"): str(main)}}))
+    program = tmp_path / "workflowid"
+    subprocess.run(
+        ["go", "build", "-mod=readonly", "-overlay", str(overlay), "-o", str(program), f"./{package.name}"],
+        cwd=checkout,
+        check=True,
+        capture_output=True,
+        timeout=900,
+    )
+    fixtures = sorted(checkout.glob("test/fixtures/workflows/*/workflow-schema.yaml"))
+    assert fixtures, f"{checkout} holds no test/fixtures/workflows/*/workflow-schema.yaml"
+    out = subprocess.run([str(program), *map(str, fixtures)], check=True, capture_output=True, text=True)
+    from_go = dict(line.split() for line in out.stdout.splitlines())
+    ours = {
+        str(path): workflowid.workflow_id(workflowid.content_hash(yaml.safe_load(path.read_text())))
+        for path in fixtures
+    }
+    assert ours == from_go
+    assert not package.exists()
+
+
 # ------------------------------------------------------------------------------------------------
 # mock-llm's scenarios (seed.py)
 
