@@ -453,6 +453,21 @@ class Registry:
         with urllib.request.urlopen(request) as response:
             return response.headers["Docker-Content-Digest"]
 
+    def config_digest(self, path, tag):
+        """The digest of the image config the tag's manifest names: the image's ID, which a push
+        never changes."""
+        import urllib.request
+
+        request = urllib.request.Request(
+            f"http://{self.host}/v2/{path}/manifests/{tag}",
+            headers={
+                "Accept": "application/vnd.oci.image.manifest.v1+json, "
+                "application/vnd.docker.distribution.manifest.v2+json"
+            },
+        )
+        with urllib.request.urlopen(request) as response:
+            return json.load(response)["config"]["digest"]
+
     def blobs(self):
         """(count, bytes) of the blobs the registry stores."""
         files = [p for p in (self.storage / "docker" / "registry" / "v2" / "blobs").rglob("data")]
