@@ -29,12 +29,12 @@ from .libs import (
     buildmounts,
     cli,
     containerfile,
+    deploysources,
     drift,
     inputsets,
     nodeversion,
     render,
     runs,
-    sources,
     validate,
 )
 from .libs.errors import KindlingError, StackError
@@ -113,7 +113,7 @@ def check(c, kubernetes_version=None):
         _fail(stack.path, problems)
     for name, service in stack.services.items():
         count = result.objects.get(name, 0)
-        extra = [skipped[p] for p in sources.origins(service) if p in skipped]
+        extra = [skipped[p] for p in deploysources.origins(service) if p in skipped]
         line = f"  {name:<24} {count} object(s) ok"
         if service.built and not source_missing:
             line += "; " + input_summary(service.build, runner, runs.state_home(stack, process_environment()))
@@ -281,12 +281,8 @@ def _stack_files(stack):
             yield f"services.{name}.build.context", Path(service.build.context), "folder"
         for i, path in enumerate(service.manifests):
             yield f"services.{name}.manifests[{i}]", Path(path), "file"
-        if service.helm is not None:
-            yield f"services.{name}.helm.chart", Path(service.helm.chart), "folder"
-            for i, path in enumerate(service.helm.values):
-                yield f"services.{name}.helm.values[{i}]", Path(path), "file"
-        if service.kustomize is not None:
-            yield f"services.{name}.kustomize", Path(service.kustomize), "folder"
+        for field_name, path, kind in deploysources.files(service, f"services.{name}"):
+            yield field_name, Path(path), kind
     if stack.test is not None:
         yield "test.workdir", Path(stack.test.workdir), "folder"
 
@@ -314,9 +310,11 @@ def manifest_items(stack, skipped) -> tuple:
     for name, service in stack.services.items():
         # A run step's ConfigMap is defined, with its declared keys; its Job is checked like a manifest.
         items += [
-            validate.Item(name, "run.configmap", doc) for doc in sources.run_objects(service, stack.namespace)
+            validate.Item(name, "run.configmap", doc)
+            for doc in deploysources.run_objects(service, stack.namespace)
         ]
-        for path in sources.check_origins(service):  # manifests, a chart or kustomization, a run step's Job
+        # Its manifests, a chart or kustomization, a run step's Job:
+        for path in deploysources.check_origins(service):
             shown = validate.display_path(path, stack.folder)
             if path in skipped:
                 unchecked.append(skipped[path])
@@ -324,7 +322,7 @@ def manifest_items(stack, skipped) -> tuple:
             if not Path(path).exists():
                 continue  # the stack file's check has said so
             try:
-                docs = sources.origin_documents(service, path, stack.namespace)
+                docs = deploysources.origin_documents(service, path, stack.namespace)
             except render.ManifestError as exc:
                 file_problems.append(validate.Problem(shown, "", str(exc).removeprefix(f"{path}: ")))
                 continue

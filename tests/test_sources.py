@@ -11,8 +11,10 @@ import pytest
 import yaml
 from conftest import invoke
 
-from tasks.libs import preflight, sources
+from tasks.libs import deploysources, preflight
 from tasks.libs.checkresult import FAIL, OK
+from tasks.libs.deploysources.helm import Helm
+from tasks.libs.deploysources.kustomize import Kustomize
 from tasks.libs.errors import KindlingError, StackError
 from tasks.libs.procs import Runner
 from tasks.libs.stack import load_stack
@@ -186,37 +188,40 @@ def test_helm_and_kustomize_resolve_like_manifests(tree):
         """,
         env={"TAG": "v7"},
     )
-    assert api.helm.chart == tree / "charts" / "api"
-    assert api.helm.release == "api"  # the service's name when none is given
-    assert api.helm.values == (tree / "values-dev.yaml",)
-    assert api.helm.set_values == {
+    helm = api.deploy_source
+    assert helm.key == "helm" and helm.chart == tree / "charts" / "api"
+    assert helm.release == "api"  # the service's name when none is given
+    assert helm.values == (tree / "values-dev.yaml",)
+    assert helm.set_values == {
         "image.tag": "v7",
         "replicas": 2,
         "enabled": True,
         "ratio": 0.5,
         "auth.password": "s3cret-value",
     }
-    assert sources.helm_secrets(api.helm) == ["s3cret-value"]
-    assert api.kustomize is None and sources.origins(api) == (tree / "charts" / "api",)
+    assert helm.secrets() == ["s3cret-value"]
+    assert deploysources.origins(api) == (tree / "charts" / "api",)
+    assert deploysources.files(api, "services.api") == [
+        ("services.api.helm.chart", tree / "charts" / "api", "folder"),
+        ("services.api.helm.values[0]", tree / "values-dev.yaml", "file"),
+    ]
 
     (tree / "src" / "deploy").mkdir()
     write_kustomization(tree / "src" / "deploy")
     web = load_service(tree, "kustomize: ${SOURCE_DIR}/deploy/overlay\nmanifests: [values-dev.yaml]\n")
-    assert web.kustomize == tree / "src" / "deploy" / "overlay" and web.helm is None
+    assert web.deploy_source == Kustomize(tree / "src" / "deploy" / "overlay")
     # Besides manifests: the files first, then the kustomization.
-    assert sources.origins(web) == (tree / "values-dev.yaml", tree / "src" / "deploy" / "overlay")
+    assert deploysources.origins(web) == (tree / "values-dev.yaml", tree / "src" / "deploy" / "overlay")
 
 
 def test_helm_argv_keeps_value_types_and_commas():
-    from tasks.libs.deployspec import Helm
-
     helm = Helm(
         Path("/c/api"),
         "rel",
         (Path("/v/a.yaml"), Path("/v/b.yaml")),
         {"a.b": "x,y", "flag": "true", "n": 3, "on": True},
     )
-    assert sources.helm_argv(helm, "ns") == [
+    assert helm.argv("ns") == [
         "helm",
         "template",
         "rel",
@@ -238,8 +243,8 @@ def test_helm_argv_keeps_value_types_and_commas():
         "--set-json",
         "on=true",
     ]
-    assert sources.kustomize_argv(Path("/k")) == ["kubectl", "kustomize", "/k"]
-    assert sources.helm_secrets(helm) == []
+    assert Kustomize(Path("/k")).argv("ns") == ["kubectl", "kustomize", "/k"]
+    assert helm.secrets() == []
 
 
 @pytest.mark.parametrize(
@@ -339,16 +344,16 @@ def test_each_bad_source_names_the_field_and_the_fix(tree, service_text, field, 
 
 def test_without_file_checks_only_remote_charts_are_refused(tree):
     listed = load_service(tree, "helm: {chart: charts/absent}\n", check_files=False)
-    assert listed.helm.chart == tree / "charts" / "absent"
+    assert listed.deploy_source.chart == tree / "charts" / "absent"
     with pytest.raises(StackError, match="local charts only"):
         load_service(tree, "helm: {chart: 'https://charts.example/api-1.0.tgz'}\n", check_files=False)
 
 
 def test_kustomize_check_wants_kubectl_with_kustomize_built_in():
-    assert preflight.kustomize_check("v1.36.3").status == OK
-    old = preflight.kustomize_check("v1.13.4")
+    assert Kustomize.tool_check(None, "v1.36.3").status == OK
+    old = Kustomize.tool_check(None, "v1.13.4")
     assert old.status == FAIL and "no `kubectl kustomize`" in old.detail and "upgrade kubectl" in old.fix
-    missing = preflight.kustomize_check(None)
+    missing = Kustomize.tool_check(None, None)
     assert missing.status == FAIL and "kubernetes.io/docs/tasks/tools" in missing.fix
 
 
@@ -369,7 +374,7 @@ def test_helm_renders_values_and_set_and_masks_secret_values(testenv, tree, tmp_
     )
     log, commands = tmp_path / "render.log", tmp_path / "commands.log"
     runner = Runner(command_log=commands)
-    docs = sources.documents(api, "team-ns", runner, log_path=log)
+    docs = deploysources.documents(api, "team-ns", runner, log_path=log)
     by_kind = {d["kind"]: d for d in docs}
     # The crds/ folder is in (--include-crds); the test hook is not (--skip-tests).
     assert sorted(by_kind) == ["CustomResourceDefinition", "Deployment", "Secret", "Service"]
@@ -393,7 +398,7 @@ def test_a_failing_template_names_the_service_the_tool_and_helms_error(testenv, 
     )
     api = load_service(tree, "helm: {chart: charts/broken, set: {db_password: hunter2-secret}}\n")
     with pytest.raises(KindlingError) as caught:
-        sources.documents(api, "ns", Runner(), log_path=tmp_path / "render.log")
+        deploysources.documents(api, "ns", Runner(), log_path=tmp_path / "render.log")
     text = str(caught.value)
     assert text.startswith(f"{chart}: service api: `helm template` failed (exit 1):")
     assert "set db.host" in text  # helm's own message, from its stderr
@@ -402,7 +407,7 @@ def test_a_failing_template_names_the_service_the_tool_and_helms_error(testenv, 
 
 def test_kustomize_renders_the_overlay_over_its_base(testenv, tree):
     api = load_service(tree, "kustomize: kz/overlay\n")
-    docs = sources.documents(api, "ns", Runner())
+    docs = deploysources.documents(api, "ns", Runner())
     assert sorted(d["kind"] for d in docs) == ["Deployment", "Service"]
     deployment = next(d for d in docs if d["kind"] == "Deployment")
     template = deployment["spec"]["template"]
@@ -411,7 +416,7 @@ def test_kustomize_renders_the_overlay_over_its_base(testenv, tree):
     (tree / "kz" / "base" / "kustomization.yaml").write_text("resources: [app.yaml, missing.yaml]\n")
     failed = r"service api: `kubectl kustomize` failed \(exit 1\):(.|\n)*missing"
     with pytest.raises(KindlingError, match=failed):
-        sources.documents(api, "ns", Runner())
+        deploysources.documents(api, "ns", Runner())
 
 
 def test_doctor_checks_helm_only_when_a_service_deploys_a_chart(testenv, tree, monkeypatch):

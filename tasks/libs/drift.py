@@ -13,6 +13,7 @@ import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import deploysources
 from .buildcontext import context_source
 from .errors import CommandFailed
 from .procs import Runner, tail
@@ -87,13 +88,8 @@ def uses(stack, copies: dict) -> list:
                     )
         for i, manifest in enumerate(service.manifests):
             add(f"{where}.manifests[{i}]", manifest)
-        helm = getattr(service, "helm", None)
-        if helm is not None:
-            add(f"{where}.helm.chart", helm.chart)
-            for i, values in enumerate(helm.values):
-                add(f"{where}.helm.values[{i}]", values)
-        if getattr(service, "kustomize", None) is not None:
-            add(f"{where}.kustomize", service.kustomize)
+        for field_name, path, _ in deploysources.files(service, where):
+            add(field_name, path)
     return found
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from . import kindhost, skew
+from . import deploysources, kindhost, skew
 from .checkresult import FAIL, OK, WARN, Check, Probe, parse_version, query
 from .stackfile import parse_size
 
@@ -26,7 +26,7 @@ MINIMUM_VERSIONS = {
     "kind": (0, 20),
     "kubectl": (1, 26),
     "helm": (3, 10),
-}  # helm 3.10 for `template --set-json` (tasks/libs/sources.py)
+}  # helm 3.10 for `template --set-json` (tasks/libs/deploysources/helm.py)
 INSTALL_HINTS = {
     "podman": "install podman (Debian/Ubuntu: apt-get install podman runc)",
     "docker": "install Docker Engine, or set `engine: podman` in the stack",
@@ -35,8 +35,6 @@ INSTALL_HINTS = {
     "helm": "install helm 3: https://helm.sh/docs/intro/install/ (a release binary, or e.g. "
     "`brew install helm`, `snap install helm --classic`)",
 }
-# kubectl's built-in kustomize (`kubectl kustomize`) arrived in kubectl 1.14.
-KUSTOMIZE_IN_KUBECTL = (1, 14)
 DEFAULT_DISK_BASE = 5 * 1024**3
 DEFAULT_DISK_PER_IMAGE = 2 * 1024**3
 
@@ -67,38 +65,8 @@ def version_check(tool: str, found: Probe) -> Check:
 
 
 def deploy_source_checks(runner, stack, kubectl_text) -> list:
-    """helm when a service deploys a chart; kubectl's kustomize when one deploys a kustomization."""
-    checks = []
-    if any(s.helm for s in stack.services.values()):
-        if shutil.which("helm") is None:
-            found = Probe(None)
-        else:
-            result, failure = query(runner, ["helm", "version", "--short"], timeout=30)
-            found = Probe(result.stdout if result else None, failure)
-        checks.append(version_check("helm", found))
-    if any(s.kustomize for s in stack.services.values()):
-        checks.append(kustomize_check(kubectl_text))
-    return checks
-
-
-def kustomize_check(kubectl_text) -> Check:
-    wanted = ".".join(map(str, KUSTOMIZE_IN_KUBECTL))
-    version = parse_version(kubectl_text) if kubectl_text else None
-    if version is None:
-        return Check(
-            "kustomize",
-            FAIL,
-            "kustomize services are rendered with `kubectl kustomize`, and no working kubectl was found",
-            INSTALL_HINTS["kubectl"],
-        )
-    if version[:2] < KUSTOMIZE_IN_KUBECTL:
-        return Check(
-            "kustomize",
-            FAIL,
-            f"kubectl {'.'.join(map(str, version))} has no `kubectl kustomize` (kubectl {wanted}+)",
-            f"upgrade kubectl: {INSTALL_HINTS['kubectl']}",
-        )
-    return Check("kustomize", OK, f"kubectl {'.'.join(map(str, version[:2]))}'s built-in `kubectl kustomize`")
+    """The tool of each deploy source a service uses (helm, kubectl's kustomize): deploysources."""
+    return deploysources.tool_checks(runner, stack.services.values(), kubectl_text)
 
 
 def disk_needed(built_images: int, env) -> int:

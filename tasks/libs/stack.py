@@ -11,9 +11,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import baseimages, buildcaches, buildmounts, buildspec, coveragespec, images, runspec
+from . import baseimages, buildcaches, buildmounts, buildspec, coveragespec, deploysources, images, runspec
 from .buildspec import Build
-from .deployspec import Helm, parse_helm, parse_kustomize
 from .errors import StackError
 from .stackfile import Checker, positive_seconds, read_document, show
 from .stacksections import TestSpec, parse_registry, parse_test
@@ -43,18 +42,9 @@ REVISION_RE = re.compile(r"^[0-9a-fA-F]{7,40}$")  # a commit id, full or abbrevi
 # kind warns above this: node names append "-control-plane" or "-external-load-balancer"
 # (sigs.k8s.io/kind pkg/cluster/internal/create/create.go clusterNameMax).
 CLUSTER_NAME_MAX = 50
-SERVICE_KEYS = {
-    "image",
-    "build",
-    "manifests",
-    "helm",
-    "kustomize",
-    "depends_on",
-    "ready",
-    "load",
-    "run",
-    "coverage",
-}
+SERVICE_KEYS = {"image", "build", "manifests", "depends_on", "ready", "load", "run", "coverage"} | set(
+    deploysources.BACKENDS
+)
 IMAGES_KEYS = {"name"}
 READY_KEYS = {"timeout"}
 
@@ -68,8 +58,8 @@ class Service:
     depends_on: tuple
     ready_timeout: int
     load: bool  # prebuilt only: pull on the host and load into the cluster
-    helm: Helm | None = None  # objects from a local chart, besides the manifests
-    kustomize: Path | None = None  # objects from `kubectl kustomize` of this folder, besides the manifests
+    # Objects a tool renders besides the manifests (a deploysources backend's spec: helm, kustomize).
+    deploy_source: deploysources.helm.Helm | deploysources.kustomize.Kustomize | None = None
     run: runspec.RunSpec | None = None  # a command or Job run once deployed and ready (phases/run.py)
     coverage: coveragespec.CoverageSpec = coveragespec.CoverageSpec()  # what coverage mode adds to its pods
 
@@ -364,23 +354,13 @@ def _service(
             "only applies to prebuilt `image` services (built ones are always loaded)",
             "remove `load`",
         )
-    if raw.get("helm") is not None and raw.get("kustomize") is not None:
-        c.fail(
-            where,
-            "has both `helm` and `kustomize`",
-            "keep one; to change a chart's output with kustomize, render the chart into the "
-            "kustomization's resources yourself",
-        )
-    helm = parse_helm(c, raw["helm"], f"{where}.helm", name, source) if raw.get("helm") is not None else None
-    kustomize = None
-    if raw.get("kustomize") is not None:
-        kustomize = parse_kustomize(c, raw["kustomize"], f"{where}.kustomize", source)
+    deploy_source = deploysources.parse(c, raw, where, name, source)
     run = runspec.parse(c, raw["run"], f"{where}.run", source) if has_run else None
     coverage = coveragespec.parse(
         c, raw.get("coverage"), f"{where}.coverage", bool(build and build.coverage_args)
     )
     return Service(
-        name, build, image, manifests, tuple(depends), int(timeout), load, helm, kustomize, run, coverage
+        name, build, image, manifests, tuple(depends), int(timeout), load, deploy_source, run, coverage
     )
 
 

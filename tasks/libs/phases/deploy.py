@@ -5,7 +5,7 @@ import copy
 import re
 from pathlib import Path
 
-from .. import hostports, images, masking, render, runs, runspec, sources
+from .. import deploysources, hostports, images, masking, render, runs, runspec
 from ..context import RunContext
 from ..errors import CommandFailed, KindlingError, NotReady
 from ..plan import Outcome, StepKind
@@ -25,7 +25,7 @@ def rendered(ctx: RunContext, name, docs=None) -> list:
     if docs is None:
         if name not in ctx.source_documents:
             # Once per run: a chart is rendered by one `helm template`, however often the run asks.
-            ctx.source_documents[name] = sources.documents(
+            ctx.source_documents[name] = deploysources.documents(
                 service, stack.namespace, ctx.runner, log_path=ctx.log(StepKind.DEPLOY, name)
             )
         docs = ctx.source_documents[name]

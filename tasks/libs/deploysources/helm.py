@@ -1,19 +1,23 @@
-"""The `helm:` and `kustomize:` sections of a service in the stack file (pure apart from
-reading files): local charts and kustomizations, checked before anything runs."""
+"""A service's objects from a local Helm chart: `helm: {chart: DIR, release: NAME, values: [FILE...],
+set: {KEY: VALUE}}`, rendered with `helm template`. One backend of deploysources."""
 
+import json
 import math
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .stackfile import Checker, expand_env, show, type_name
+from ..checkresult import Check, Probe, query
+from ..masking import SECRET_NAME_RE
+from ..stackfile import Checker, expand_env, show, type_name
 
-HELM_KEYS = {"chart", "release", "values", "set"}
+KEY = "helm"  # the service's key in the stack file
+KEYS = {"chart", "release", "values", "set"}
 # Helm's own rule for release names (helm.sh/helm/v3 pkg/chartutil/validate_name.go).
-HELM_RELEASE_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-HELM_RELEASE_MAX = 53
-# What kustomize looks for in a folder (sigs.k8s.io/kustomize/api konfig/general.go).
-KUSTOMIZATION_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+RELEASE_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+RELEASE_MAX = 53
+INSTALL = "install Helm 3.10 or newer: https://helm.sh/docs/intro/install/ (then `invoke doctor`)"
 
 
 @dataclass(frozen=True)
@@ -25,26 +29,75 @@ class Helm:
     values: tuple = ()  # values files, in the order helm merges them
     set_values: dict = field(default_factory=dict)  # key in helm's --set syntax -> scalar
 
+    key = KEY
+    tool = "helm template"
+    install_hint = INSTALL  # said when the tool is missing (exit 127)
 
-def parse_helm(c: Checker, raw, where, service_name, source) -> Helm:
+    @property
+    def origin(self) -> Path:
+        """Where the objects come from, as stack.check and the deploy step name it."""
+        return self.chart
+
+    def files(self, where: str) -> list:
+        """(stack-file field, path, "file" | "folder") of everything it reads."""
+        return [(f"{where}.chart", self.chart, "folder")] + [
+            (f"{where}.values[{i}]", path, "file") for i, path in enumerate(self.values)
+        ]
+
+    def argv(self, namespace: str) -> list:
+        """`helm template` of a local chart.
+
+        --include-crds: helm leaves the chart's crds/ folder out of `template` otherwise, and
+        kindling applies CRDs first. --skip-tests: test hooks are for `helm test`, not objects to
+        run. Other hooks are applied as ordinary objects (a pre-install Job runs and is waited for
+        like any Job). `set:` values go in as --set-json, so each means what the same value means
+        in a values file (a quoted "true" stays a string, 1.5 stays a number) and a comma or
+        backslash in a value needs no escaping (helm.sh/helm/v3 pkg/strvals/parser.go: --set
+        types its values and splits at commas).
+        """
+        argv = ["helm", "template", self.release, str(self.chart), "--namespace", namespace]
+        argv += ["--include-crds", "--skip-tests"]
+        for values_file in self.values:
+            argv += ["--values", str(values_file)]
+        for key, value in self.set_values.items():
+            argv += ["--set-json", f"{key}={json.dumps(value)}"]
+        return argv
+
+    def secrets(self) -> list:
+        """`set:` values whose key looks secret (db.password, auth.token): masked wherever kindling
+        prints."""
+        return [str(value) for key, value in self.set_values.items() if SECRET_NAME_RE.search(key)]
+
+    @staticmethod
+    def tool_check(runner, kubectl_text) -> Check:
+        """helm on PATH, 3.10 or newer (for `template --set-json`)."""
+        from ..preflight import version_check  # preflight's table holds every tool's minimum
+
+        if shutil.which("helm") is None:
+            return version_check("helm", Probe(None))
+        result, failure = query(runner, ["helm", "version", "--short"], timeout=30)
+        return version_check("helm", Probe(result.stdout if result else None, failure))
+
+
+def parse(c: Checker, raw, where, service_name, source) -> Helm:
     """`helm: {chart: DIR, release: NAME, values: [FILE...], set: {KEY: VALUE}}`; a local chart only."""
     if isinstance(raw, str):
         raw = {"chart": raw}
-    c.mapping(raw, where, HELM_KEYS)
+    c.mapping(raw, where, KEYS)
     if raw.get("chart") is None:
         c.fail(f"{where}.chart", "is required", "name the chart's folder (the one holding Chart.yaml)")
     chart = _chart(c, raw["chart"], f"{where}.chart", source)
     release = raw.get("release", service_name)
     c.string(release, f"{where}.release")
-    if len(release) > HELM_RELEASE_MAX or not HELM_RELEASE_RE.match(release):
+    if len(release) > RELEASE_MAX or not RELEASE_RE.match(release):
         c.fail(
             f"{where}.release",
             f"{show(release)} is not a Helm release name",
             f"use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit, "
-            f"at most {HELM_RELEASE_MAX} characters",
+            f"at most {RELEASE_MAX} characters",
         )
     values = c.files(raw.get("values", []), f"{where}.values", source, what="values files")
-    return Helm(chart, release, values, _helm_set(c, raw.get("set"), f"{where}.set"))
+    return Helm(chart, release, values, _set_values(c, raw.get("set"), f"{where}.set"))
 
 
 def _chart(c: Checker, value, field_name, source) -> Path:
@@ -84,7 +137,7 @@ def _chart(c: Checker, value, field_name, source) -> Path:
     return chart
 
 
-def _helm_set(c: Checker, raw, field_name) -> dict:
+def _set_values(c: Checker, raw, field_name) -> dict:
     """`set: {KEY: VALUE}`: keys in helm's --set syntax (a.b, list[0].name), scalar values; string
     values expand ${VAR} and ${VAR:-default} like build args."""
     if raw is None:
@@ -115,15 +168,3 @@ def _helm_set(c: Checker, raw, field_name) -> dict:
             c.fail(where, f"{show(value)} is not a number Helm can take", "write a finite number")
         result[key] = expand_env(value, c.env) if isinstance(value, str) else value
     return result
-
-
-def parse_kustomize(c: Checker, raw, where, source) -> Path:
-    """`kustomize: DIR`, a folder holding a kustomization, rendered with `kubectl kustomize DIR`."""
-    folder = c.existing(c.path_value(raw, where, c.path.parent, source), where, "folder")
-    if c.check_files and not any((folder / name).is_file() for name in KUSTOMIZATION_FILES):
-        c.fail(
-            where,
-            f"folder {folder} holds no {KUSTOMIZATION_FILES[0]}",
-            f"point kustomize at a folder holding one of: {', '.join(KUSTOMIZATION_FILES)}",
-        )
-    return folder
