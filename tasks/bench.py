@@ -16,6 +16,7 @@ from pathlib import Path
 from invoke import Collection, task
 
 from .libs import cli, innerloop, locks, runs, samples, scalebench
+from .libs import report as report_lib
 from .libs.console import Console
 from .libs.engine import Engine
 from .libs.environment import Environment
@@ -131,10 +132,11 @@ def _aianalysis_shaped_stack(folder: Path, scale: float) -> Path:
     help={
         "scale": "Seconds per Kubernaut second: builds are 82/150/233 s times this (default 0.03).",
         "verbose": "Show every step's progress lines.",
+        "timelines": "Also print each cold run's timeline (steps, starts, durations, critical path).",
     }
 )
 @cli.reports_errors
-def setup(c, scale=0.03, verbose=False):
+def setup(c, scale=0.03, verbose=False, timelines=False):
     """Cold setups (serial, phased, batched, pipelined), a warm re-run and a partial redeploy; print ratios.
 
     It uses the kind and kubectl on PATH and KINDLING_NODE_IMAGE: a real cluster, or the test
@@ -217,6 +219,8 @@ def setup(c, scale=0.03, verbose=False):
         + " + ".join(f"{kind.value} {seconds:.1f} s" for kind, seconds in own.items())
         + "; the rest: Invoke, the pre= chain's checks, kindling's start)"
     )
+    for label, report in rows if timelines else ():
+        print(f"\n{label}:\n{report_lib.table(report)}")
 
 
 def own_step_seconds(reports: list, service: str) -> dict:
