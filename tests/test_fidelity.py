@@ -16,8 +16,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-import yaml
 from conftest import free_port, podman_cmd
+
+from tasks.libs import render
 
 SETTLE = 120
 
@@ -34,7 +35,7 @@ def ns(shared_cluster, testenv):
 def apply(testenv, cluster, ns, docs, *extra, check=False):
     return subprocess.run(
         ["kubectl", "--kubeconfig", str(cluster.kubeconfig), "apply", "-n", ns, "-f", "-", *extra],
-        input=yaml.safe_dump_all(docs),
+        input=render.dump(docs),  # as kindling writes what it applies
         capture_output=True,
         text=True,
         check=check,
@@ -167,6 +168,17 @@ def test_a_custom_resource_in_the_same_call_as_its_crd_is_rejected(shared_cluste
         testenv.kubectl(
             shared_cluster.kubeconfig, "delete", "crd", f"widgets.{group}", "--wait=false", check=False
         )
+
+
+def test_strings_kindling_writes_are_strings_to_kubectl(shared_cluster, testenv, ns):
+    """kubectl reads YAML with go-yaml v2, which takes n, Y and 1e3 unquoted as a boolean and a
+    float: each value goes through render.dump and comes back from the API server as written."""
+    values = ["n", "N", "y", "Y", "yes", "off", "1e3", "5.", "-1.5", "0x1F", "0755", "1_000", "~", ""]
+    data = {f"k{i}": value for i, value in enumerate(values)}
+    configmap = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "strings"}, "data": data}
+    apply(testenv, shared_cluster, ns, [configmap], check=True)
+    live = testenv.kubectl_json(shared_cluster.kubeconfig, "get", "configmap", "strings", "-n", ns)
+    assert live["data"] == data
 
 
 def test_a_changed_job_template_is_rejected_as_immutable(shared_cluster, testenv, ns):

@@ -1,6 +1,7 @@
 import base64
 
 import pytest
+import yaml
 
 from tasks.libs import render
 
@@ -184,3 +185,16 @@ def test_teardown_order_is_the_reverse_of_the_apply_order_with_crds_last():
     assert kinds[0] == "Widget" and kinds[-1] == "CustomResourceDefinition"
     assert kinds.index("Job") < kinds.index("Deployment") < kinds.index("Service") < kinds.index("ConfigMap")
     assert kinds.index("ConfigMap") < kinds.index("Secret")  # Secrets were applied before ConfigMaps
+
+
+def test_dump_quotes_every_string_kubectl_would_read_as_another_type():
+    """kubectl's go-yaml v2 reads plain y/Y/n/N as booleans and 1e3 or 5. as floats (PyYAML reads
+    them as strings, so safe_dump leaves them plain); test_fidelity.py applies them for real."""
+    tricky = ["n", "N", "y", "Y", "1e3", "-2.5E-3", "5.", ".5", "yes", "0755", "12"]
+    text = render.dump([{"data": {f"k{i}": v for i, v in enumerate(tricky)}, "num": 3, "f": 1.5, "b": True}])
+    lines = dict(line.strip().split(": ", 1) for line in text.splitlines() if ": " in line)
+    assert all(lines[f"k{i}"] == f"'{v}'" for i, v in enumerate(tricky)), text
+    assert (lines["num"], lines["f"], lines["b"]) == ("3", "1.5", "true")  # other types stay plain
+    assert render.dump([{"y": 1}]) == "'y': 1\n"  # keys too: kubectl would read a boolean key
+    assert "plain: x1e3" in render.dump([{"plain": "x1e3"}])
+    assert yaml.safe_load(text)["data"] == {f"k{i}": v for i, v in enumerate(tricky)}

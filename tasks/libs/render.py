@@ -244,8 +244,25 @@ def digest(docs: list) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+class KubeDumper(yaml.SafeDumper):
+    """YAML that kubectl and kind read back as written. They read it with sigs.k8s.io/yaml, whose
+    go-yaml v2 (goyaml.v2/resolve.go) takes some plain scalars PyYAML writes unquoted for strings
+    as other types: y, Y, n and N as booleans, and 1e3 or 5. as floats. A string that would read
+    so is quoted."""
+
+
+yaml.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^[yYnN]$"), list("yYnN"), Dumper=KubeDumper)
+yaml.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$"),
+    list("-+.0123456789"),
+    Dumper=KubeDumper,
+)
+
+
 def dump(docs: list) -> str:
-    return yaml.safe_dump_all(docs, sort_keys=False)
+    """Objects as the YAML stream kubectl applies (see KubeDumper)."""
+    return yaml.dump_all(docs, Dumper=KubeDumper, sort_keys=False)
 
 
 def namespace_doc(name: str) -> dict:

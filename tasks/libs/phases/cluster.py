@@ -173,7 +173,7 @@ def with_kubelet_cgroup(ctx: RunContext, config: Path | None) -> Path | None:
     return write_kind_config(ctx, kubeletcgroup.with_patch(document))
 
 
-class _KindConfigDumper(yaml.SafeDumper):
+class _KindConfigDumper(render.KubeDumper):
     """Multi-line strings (kubeadm and containerd patches) as literal blocks, as kind's docs write them."""
 
 
