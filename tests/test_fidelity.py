@@ -16,9 +16,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+import test_crdschema
 from conftest import free_port, podman_cmd
 
-from tasks.libs import render
+from tasks.libs import crdschema, render
 
 SETTLE = 120
 
@@ -136,9 +137,9 @@ def test_reapply_after_scale_to_zero_says_configured_and_restores_replicas(share
     assert "deployment.apps/web unchanged" in unchanged.stdout
 
 
-def test_a_custom_resource_in_the_same_call_as_its_crd_is_rejected(shared_cluster, testenv, ns):
-    group = f"t{uuid.uuid4().hex[:6]}.kindling.test"
-    crd = {
+def widget_crd(group: str, schema: dict) -> dict:
+    """A namespaced CRD of kind Widget in `group`, one version v1 with this openAPIV3Schema."""
+    return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
         "metadata": {"name": f"widgets.{group}"},
@@ -147,17 +148,15 @@ def test_a_custom_resource_in_the_same_call_as_its_crd_is_rejected(shared_cluste
             "scope": "Namespaced",
             "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
             "versions": [
-                {
-                    "name": "v1",
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-                    },
-                }
+                {"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": schema}}
             ],
         },
     }
+
+
+def test_a_custom_resource_in_the_same_call_as_its_crd_is_rejected(shared_cluster, testenv, ns):
+    group = f"t{uuid.uuid4().hex[:6]}.kindling.test"
+    crd = widget_crd(group, {"type": "object", "x-kubernetes-preserve-unknown-fields": True})
     widget = {"apiVersion": f"{group}/v1", "kind": "Widget", "metadata": {"name": "w"}}
     try:
         result = apply(testenv, shared_cluster, ns, [crd, widget])
@@ -168,6 +167,30 @@ def test_a_custom_resource_in_the_same_call_as_its_crd_is_rejected(shared_cluste
         testenv.kubectl(
             shared_cluster.kubeconfig, "delete", "crd", f"widgets.{group}", "--wait=false", check=False
         )
+
+
+def test_stack_check_judges_custom_resources_as_the_api_server_does(shared_cluster, testenv, ns):
+    """Each case of test_crdschema.py, against a CRD of that schema installed in the real API server:
+    stack.check's offline verdict and `kubectl apply --dry-run=server` (strict validation) agree."""
+    group = f"t{uuid.uuid4().hex[:6]}.kindling.test"
+    crd = widget_crd(group, test_crdschema.WIDGET_SCHEMA)
+    kubeconfig = shared_cluster.kubeconfig
+    try:
+        apply(testenv, shared_cluster, ns, [crd], check=True)
+        testenv.kubectl(
+            kubeconfig, "wait", "--for=condition=Established", f"crd/widgets.{group}", "--timeout=60s"
+        )
+        disagreements = []
+        for case, doc, expected in test_crdschema.CASES:
+            doc = {**doc, "apiVersion": f"{group}/v1"}
+            ours = crdschema.problems(doc, test_crdschema.WIDGET_SCHEMA)
+            assert (ours == []) == (expected is None), (case, ours)
+            server = apply(testenv, shared_cluster, ns, [doc], "--dry-run=server")
+            if (server.returncode == 0) != (ours == []):
+                disagreements.append((case, ours, server.stdout + server.stderr))
+        assert disagreements == []
+    finally:
+        testenv.kubectl(kubeconfig, "delete", "crd", f"widgets.{group}", "--wait=false", check=False)
 
 
 def test_strings_kindling_writes_are_strings_to_kubectl(shared_cluster, testenv, ns):
