@@ -91,6 +91,7 @@ def kindling_command_lines(tmp_path) -> list:
     kubectl.apply(manifest)
     kubectl.delete("job", "migrate", "ns")
     kubectl.delete("job", "migrate", "ns", cascade="foreground")
+    kubectl.delete_pods("k8s-app=kube-dns", "kube-system")
     kubectl.wait_crd_established("things.example.com", 1)
     kubectl.get_json("deployment/a", "ns")
     kubectl.wait_ready("Deployment", "a", "ns", 1)

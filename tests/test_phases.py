@@ -539,3 +539,93 @@ def test_a_new_cluster_is_used_once_coredns_and_kube_proxy_are_ready(tmp_path):
     (applied,) = [i for i, argv in enumerate(commands) if argv[0] == "kubectl" and "apply" in argv]
     assert len(asked) == 3 and max(asked) < applied
     assert any("daemonset/kube-proxy" in argv for argv in commands)
+
+
+class StuckAddons:
+    """A new cluster's kube-system, as kubectl reads it: kube-proxy rolled out, CoreDNS not ready
+    (its pods started before kube-proxy routed the API server's Service) until its pods are deleted,
+    or never when `recovers` is False."""
+
+    def __init__(self, recovers=True):
+        self.recovers, self.deleted = recovers, 0
+
+    def __call__(self, call):
+        argv = call.argv
+        if "delete" in argv and "pods" in argv:
+            self.deleted += 1
+            return None
+        if "deployments,daemonsets" in argv:
+            return Result(json.dumps({"items": [self.coredns(), self.kube_proxy()]}), 0)
+        if "daemonset/kube-proxy" in argv:
+            return Result(json.dumps(self.kube_proxy()), 0)
+        if "deployment/coredns" in argv:
+            return Result(json.dumps(self.coredns()), 0)
+        if "pods" in argv:
+            return Result(json.dumps({"items": []}), 0)
+        return None
+
+    def kube_proxy(self):
+        status = {"observedGeneration": 1, "desiredNumberScheduled": 1}
+        status |= {"updatedNumberScheduled": 1, "numberAvailable": 1}
+        return {"kind": "DaemonSet", "metadata": {"name": "kube-proxy", "generation": 1}, "status": status}
+
+    def coredns(self):
+        ready = self.deleted > 0 and self.recovers
+        status = {
+            "observedGeneration": 1,
+            "replicas": 2,
+            "updatedReplicas": 2,
+            "availableReplicas": 2 * ready,
+        }
+        spec = {"replicas": 2, "selector": {"matchLabels": {"k8s-app": "kube-dns"}}}
+        return {
+            "kind": "Deployment",
+            "metadata": {"name": "coredns", "generation": 1},
+            "spec": spec,
+            "status": status,
+        }
+
+
+def addons_context(tmp_path, scripted):
+    path = write_stack(tmp_path / "stack", {"a": {}}, name="addons", project="addons", base_image="busybox")
+    env = {"KINDLING_HOME": str(tmp_path / "home"), "KINDLING_LOCK_DIR": str(tmp_path / "locks"), "USER": "t"}
+    stack = load_stack(path, env=env)
+    console = Console(io.StringIO())
+    return Environment(
+        stack, build_settings(stack, env, memory_budget=0), env, console=console, runner=scripted
+    ).ctx
+
+
+def test_addons_started_before_kube_proxy_routed_the_api_are_started_again_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(cluster_phase, "ADDONS_NUDGE_SECONDS", 1)
+    addons = StuckAddons()
+    scripted = FakeRunner(addons)
+    ctx = addons_context(tmp_path, scripted)
+    cluster_phase.wait_cluster_addons(ctx, tmp_path / "cluster.log")
+    waited = [
+        a[a.index("get") + 1]
+        for a in scripted.commands("kubectl")
+        if "get" in a and "/" in a[a.index("get") + 1]
+    ]
+    assert waited.index("daemonset/kube-proxy") < waited.index("deployment/coredns")  # kube-proxy first
+    (delete,) = [a for a in scripted.commands("kubectl") if "delete" in a]
+    assert delete[delete.index("delete") :] == [
+        "delete",
+        "pods",
+        "-l",
+        "k8s-app=kube-dns",
+        "-n",
+        "kube-system",
+        "--wait=false",
+    ]
+    assert "starting them again" in ctx.console.stream.getvalue()
+
+
+def test_addons_that_never_get_ready_still_fail_with_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setattr(cluster_phase, "ADDONS_NUDGE_SECONDS", 1)
+    monkeypatch.setattr(cluster_phase, "ADDONS_READY_SECONDS", 1)
+    addons = StuckAddons(recovers=False)
+    ctx = addons_context(tmp_path, FakeRunner(addons))
+    with pytest.raises(KindlingError, match="Deployment kube-system/coredns is not ready") as caught:
+        cluster_phase.wait_cluster_addons(ctx, tmp_path / "cluster.log")
+    assert "describe pods" in str(caught.value) and addons.deleted == 1  # started again once, no more

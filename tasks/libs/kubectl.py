@@ -52,6 +52,12 @@ class Kubectl:
             check=check,
         )
 
+    def delete_pods(self, selector, namespace, log_path=None):
+        """Delete the pods the selector picks, without waiting: their controller makes new ones."""
+        return self.run(
+            "delete", "pods", "-l", selector, "-n", namespace, "--wait=false", log_path=log_path, timeout=60
+        )
+
     def api_problem(self) -> str | None:
         """Why the API server cannot be used, or None: its /readyz answered ok."""
         ready = self.run(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from .. import kubeletcgroup, locks, loopback, render, settings, snapshot
+from .. import kubeletcgroup, locks, loopback, readiness, render, settings, snapshot
 from ..context import RunContext
 from ..errors import CommandFailed, KindlingError, NotReady
 from ..kind import kind_network
@@ -16,6 +16,7 @@ from ..plan import Outcome, StepKind
 API_READY_SECONDS = 120
 ADDONS_NAMESPACE = "kube-system"
 ADDONS_READY_SECONDS = 180
+ADDONS_NUDGE_SECONDS = 8  # a Deployment of kube-system ready later than this after kube-proxy is stuck
 _ENSURED = set()  # (state home, cluster) this process has ensured: a pre= chain checks once
 
 
@@ -73,13 +74,31 @@ def wait_cluster_addons(ctx: RunContext, log: Path) -> None:
     """A new cluster's own workloads in kube-system (CoreDNS, kube-proxy, the CNI daemon) are ready
     before anything is deployed. kind's --wait covers the control-plane node only: until CoreDNS is
     ready and kube-proxy has programmed its Service, a pod resolving a name meets "connection
-    refused" from 10.96.0.10, and a workload that resolves its dependencies at start fails."""
+    refused" from 10.96.0.10, and a workload that resolves its dependencies at start fails.
+
+    The DaemonSets (kube-proxy, the CNI daemon) are waited for first. A Deployment (CoreDNS, the
+    storage provisioner) whose pods started before kube-proxy had programmed the API server's
+    Service sent its first request to 10.96.0.1 into nothing, and client-go gives that dial 30 s
+    before it tries again (CoreDNS logs "waiting for Kubernetes API" meanwhile; coredns/coredns
+    issues 3989 and 4436). On a host busy with builds that cost 30 s of every cold setup. Such a
+    Deployment not ready ADDONS_NUDGE_SECONDS after the DaemonSets has its pods deleted once:
+    their replacements start with the Service routed, and are ready in a second or two."""
     listed = ctx.kubectl.get_json("deployments,daemonsets", ADDONS_NAMESPACE) or {}
-    for item in listed.get("items") or []:
-        kind, name = item.get("kind"), item["metadata"]["name"]
-        if kind not in ("Deployment", "DaemonSet"):
-            continue
+    items = [i for i in listed.get("items") or [] if i.get("kind") in ("DaemonSet", "Deployment")]
+    for item in sorted(items, key=lambda i: i["kind"] != "DaemonSet"):  # DaemonSets first
+        kind, name = item["kind"], item["metadata"]["name"]
         try:
+            if kind == "Deployment":
+                if _ready_within(ctx, kind, name, ADDONS_NUDGE_SECONDS, log):
+                    continue
+                selector = readiness.selector_of(item)
+                if selector:
+                    ctx.console.line(
+                        f"[cluster] {ADDONS_NAMESPACE}/{name} not ready {ADDONS_NUDGE_SECONDS} s after "
+                        "kube-proxy: its pods started before the API server's Service was routed; "
+                        "starting them again"
+                    )
+                    ctx.kubectl.delete_pods(selector, ADDONS_NAMESPACE, log_path=log)
             ctx.kubectl.wait_ready(kind, name, ADDONS_NAMESPACE, ADDONS_READY_SECONDS, log_path=log)
         except NotReady as exc:
             raise KindlingError(
@@ -87,6 +106,17 @@ def wait_cluster_addons(ctx: RunContext, log: Path) -> None:
                 f"is not ready: {exc}\n  fix: `kubectl --kubeconfig {ctx.cluster_state.kubeconfig} -n "
                 f"{ADDONS_NAMESPACE} describe pods` shows why; `invoke cluster.delete` and run again"
             ) from None
+
+
+def _ready_within(ctx: RunContext, kind, name, seconds, log) -> bool:
+    """Ready within `seconds`; a failure (not a timeout) is raised as it is."""
+    try:
+        ctx.kubectl.wait_ready(kind, name, ADDONS_NAMESPACE, seconds, log_path=log)
+        return True
+    except NotReady as exc:
+        if exc.verdict is not None and exc.verdict.state is readiness.State.FAILED:
+            raise
+        return False
 
 
 def lock_cluster(ctx: RunContext, what: str) -> None:
