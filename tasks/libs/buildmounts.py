@@ -12,16 +12,15 @@ are no part of an image's inputs digest (cache.py): a read-only module cache cha
 build is, not what it produces, when go.sum pins the modules (go verifies each one against it).
 """
 
-import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from . import buildcaches
-from .stackfile import Checker, expand_env, show, type_name
+from .stackfile import Checker, expand_env, show, type_name, unset_variables
 
 MOUNT_KEYS = {"source", "target", "readonly", "optional"}
 SYSTEM_PATHS = ("/proc", "/sys", "/dev")
-_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")  # ${VAR}; ${VAR:-default} is never unset
+READONLY_FIX = "write `readonly: true` (the default)"
 
 
 @dataclass(frozen=True)
@@ -54,12 +53,14 @@ def parse(c: Checker, raw, where: str, source: Path, caches=()) -> tuple:
         for key in ("source", "target"):
             if item.get(key) is None:
                 c.fail(f"{field_name}.{key}", "is required", example)
-        optional = _flag(c, item.get("optional", False), f"{field_name}.optional", "`optional: true`")
+        optional = c.flag(item.get("optional", False), f"{field_name}.optional", "write `optional: true`")
         found, tried = _sources(c, item["source"], f"{field_name}.source", source, optional)
         mount = Mount(
             found,
             _target(c, item["target"], f"{field_name}.target"),
-            _flag(c, item.get("readonly", True), f"{field_name}.readonly", "`readonly: true` (the default)"),
+            c.flag(
+                item.get("readonly", True), f"{field_name}.readonly", "write `readonly: true` (the default)"
+            ),
             tried,
         )
         for other in mounts:
@@ -95,11 +96,7 @@ def _sources(c: Checker, value, field_name: str, source: Path, optional: bool) -
     tried = []
     for i, candidate in enumerate(candidates):
         where = f"{field_name}[{i}]" if isinstance(value, list) else field_name
-        unset = [
-            name
-            for name in _VARIABLE.findall(candidate)
-            if name not in ("STACK_DIR", "SOURCE_DIR") and not c.env.get(name)
-        ]
+        unset = [n for n in unset_variables(candidate, c.env) if n not in ("STACK_DIR", "SOURCE_DIR")]
         if unset:
             tried.append(f"{candidate} (${{{unset[0]}}} is not set)")
             continue
@@ -144,12 +141,6 @@ def _target(c: Checker, value, field_name: str) -> str:
     if path == "/" or any(path == system or _overlap(path, system) for system in SYSTEM_PATHS):
         c.fail(field_name, f"{path} is the root or a system folder of the build container", fix)
     return path
-
-
-def _flag(c: Checker, value, field_name: str, example: str) -> bool:
-    if not isinstance(value, bool):
-        c.fail(field_name, f"must be true or false, got {show(value)}", f"write {example}")
-    return value
 
 
 def _overlap(a: str, b: str) -> bool:

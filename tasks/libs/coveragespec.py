@@ -11,7 +11,7 @@ Kubernaut's AIAnalysis harness (test/infrastructure, DD-TEST-007) shows the two 
 
 from dataclasses import dataclass, field
 
-from .stackfile import Checker, show, type_name
+from .stackfile import Checker, type_name
 
 COVERAGE_KEYS = {"mount", "pod_security_context"}
 
@@ -30,9 +30,7 @@ def parse(c: Checker, raw, where: str, instrumented: bool) -> CoverageSpec:
     if not isinstance(raw, dict):
         c.fail(where, f"must be a mapping, got {type_name(raw)}", example)
     c.mapping(raw, where, COVERAGE_KEYS)
-    mount = raw.get("mount", instrumented)
-    if not isinstance(mount, bool):
-        c.fail(f"{where}.mount", f"must be true or false, got {show(mount)}", "write `mount: true`")
+    mount = c.flag(raw.get("mount", instrumented), f"{where}.mount", "write `mount: true`")
     context = raw.get("pod_security_context", {}) or {}
     if not isinstance(context, dict):
         c.fail(

@@ -142,6 +142,11 @@ def expand_env(text: str, env) -> str:
     return _ENV_RE.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), text)
 
 
+def unset_variables(text: str, env) -> list:
+    """The ${VAR}s of text that expand_env would turn into '': unset (or empty), with no default."""
+    return [m.group(1) for m in _ENV_RE.finditer(text) if m.group(2) is None and not env.get(m.group(1))]
+
+
 def positive_seconds(value) -> bool:
     """A usable timeout: a finite number above zero (YAML also reads .nan and .inf as numbers)."""
     number = not isinstance(value, bool) and isinstance(value, (int, float))
@@ -207,6 +212,12 @@ class Checker:
                     "unknown key",
                     f"{hint}allowed keys: {', '.join(sorted(allowed))}",
                 )
+        return value
+
+    def flag(self, value, field_name, fix=""):
+        """A true/false field."""
+        if not isinstance(value, bool):
+            self.fail(field_name, f"must be true or false, got {show(value)}", fix)
         return value
 
     def string(self, value, field_name, pattern=None, fix=""):
