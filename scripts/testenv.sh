@@ -14,6 +14,9 @@
 # so the kubelet writes nothing and the host keeps its own.
 #
 #   scripts/testenv.sh build    build what is missing (cold: tens of minutes on 2 cores)
+#   scripts/testenv.sh build --peers
+#                               also the tools bench.peers measures kindling against (Skaffold:
+#                               about 5 more minutes); outside the default build, which CI runs
 #   scripts/testenv.sh env      print the exports: eval "$(scripts/testenv.sh env)"
 #   scripts/testenv.sh check    exit 0 if everything is built, else say what is missing
 #   scripts/testenv.sh clean    remove the cache folder and the node images
@@ -36,6 +39,7 @@ DEBIAN_SUITE=bookworm
 # kube-proxy's UDP clean-up.
 NODE_PACKAGES=containerd,runc,procps,iproute2,tini,iptables,conntrack,containernetworking-plugins
 MODULES=(kubernetes kind etcd crictl helm coredns localpath)
+PEER_MODULES=(skaffold)  # built on --peers only: bench.peers, not the tests, needs them
 # Images of the node's add-ons, named after the test environment (kind's own names would
 # claim to be kind's images). The node image's key covers what they are made of.
 CNI_IMAGE=localhost/kindling-testenv/cni-daemon:1
@@ -94,6 +98,10 @@ go_ldflags() {
   fi
   if [[ $module == localpath ]]; then  # as its scripts/build does
     flags+=" -X main.VERSION=${LOCAL_PATH_IMAGE##*:}"
+  fi
+  if [[ $module == skaffold ]]; then  # as its Makefile does: `skaffold version` reports it
+    flags+=" -X github.com/GoogleContainerTools/skaffold/v2/pkg/skaffold/version.version=$(grep -o \
+      'skaffold/v2 v[^ ]*' "$TESTENV/skaffold/go.mod" | cut -d' ' -f2)"
   fi
   echo "$flags"
 }
@@ -323,6 +331,9 @@ host_setup() {
 bin_path() {
   local dirs=()
   for module in "${MODULES[@]}"; do dirs+=("$(module_dir "$module")"); done
+  for module in "${PEER_MODULES[@]}"; do  # when built
+    [[ -f $(module_dir "$module")/.done ]] && dirs+=("$(module_dir "$module")")
+  done
   (IFS=:; echo "${dirs[*]}")
 }
 
@@ -349,6 +360,11 @@ case "${1:-}" in
     host_setup
     start=$SECONDS
     for module in "${MODULES[@]}"; do build_module "$module"; done
+    if [[ ${2:-} == --peers ]]; then
+      for module in "${PEER_MODULES[@]}"; do build_module "$module"; done
+    elif [[ -n ${2:-} ]]; then
+      die "unknown option ${2}: build takes --peers or nothing"
+    fi
     build_base
     build_node
     build_busybox
