@@ -6,6 +6,7 @@ removes every image it built.
 """
 
 import io
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from invoke import Collection, task
 
-from .libs import cli, innerloop, locks, runs, samples, scalebench
+from .libs import cli, innerloop, locks, peerbench, runs, samples, scalebench
 from .libs import report as report_lib
 from .libs.console import Console
 from .libs.engine import Engine
@@ -340,6 +341,52 @@ def inner(c, packages=8, functions=300, verbose=False):
         print(line)
 
 
+@task(
+    help={
+        "sizes": f"Numbers of services, comma-separated (default {peerbench.DEFAULT_SIZES}).",
+        "repeat": "Repetitions of each tool's block, alternating which goes first "
+        f"(default {peerbench.DEFAULT_REPEAT}).",
+        "verbose": "Print each command's wall time as it ends.",
+    }
+)
+@cli.reports_errors
+def peers(c, sizes=peerbench.DEFAULT_SIZES, repeat=peerbench.DEFAULT_REPEAT, verbose=False):
+    """kindling against Skaffold on the same generated stacks and cluster: cold, warm, one service changed.
+
+    It needs the test environment with its peers (scripts/testenv.sh build --peers, then
+    eval "$(scripts/testenv.sh env)"): Skaffold, kind, kubectl and KINDLING_NODE_IMAGE."""
+    skaffold = shutil.which("skaffold")
+    if skaffold is None:
+        raise KindlingError(
+            "bench.peers needs skaffold on PATH: scripts/testenv.sh build --peers, "
+            'then eval "$(scripts/testenv.sh env)"'
+        )
+    counts = scalebench.parse_sizes(sizes)
+    repeat = int(repeat)
+    if repeat < 1:
+        raise KindlingError(f"--repeat {repeat}: give 1 or more repetitions (3 for medians worth reading)")
+    version = Runner().run([skaffold, "version"], check=False, mutating=False, timeout=30).stdout.strip()
+    base = samples.ensure_base_image(Engine(Runner()))
+    results = []
+    with tempfile.TemporaryDirectory(prefix="kindling-bench-") as folder:
+        bench = peerbench.PeerBench(Path(folder), cli.PROJECT_ROOT, process_environment(), skaffold, verbose)
+        bench.prepare()
+        for count in counts:
+            results.append((count, *bench.measure(count, repeat, base)))
+    print(
+        f"bench.peers: kindling against Skaffold {version} (podman API socket; kind load docker-image), "
+        f"{', '.join(map(str, counts))} services, {repeat} alternating repetitions; real podman, "
+        f"kind {_kind_version()}, node image {process_environment().get('KINDLING_NODE_IMAGE', '?')}; "
+        f"builds {peerbench.BUILD_SECONDS} s each, {peerbench.CONCURRENCY} at once"
+    )
+    measured = [(count, m) for count, _, runs_of_size, _ in results for m in runs_of_size]
+    print(peerbench.table(peerbench.summarize(measured)))
+    for count, cluster_seconds, _, notes in results:
+        print(f"  cluster for N = {count}: made once, apart from both, in {cluster_seconds:.1f} s")
+        for note in notes:
+            print(f"  note: {note}")
+
+
 def _mib(value: int) -> str:
     return f"{value / 1024**2:8.2f} MiB" if value >= 1024**2 else f"{value / 1024:8.1f} KiB"
 
@@ -350,3 +397,4 @@ ns.add_task(setup)
 ns.add_task(reload)
 ns.add_task(inner)
 ns.add_task(scale)
+ns.add_task(peers)
