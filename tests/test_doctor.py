@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from conftest import ROOT, invoke
@@ -15,7 +16,10 @@ from conftest import ROOT, invoke
 from tasks.libs import kindhost, preflight, skew
 from tasks.libs.checkresult import FAIL, OK, WARN, Probe
 from tasks.libs.fakerunner import FakeRunner
+from tasks.libs.kubectl import Kubectl
+from tasks.libs.phases import cluster as cluster_phase
 from tasks.libs.procs import Result, Runner
+from tasks.libs.runs import ClusterState
 from tasks.libs.stack import load_stack
 
 
@@ -104,7 +108,7 @@ def test_lib_modules_must_exist(tmp_path):
 
 
 def test_docker_engine_skips_the_podman_only_checks(monkeypatch, tmp_path):
-    monkeypatch.setattr(preflight.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(preflight.shutil, "which", lambda name, **_: f"/usr/bin/{name}")
     runner = FakeRunner(
         [
             (lambda a: a[:2] == ["docker", "version"], Result("24.0.7\n", 0)),
@@ -181,7 +185,7 @@ def test_doctor_counts_a_kind_config_that_sets_failcgroupv1(tmp_path):
 
 
 def test_doctor_reads_the_cgroup_version_from_its_one_podman_info(tmp_path, monkeypatch):
-    monkeypatch.setattr(preflight.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(preflight.shutil, "which", lambda name, **_: f"/usr/bin/{name}")
     runner = FakeRunner(
         [
             (lambda a: a[:2] == ["podman", "version"], Result("5.4.2\n", 0)),
@@ -384,3 +388,27 @@ def test_doctor_with_an_unreadable_stack_file_still_checks_the_tools(tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert re.search(r"^\S+\s+podman\s", result.stdout, re.M), result.stdout
     assert re.search(r"^FAIL stack\s+.*stack\.yaml", result.stdout, re.M), result.stdout
+
+
+def test_the_preflight_asks_the_api_server_once_and_the_cluster_step_trusts_its_answer(tmp_path, monkeypatch):
+    """The server's version is asked beside the other preflight questions; the cluster step then skips
+    its /readyz, which would tell nothing new, unless the server did not answer."""
+    monkeypatch.setattr(preflight.shutil, "which", lambda name, **_: f"/usr/bin/{name}")
+    stack = load_stack(ROOT / "demo.yaml", env={})
+    kubeconfig = ClusterState(tmp_path, stack.cluster_name).kubeconfig
+    kubeconfig.parent.mkdir(parents=True)
+    kubeconfig.write_text("{}")
+    for server, readyz_asked in (("v1.36.3", 0), (None, 1)):
+        runner = server_runner(server)
+        runner.answers = [
+            (lambda a: a[:2] == ["podman", "info"], podman_info(graph_root=str(tmp_path)))
+        ] + list(runner.answers)
+        host = preflight.HostInfo(runner, "podman")
+        preflight.run_checks(stack, runner, tmp_path, 0, 0, {"KINDLING_MIN_FREE_DISK": "1MiB"}, host=host)
+        asked = [a for a in runner.commands("kubectl", "--kubeconfig") if "version" in a]
+        assert len(asked) == 1, asked
+        assert host.api_answered(kubeconfig) is (server is not None)
+        ctx = SimpleNamespace(host_info=host, cluster_state=ClusterState(tmp_path, stack.cluster_name))
+        ctx.kubectl = Kubectl(kubeconfig, runner)
+        cluster_phase.api_problem(ctx)
+        assert len([a for a in runner.commands("kubectl") if "/readyz" in a]) == readyz_asked

@@ -16,6 +16,7 @@ import yaml
 
 from . import deploysources, kindhost, skew
 from .checkresult import FAIL, OK, WARN, Check, Probe, parse_version, query
+from .runs import ClusterState
 from .stackfile import parse_size
 
 # Oldest versions kindling is known to need: podman 4 for `podman image exists`/label
@@ -165,21 +166,36 @@ class HostInfo:
         self.runner, self.engine = runner, engine
         self._versions = {}
         self._info = None
+        self._servers = {}  # kubeconfig -> (API server version or None, why not)
 
     def version(self, tool: str) -> Probe:
         if tool not in self._versions:
             self._versions[tool] = tool_version(self.runner, self.engine, tool)
         return self._versions[tool]
 
-    def prefetch(self, tools) -> None:
-        """Ask the tools' versions and `<engine> info` at once: each is a process start that waits
-        on nothing the others give, and asked one after another they add up (about 0.8 s)."""
+    def prefetch(self, tools, kubeconfig: Path | None = None) -> None:
+        """Ask the tools' versions, `<engine> info` and the API server's version (through kubeconfig)
+        at once: each is a process start that waits on nothing the others give, and asked one after
+        another they add up (about 0.8 s)."""
         asks = [lambda tool=tool: self.version(tool) for tool in tools]
         if shutil.which(self.engine):
             asks.append(self.engine_info)
+        if kubeconfig is not None and shutil.which("kubectl"):
+            asks.append(lambda: self.server_version(kubeconfig))
         with ThreadPoolExecutor(max_workers=len(asks)) as pool:
             for future in [pool.submit(ask) for ask in asks]:
                 future.result()
+
+    def server_version(self, kubeconfig: Path) -> tuple:
+        """(the API server's version, "") or (None, why not), asked once per kubeconfig (skew.py)."""
+        if kubeconfig not in self._servers:
+            self._servers[kubeconfig] = skew.api_server_version(self.runner, kubeconfig)
+        return self._servers[kubeconfig]
+
+    def api_answered(self, kubeconfig: Path) -> bool:
+        """The API server answered through kubeconfig in this run, so a health check would tell
+        nothing new."""
+        return (self._servers.get(kubeconfig) or (None,))[0] is not None
 
     def engine_info(self) -> tuple:
         """(`<engine> info` as a dict, "") or (None, what failed), asked as kind's provider asks it
@@ -240,7 +256,8 @@ def run_checks(stack, runner, home: Path, budget: int, available: int, env, host
     host: the run's HostInfo, which keeps what was asked for later steps (a new one by default)."""
     engine = stack.engine if stack is not None else "podman"
     host = host or HostInfo(runner, engine)
-    host.prefetch((engine, "kind", "kubectl"))
+    kubeconfig = ClusterState(home, stack.cluster_name).kubeconfig if stack is not None else None
+    host.prefetch((engine, "kind", "kubectl"), kubeconfig)
     versions = {tool: host.version(tool) for tool in (engine, "kind", "kubectl")}
     checks = [version_check(tool, versions[tool]) for tool in (engine, "kind", "kubectl")]
     checks.append(
@@ -258,7 +275,10 @@ def run_checks(stack, runner, home: Path, budget: int, available: int, env, host
         store = docker_image_store(host)
     checks.append(kindhost.modules_check())
     if stack is not None:
-        checks += skew.skew_checks(runner, stack, home, versions["kubectl"].text, versions["kind"].text)
+        server = host.server_version(kubeconfig) if versions["kubectl"].text else None
+        checks += skew.skew_checks(
+            runner, stack, home, versions["kubectl"].text, versions["kind"].text, server
+        )
         if versions[engine].text:
             checks.append(cgroup_check(host, stack, env))
         checks += deploy_source_checks(runner, stack, versions["kubectl"].text)

@@ -29,12 +29,17 @@ KIND_DEFAULT_NODE = {
 KUBECTL_SKEW = 1  # kubernetes.io version skew policy: kubectl within one minor of kube-apiserver
 
 
-def skew_checks(runner, stack, home: Path, kubectl_text, kind_text) -> list:
+def skew_checks(runner, stack, home: Path, kubectl_text, kind_text, server=None) -> list:
+    """server: the API server's answer to `kubectl version` (server_version), when already asked."""
     checks = []
     if kubectl_text:
         checks.append(
             kubectl_skew_check(
-                runner, ClusterState(home, stack.cluster_name).kubeconfig, stack.cluster_name, kubectl_text
+                runner,
+                ClusterState(home, stack.cluster_name).kubeconfig,
+                stack.cluster_name,
+                kubectl_text,
+                server,
             )
         )
     if kind_text:
@@ -42,24 +47,28 @@ def skew_checks(runner, stack, home: Path, kubectl_text, kind_text) -> list:
     return checks
 
 
-def kubectl_skew_check(runner, kubeconfig: Path, cluster: str, client_text: str) -> Check:
+def api_server_version(runner, kubeconfig: Path) -> tuple:
+    """(the API server's gitVersion, "") through kubeconfig, or (None, why not); (None, "") when there
+    is no kubeconfig yet."""
     if not kubeconfig.exists():
-        return Check("kubectl skew", OK, f"no cluster yet ({cluster}); checked once it is up")
+        return None, ""
     result, failure = query(
         runner,
         ["kubectl", "--kubeconfig", str(kubeconfig), "version", "-o", "json", "--request-timeout=5s"],
         timeout=15,
     )
     try:
-        server = json.loads(result.stdout)["serverVersion"]["gitVersion"] if result else None
-    except (ValueError, KeyError, TypeError):
-        server = None
+        return json.loads(result.stdout)["serverVersion"]["gitVersion"], ""
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None, failure or "no serverVersion"
+
+
+def kubectl_skew_check(runner, kubeconfig: Path, cluster: str, client_text: str, server=None) -> Check:
+    if not kubeconfig.exists():
+        return Check("kubectl skew", OK, f"no cluster yet ({cluster}); checked once it is up")
+    server, failure = server or api_server_version(runner, kubeconfig)
     if server is None:
-        return Check(
-            "kubectl skew",
-            OK,
-            f"no cluster yet: {cluster}'s API server did not answer ({failure or 'no serverVersion'})",
-        )
+        return Check("kubectl skew", OK, f"no cluster yet: {cluster}'s API server did not answer ({failure})")
     client, server_version = parse_version(client_text), parse_version(server)
     if not client or not server_version:
         return Check(

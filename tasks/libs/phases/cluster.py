@@ -47,7 +47,7 @@ def ensure_cluster(ctx: RunContext) -> Outcome:
             log_path=log,
             timeout=ctx.timeout("cluster"),
             recreate=ctx.settings.recreate or ctx.cluster_state.created_by_kindling(),
-            api_problem=ctx.kubectl.api_problem,
+            api_problem=lambda: api_problem(ctx),
         )
     )
     if outcome is not Outcome.EXISTS:
@@ -68,6 +68,14 @@ def ensure_cluster(ctx: RunContext) -> Outcome:
     if not ctx.dry_run:
         _ENSURED.add(key)
     return outcome
+
+
+def api_problem(ctx: RunContext) -> str | None:
+    """Why the API server cannot be used through our kubeconfig, or None. The preflight's `kubectl
+    version` has just had it answer through that kubeconfig, then a /readyz would tell nothing new."""
+    if ctx.host_info.api_answered(ctx.cluster_state.kubeconfig):
+        return None
+    return ctx.kubectl.api_problem()
 
 
 def wait_cluster_addons(ctx: RunContext, log: Path) -> None:
