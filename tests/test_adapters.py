@@ -270,3 +270,31 @@ def test_local_registry_is_created_once_and_wired_into_each_node():
     assert registry.ensure() == "running"
     registry.connect(["n"])
     assert not [a for a in running.commands() if a[1:3] == ["network", "connect"]]
+
+
+def test_kind_is_asked_for_its_clusters_once_until_a_create_or_delete(tmp_path):
+    """A run asks whether the cluster exists before its graph and again in its cluster step."""
+    runner = FakeRunner([(lambda a: a[1:3] == ["get", "clusters"], [Result("", 0), Result("c1\n", 0)])])
+    cluster = KindCluster("c1", tmp_path / "k", runner)
+    assert not cluster.exists() and not cluster.exists()
+    assert len(runner.commands("kind", "get", "clusters")) == 1
+    assert cluster.ensure() == "created"
+    assert cluster.exists()  # created by this adapter: listed without asking
+    assert len(runner.commands("kind", "get", "clusters")) == 1
+    cluster.delete()
+    assert cluster.exists()  # asked again after the delete; this fake still lists it
+    assert len(runner.commands("kind", "get", "clusters")) == 2
+
+
+def test_a_failed_create_asks_kind_again(tmp_path):
+    """A create that failed halfway may leave nodes kind lists, which a teardown must find."""
+    runner = FakeRunner(
+        [
+            (lambda a: a[1:3] == ["get", "clusters"], [Result("", 0), Result("c1\n", 0)]),
+            (lambda a: a[1:3] == ["create", "cluster"], Result("", 1, "boom")),
+        ]
+    )
+    cluster = KindCluster("c1", tmp_path / "k", runner, create_attempts=1)
+    with pytest.raises(CommandFailed):
+        cluster.ensure()
+    assert cluster.exists() and len(runner.commands("kind", "get", "clusters")) == 2

@@ -69,6 +69,9 @@ class KindCluster:
         self.retry_delay = retry_delay
         self.stdin_path = STDIN_ARCHIVE  # the archive path kind is given for a stream on its stdin
         self._stream_refused = None  # why kind could not read a stream, once it said so
+        # Whether `kind get clusters` listed it, asked once until this adapter creates or deletes it:
+        # a run asks before its graph (to know whether it made the cluster) and in its cluster step.
+        self._listed = None
 
     @property
     def env(self) -> dict:
@@ -80,14 +83,16 @@ class KindCluster:
         return self.runner.run(["kind", *args], env=self.env, **options)
 
     def exists(self) -> bool:
-        out = self._kind("get", "clusters", mutating=False).stdout
-        return self.name in out.split()
+        if self._listed is None or self.runner.dry_run:
+            self._listed = self.name in self._kind("get", "clusters", mutating=False).stdout.split()
+        return self._listed
 
     def create(self, config=None, log_path=None, timeout=None) -> None:
         """config: the kind config's path, or a function returning it (or None), called only here: what the
         config needs may cost questions to the host, which a cluster that exists never asks."""
         if callable(config):
             config = config()
+        self._listed = None  # a failed create may leave a cluster kind lists
         argv = [
             "create",
             "cluster",
@@ -120,6 +125,7 @@ class KindCluster:
                 # A half-created cluster would make the retry fail with "already exist".
                 self.delete(log_path=log_path, check=False)
                 time.sleep(self.retry_delay * attempt)
+        self._listed = True
         self._protect_kubeconfig()
 
     def ensure(self, config=None, log_path=None, timeout=None, recreate=False, api_problem=None) -> str:
@@ -214,6 +220,7 @@ class KindCluster:
     def delete(self, log_path=None, check=True) -> None:
         # Always our kubeconfig: without --kubeconfig kind locks and edits $KUBECONFIG or
         # ~/.kube/config (pkg/cluster/internal/kubeconfig), which kindling never touches.
+        self._listed = None
         self._kind(
             "delete",
             "cluster",
