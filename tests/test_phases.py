@@ -339,7 +339,7 @@ def test_no_kind_config_gets_the_patch_beside_what_kindling_already_renders(tmp_
 
 def test_the_cgroup_version_is_the_preflights_podman_info(tmp_path, monkeypatch):
     ctx, scripted, _ = cgroup_environment(tmp_path, "v1")
-    monkeypatch.setattr(preflight.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(preflight.shutil, "which", lambda name, **_: f"/usr/bin/{name}")
     checks = {c.name: c for c in doctor.preflight_checks(ctx)}
     assert checks["cgroup"].detail.startswith(ADDED_V136)
     cluster_phase.ensure_cluster(ctx)

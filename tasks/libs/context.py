@@ -38,7 +38,8 @@ class RunContext:
             if SECRET_NAME_RE.search(k)
         )
         self.engine = Engine(self.runner, stack.engine)
-        self.host_info = HostInfo(self.runner, stack.engine)  # what the preflight learns, kept for the phases
+        # What the preflight learns, kept for the phases; the engine's facts also for later runs.
+        self.host_info = HostInfo(self.runner, stack.engine, self.home / "host", env)
         delivery = settings.delivery
         self.local_registry = None
         if delivery.mode is DeliveryMode.LOCAL_REGISTRY:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from . import deploysources, kindhost, skew
+from . import deploysources, enginefacts, kindhost, skew
 from .checkresult import FAIL, OK, WARN, Check, Probe, parse_version, query
 from .runs import ClusterState
 from .stackfile import parse_size
@@ -162,8 +162,11 @@ class HostInfo:
     run: the cluster phase reads the host's cgroup version from the answer the preflight already has, and
     asks only what nothing asked before it (`invoke cluster.create` runs no preflight)."""
 
-    def __init__(self, runner, engine: str = "podman"):
+    def __init__(self, runner, engine: str = "podman", facts_folder: Path | None = None, env=None):
+        """facts_folder: where the facts read from `<engine> info` are kept between runs (enginefacts.py);
+        env: the environment the engine runs with, which that key covers."""
         self.runner, self.engine = runner, engine
+        self.facts_folder, self.env = facts_folder, env
         self._versions = {}
         self._info = None
         self._servers = {}  # kubeconfig -> (API server version or None, why not)
@@ -201,6 +204,12 @@ class HostInfo:
         """(`<engine> info` as a dict, "") or (None, what failed), asked as kind's provider asks it
         (pkg/cluster/internal/providers/{podman,docker}/provider.go): `podman info --format json`,
         `docker info --format {{json .}}`."""
+        facts_key = None
+        if self._info is None and self.facts_folder is not None and not self.runner.dry_run:
+            facts_key = enginefacts.key(self.engine, self.env or {})
+            kept = enginefacts.read(self.facts_folder, self.engine, facts_key)
+            if kept is not None:
+                self._info = (kept, "")
         if self._info is None:
             argv = [self.engine, "info", "--format", "json" if self.engine == "podman" else "{{json .}}"]
             result, failure = query(self.runner, argv, timeout=60)
@@ -209,6 +218,8 @@ class HostInfo:
             except ValueError:
                 info, failure = None, f"`{' '.join(argv)}` printed no JSON"
             self._info = (info, "") if isinstance(info, dict) else (None, failure or "no host information")
+            if isinstance(info, dict) and facts_key is not None:
+                enginefacts.write(self.facts_folder, self.engine, facts_key, info)
         return self._info
 
     def cgroup_version(self) -> str:
