@@ -2,9 +2,10 @@
 and the stack's workloads. A warm run that changes nothing then costs the same few commands
 whatever the number of services, instead of a few per service.
 
-Each view is read on first use, under a lock (steps run in threads). The image and workload
-views answer "is it already there?" questions asked before anything is changed; a run that
-loads an image records it with `add_loaded`, so later questions see it.
+Each view is read on first use, under a lock of its own (steps run in threads), or ahead of it
+once the cluster is known to be up (prefetch). The image and workload views answer "is it already
+there?" questions asked before anything is changed; a run that loads an image records it with
+`add_loaded`, so later questions see it.
 """
 
 import threading
@@ -22,7 +23,10 @@ class Views:
     makes is written through (add_loaded) or forgets the view it touched."""
 
     def __init__(self):
-        self.lock = threading.Lock()
+        # One lock per view: a read of the nodes must not hold up a question about podman's images.
+        self.images_lock = threading.Lock()
+        self.nodes_lock = threading.Lock()
+        self.workloads_lock = threading.Lock()
         self.images = None  # [(names, labels, created)], or None when the engine cannot list them
         self.images_read = False
         self.nodes = None  # node -> set of node names (images.node_name)
@@ -53,7 +57,7 @@ class Snapshot:
 
     def _engine_images(self):
         views = self._views
-        with views.lock:
+        with views.images_lock:
             if not views.images_read:
                 views.images = self.engine.list_images()
                 views.images_read = True
@@ -87,7 +91,7 @@ class Snapshot:
 
     def node_images(self) -> dict:
         views = self._views
-        with views.lock:
+        with views.nodes_lock:
             if views.nodes is None:
                 views.nodes = self.cluster.node_images(self.engine)
             return views.nodes
@@ -99,26 +103,34 @@ class Snapshot:
 
     def add_loaded(self, ref: str) -> None:
         wanted = images.node_name(ref)
-        with self._views.lock:
+        with self._views.nodes_lock:
             for names in (self._views.nodes or {}).values():
                 names.add(wanted)
 
     def forget_images(self) -> None:
         """An image was built or pulled."""
-        with self._views.lock:
+        with self._views.images_lock:
             self._views.images, self._views.images_read = None, False
 
     def forget_workloads(self, namespaces) -> None:
         """Objects were applied or deleted in these namespaces."""
-        with self._views.lock:
+        with self._views.workloads_lock:
             for namespace in namespaces:
                 self._views.workloads.pop(namespace, None)
 
     # ---- the workloads ------------------------------------------------------------------------
 
+    def prefetch(self, namespace: str) -> None:
+        """Start reading the nodes' images and the namespace's workloads, now that the cluster is up:
+        the first load and deploy steps ask for them only after the builds' check of podman's images,
+        and a warm run's critical path is those reads one after another. A read that fails here is
+        left unread, and the step that needs it reads it again and reports the failure."""
+        for read in (self.node_images, lambda: self.workload("", "", namespace)):
+            threading.Thread(target=_quietly, args=(read,), daemon=True).start()
+
     def workload(self, kind: str, name: str, namespace: str) -> dict | None:
         views = self._views
-        with views.lock:
+        with views.workloads_lock:
             if namespace not in views.workloads:
                 listed = self.kubectl.get_json(",".join(RESOURCES.values()), namespace) or {}
                 views.workloads[namespace] = {
@@ -135,3 +147,10 @@ class Snapshot:
         if replicas is not None and (obj.get("spec") or {}).get("replicas", 1) != replicas:
             return False
         return readiness.workload(obj).state == readiness.State.READY
+
+
+def _quietly(read) -> None:
+    try:
+        read()
+    except Exception:  # noqa: BLE001 - the step that needs the view reads it again and reports it
+        pass

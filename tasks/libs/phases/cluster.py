@@ -52,6 +52,8 @@ def ensure_cluster(ctx: RunContext) -> Outcome:
     )
     if outcome is not Outcome.EXISTS:
         snapshot.forget_shared(ctx.snapshot_key)
+    if not ctx.dry_run:
+        ctx.snapshot.prefetch(ctx.stack.namespace)
     if outcome is not Outcome.EXISTS and not ctx.dry_run:
         ctx.cluster_state.mark_created()
         # kind's --wait ends when the control-plane node is Ready, and on a loaded host the kubelet may
