@@ -19,6 +19,7 @@ from .libs.errors import KindlingError
     "registry",
     "save_to",
     "push",
+    "base_images",
     name="all",
     default=True,
     help={
@@ -31,7 +32,18 @@ from .libs.errors import KindlingError
 )
 @cli.reports_errors
 def build_images(
-    c, parallel, jobs, only, keep_going, no_cache, memory_budget, dry_run, registry, save_to, push
+    c,
+    parallel,
+    jobs,
+    only,
+    keep_going,
+    no_cache,
+    memory_budget,
+    dry_run,
+    registry,
+    save_to,
+    push,
+    base_images,
 ):
     """Build the stack's images (one after another, or --parallel)."""
     env = cli.environment(
@@ -42,6 +54,7 @@ def build_images(
         jobs=(jobs or 4) if parallel else 1,
         registry=registry,
         memory_budget=cli.parse_budget(memory_budget),
+        base_images=base_images,
     )
     ctx = env.ctx
     stack = ctx.stack

@@ -39,7 +39,7 @@ from .libs import (
 )
 from .libs.errors import KindlingError, StackError
 from .libs.procs import Runner
-from .libs.settings import process_environment
+from .libs.settings import base_images_setting, process_environment
 from .libs.stack import load_stack
 
 KIND_VERSION_TIMEOUT = 30  # seconds
@@ -106,7 +106,8 @@ def check(c, kubernetes_version=None):
         for note in buildmounts.skipped(service.build):
             print(f"note: {name}: {note}")
     if not source_missing:
-        for kind, text in base_image_lines(stack):
+        setting = base_images_setting(cli.e2e_config(c), process_environment())
+        for kind, text in base_image_lines(stack, setting):
             print(f"{kind}: {text}")
     problems = [str(p) for p in (*problems, *build_problems, *result.problems)]
     if problems:
@@ -123,13 +124,13 @@ def check(c, kubernetes_version=None):
     print(f"stack.check: no problems in {len(stack.services)} services")
 
 
-def base_image_lines(stack) -> list:
+def base_image_lines(stack, setting=(), origin="the base-images setting") -> list:
     """(note|warning, text): each FROM a base-image mapping rewrites, and each mapping that rewrites
-    none (of its build, or of any build for the stack's own)."""
+    none (of its build, or of any build for the stack's own and the setting's, which wins)."""
     lines, used = [], set()
     for name, service in stack.services.items():
         build = service.build
-        mapping = baseimages.merged(stack.base_images, build.base_images) if build else ()
+        mapping = baseimages.merged(stack.base_images, build.base_images, setting) if build else ()
         if not mapping:
             continue
         text = Path(build.containerfile).read_text(encoding="utf-8", errors="replace")
@@ -150,6 +151,9 @@ def base_image_lines(stack) -> list:
     for key, _ in stack.base_images:
         if key not in used:
             lines.append(("warning", f"base_images: {key} matches no FROM of any build"))
+    for key, _ in setting:
+        if key not in used:
+            lines.append(("warning", f"{origin}: {key} matches no FROM of any build"))
     return lines
 
 

@@ -8,6 +8,7 @@ import pytest
 import yaml
 from conftest import invoke, podman_cmd
 
+from tasks import stackcheck
 from tasks.libs import baseimages
 from tasks.libs.errors import StackError
 from tasks.libs.stack import load_stack
@@ -68,6 +69,20 @@ def test_the_builds_own_mapping_wins_over_the_stacks():
     stack_wide = (("registry.example/a", "localhost/a:stack"), ("registry.example/b", "localhost/b:stack"))
     own = (("registry.example/b", "localhost/b:own"),)
     assert baseimages.merged(stack_wide, own) == (("registry.example/a", "localhost/a:stack"), *own)
+    # The base-images setting (--base-images, KINDLING_BASE_IMAGES) wins over both.
+    setting = (("registry.example/b", "localhost/b:setting"), ("registry.example/a", "localhost/a:setting"))
+    assert baseimages.merged(stack_wide, own, setting) == setting
+
+
+def test_stack_check_shows_what_the_setting_rewrites_and_warns_of_what_it_does_not(tmp_path):
+    path = write_stack(tmp_path, {"registry.example/ubi": "localhost/stack:1"})
+    (tmp_path / "Containerfile").write_text("FROM registry.example/ubi:9\nRUN true\n")
+    stack = load_stack(path, env={})
+    setting = (("registry.example/ubi", "localhost/setting:1"), ("nowhere.example/x", "localhost/x:1"))
+    assert stackcheck.base_image_lines(stack, setting, "KINDLING_BASE_IMAGES") == [
+        ("note", "api: FROM registry.example/ubi:9 -> localhost/setting:1 (line 1)"),
+        ("warning", "KINDLING_BASE_IMAGES: nowhere.example/x matches no FROM of any build"),
+    ]
 
 
 def write_stack(tmp_path, base_images=None, build_base_images=None):
@@ -160,3 +175,10 @@ def test_a_build_whose_froms_no_registry_serves_builds_from_the_mapped_images(st
     assert again.returncode == 0, again.stdout + again.stderr
     latest = sorted((tmp_path / "home" / "runs").glob("*/images.json"), key=lambda p: p.stat().st_mtime)[-1]
     assert json.loads(latest.read_text())["api"]["digest"] != first_digest
+    # The setting wins over the stack's mapping: mapped back to the first image, it is the first
+    # build's inputs again, found instead of built.
+    setting = {**env, "KINDLING_BASE_IMAGES": f"registry.example/ubi10/ubi-minimal={stack_maker.base_image}"}
+    back = invoke(["build"], setting)
+    assert back.returncode == 0, back.stdout + back.stderr
+    latest = sorted((tmp_path / "home" / "runs").glob("*/images.json"), key=lambda p: p.stat().st_mtime)[-1]
+    assert json.loads(latest.read_text())["api"]["digest"] == first_digest

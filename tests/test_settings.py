@@ -138,6 +138,10 @@ KEY_CASES = {
         "bogus",
         "invoke config e2e.strategy: unknown strategy 'bogus': use one of pipelined, phased, batched, serial",
     ),
+    "base_images": (
+        "registry.example/ubi=localhost/mirror/ubi:10",
+        lambda s: s.base_images == (("registry.example/ubi", "localhost/mirror/ubi:10"),),
+    ),
 }
 
 
@@ -204,3 +208,26 @@ def test_the_readme_lists_every_setting():
     for setting, key, variable, option, _meaning in SETTINGS:
         cells = (setting, f"`{key}`", f"`{variable}`" if variable else "", f"`{option}`" if option else "")
         assert cells in rows, cells
+
+
+def test_base_images_setting_wins_in_this_order_and_names_its_origin_when_wrong():
+    stack = load_stack(ROOT / "demo.yaml", env={})
+    mirror = "registry.example/ubi"
+    config = {"base_images": {mirror: "localhost/from-config:1"}}  # a mapping, as in a -f file
+    env = {"KINDLING_BASE_IMAGES": f"{mirror}=localhost/from-env:1"}
+    assert build_settings(stack, {}, config).base_images == ((mirror, "localhost/from-config:1"),)
+    assert build_settings(stack, env, config).base_images == ((mirror, "localhost/from-env:1"),)
+    chosen = build_settings(stack, env, config, base_images=f"{mirror}=localhost/from-option:1,golang=go:1")
+    assert chosen.base_images == ((mirror, "localhost/from-option:1"), ("golang", "go:1"))
+    for value, origin, problem in (
+        ("registry.example/ubi", "--base-images", "'registry.example/ubi' is not REPOSITORY=IMAGE"),
+        ("registry.example/ubi:9=localhost/u:1", "--base-images", "names a tag or digest"),
+        ("registry.example/ubi=Not A Ref", "--base-images", "base images.registry.example/ubi"),
+    ):
+        with pytest.raises(KindlingError) as failed:
+            build_settings(stack, {}, {}, base_images=value)
+        assert str(failed.value).startswith(f"{origin}: ") and problem in str(failed.value), str(failed.value)
+        assert "fix: " in str(failed.value)
+    with pytest.raises(KindlingError) as failed:
+        build_settings(stack, {"KINDLING_BASE_IMAGES": "nonsense"}, {})
+    assert str(failed.value).startswith("KINDLING_BASE_IMAGES: 'nonsense' is not REPOSITORY=IMAGE")

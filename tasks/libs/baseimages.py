@@ -13,11 +13,17 @@ a node would name it (`golang` is `docker.io/library/golang`). Pure.
 
 import shlex
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import containerfile, images
+from .errors import KindlingError, StackError
 from .stackfile import Checker, show, type_name
 
 EXAMPLE = 'write e.g. `base_images: {"registry.example/ubi10/ubi-minimal": "localhost/mirror/ubi:10"}`'
+SETTING_EXAMPLE = (
+    "write REPOSITORY=IMAGE[,REPOSITORY=IMAGE], "
+    "e.g. registry.example/ubi10/ubi-minimal=localhost/mirror/ubi:10"
+)
 
 
 @dataclass(frozen=True)
@@ -62,10 +68,35 @@ def parse(c: Checker, raw, where: str) -> tuple:
     return tuple(found)
 
 
-def merged(stack_wide: tuple, own: tuple) -> tuple:
-    """A build's mapping: the stack's, with the build's own entries winning."""
-    mine = {_repository(key) for key, _ in own}
-    return tuple((k, v) for k, v in stack_wide if _repository(k) not in mine) + tuple(own)
+def from_setting(value, origin: str) -> tuple:
+    """The base-images setting (--base-images, KINDLING_BASE_IMAGES, Invoke's e2e.base_images):
+    `REPOSITORY=IMAGE,...`, or a mapping in an Invoke config file; each entry checked as a stack's
+    `base_images` entry is, the error naming where the value came from."""
+    if value in (None, ""):
+        return ()
+    if isinstance(value, dict):
+        pairs = value
+    else:
+        pairs = {}
+        for part in filter(None, (p.strip() for p in str(value).split(","))):
+            key, sep, image = part.partition("=")
+            if not sep or not key.strip() or not image.strip():
+                raise KindlingError(f"{origin}: {part!r} is not REPOSITORY=IMAGE\n  fix: {SETTING_EXAMPLE}")
+            pairs[key.strip()] = image.strip()
+    try:
+        return parse(Checker(Path(origin), {}, check_files=False), pairs, "base images")
+    except StackError as exc:
+        raise KindlingError(f"{origin}: {exc.field}: {exc.problem}\n  fix: {exc.fix}") from None
+
+
+def merged(*layers: tuple) -> tuple:
+    """A build's mapping from layers, each later one's entries winning: the stack's, the build's own,
+    the setting's."""
+    result = ()
+    for layer in layers:
+        mine = {_repository(key) for key, _ in layer}
+        result = tuple((k, v) for k, v in result if _repository(k) not in mine) + tuple(layer)
+    return result
 
 
 def substitute(text: str, build_args: dict, mapping: tuple) -> Substituted:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
 
-from . import images, preflight, registryhost
+from . import baseimages, images, preflight, registryhost
 from .errors import KindlingError
 
 DEFAULT_LIMITS = {"build": 4, "load": 2, "kube": 4, "cluster": 1}
@@ -120,6 +120,7 @@ class Settings:
     keep_runs: int = DEFAULT_KEEP_RUNS
     lock_wait: float = 0.0
     keep_cluster: bool = False
+    base_images: tuple = ()  # (repository, replacement) over the stack's and each build's (baseimages.py)
 
 
 # (setting, Invoke config key under e2e., environment variable, task option, meaning)
@@ -161,6 +162,13 @@ SETTINGS = (
         "keep a cluster a failed run created",
     ),
     ("strategy", "strategy", "", "--strategy", "pipelined, phased, batched or serial"),
+    (
+        "base images",
+        "base_images",
+        "KINDLING_BASE_IMAGES",
+        "--base-images",
+        "REPOSITORY=IMAGE,...: base images for every build, over the stack's `base_images`",
+    ),
 )
 
 
@@ -215,6 +223,12 @@ def _layered(config: dict, env, key: str, variable: str, option=None):
     for part in key.split("."):
         value = value.get(part) if isinstance(value, dict) else None
     return value, f"invoke config e2e.{key}"
+
+
+def base_images_setting(config, env, option=None) -> tuple:
+    """((repository, replacement), ...) of --base-images, KINDLING_BASE_IMAGES or e2e.base_images."""
+    value, origin = _layered(dict(config or {}), env, "base_images", "KINDLING_BASE_IMAGES", option)
+    return baseimages.from_setting(value, "--base-images" if origin == "option" else origin)
 
 
 def _positive_int(text, origin: str, what: str, low: int = 1, high: int | None = None) -> int:
@@ -279,6 +293,7 @@ def build_settings(
     context=None,
     kubeconfig=None,
     keep_cluster=False,
+    base_images=None,
 ) -> Settings:
     """The settings of one run: defaults < Invoke config < environment < task options."""
     config = dict(config or {})
@@ -310,6 +325,7 @@ def build_settings(
         raise KindlingError(f"{lock_origin}: {lock_wait!r} must be a number of seconds") from None
     return Settings(
         delivery=_delivery(stack, env, config, load_via, context, kubeconfig),
+        base_images=base_images_setting(config, env, base_images),
         dry_run=bool(dry_run),
         no_cache=bool(no_cache),
         keep_going=bool(keep_going),

@@ -98,6 +98,12 @@ OPTIONS = (
         "Delete and recreate the stack's Kind cluster when kind lists it but it is not usable (nodes "
         "stopped, API server not answering). A cluster kindling created is recreated anyway.",
     ),
+    Option(
+        "base_images",
+        "",
+        "Base images for every build, over the stack's base_images: REPOSITORY=IMAGE[,REPOSITORY=IMAGE] "
+        "(also KINDLING_BASE_IMAGES), e.g. a mirror for a registry this machine cannot reach.",
+    ),
 )
 BY_NAME = {option.name: option for option in OPTIONS}
 SETUP = (
@@ -113,6 +119,7 @@ SETUP = (
     "output",
     "load_via",
     "recreate",
+    "base_images",
 )
 
 

@@ -93,11 +93,12 @@ def ensure_image(ctx: RunContext, name) -> Outcome:
 
 
 def containerfile_to_build(ctx: RunContext, name, args) -> Path:
-    """The user's Containerfile, or, when the stack maps a base image one of its FROMs names
-    (baseimages.py), a copy with those FROMs rewritten, in the run folder; the user's file is never
-    changed. The copy is what the digest covers, so a new mapping makes a new image."""
+    """The user's Containerfile, or, when the stack or the base-images setting (which wins) maps a
+    base image one of its FROMs names (baseimages.py), a copy with those FROMs rewritten, in the run
+    folder; the user's file is never changed. The copy is what the digest covers, so a new mapping
+    makes a new image."""
     build = ctx.stack.services[name].build
-    mapping = baseimages.merged(ctx.stack.base_images, build.base_images)
+    mapping = baseimages.merged(ctx.stack.base_images, build.base_images, ctx.settings.base_images)
     if not mapping:
         return build.containerfile
     text = Path(build.containerfile).read_text(encoding="utf-8")
