@@ -67,19 +67,23 @@ def test_busy_fraction_is_the_share_of_non_idle_time():
 
 def test_summary_takes_medians_ranges_and_the_ratio_of_the_medians():
     measured = [(3, Measured("skaffold", "cold", wall, 9)) for wall in (10.0, 9.0, 12.0)] + [
-        (3, Measured("kindling", "cold", wall, 20, outside))
-        for wall, outside in ((7.0, 1.0), (8.0, 2.0), (6.0, 3.0))
+        (3, Measured("kindling", "cold", wall, 20, outside, before))
+        for wall, outside, before in ((7.0, 1.0, 0.4), (8.0, 2.0, 0.9), (6.0, 3.0, 0.5))
     ]
-    measured += [(3, Measured("skaffold", "warm", 2.0, 5)), (3, Measured("kindling", "warm", 1.5, 8, 0.5))]
+    measured += [
+        (3, Measured("skaffold", "warm", 2.0, 5)),
+        (3, Measured("kindling", "warm", 1.5, 8, 0.5, 0.3)),
+    ]
     rows = peerbench.summarize(measured)
     assert [(r[0], r[1]) for r in rows] == [(3, "cold"), (3, "warm")]
     count, scenario, spread, commands, outside, ratio = rows[0]
     assert spread == {"skaffold": (10.0, 9.0, 12.0), "kindling": (7.0, 6.0, 8.0)}
     assert commands == {"skaffold": 9, "kindling": 20}
-    assert outside == 2.0
+    assert outside == (2.0, 0.5)  # medians: outside the graph, and before it
     assert ratio == 0.7
     text = peerbench.table(rows)
     cold, warm = text.splitlines()[1:]
     assert "10.0 s (9.0-12.0)" in cold and "7.0 s (6.0-8.0)" in cold and "0.70" in cold
+    assert cold.endswith("2.0 s (0.5 s)")
     assert "<= 0.8  met" in cold  # 0.70 against the cold goal of 0.8
     assert "0.75" in warm and "<= 0.5  missed" in warm

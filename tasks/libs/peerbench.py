@@ -62,6 +62,7 @@ class Measured:
     wall: float  # seconds, as the user waits for the command
     commands: int  # external commands the tool started
     outside: float | None = None  # kindling: seconds outside its graph (start-up, checks, report)
+    before: float | None = None  # kindling: of which before it (run.json's before_graph_seconds)
 
 
 @dataclass
@@ -170,17 +171,19 @@ def wait_for_idle_cpus(sample=2.0, limit=IDLE_BUSY, patience=IDLE_WAIT) -> tuple
 
 def summarize(measured: list) -> list:
     """Rows (count, scenario, {tool: (median, min, max)}, {tool: median commands}, kindling's median
-    time outside its graph, ratio kindling / Skaffold of the medians); measured: (count, Measured)."""
+    seconds (outside its graph, before it), ratio kindling / Skaffold of the medians); measured:
+    (count, Measured)."""
     rows = []
     for count in sorted({c for c, _ in measured}):
         for scenario in SCENARIOS:
-            walls, commands, outside = {}, {}, []
+            walls, commands, outside, before = {}, {}, [], []
             for c, m in measured:
                 if c == count and m.scenario == scenario:
                     walls.setdefault(m.tool, []).append(m.wall)
                     commands.setdefault(m.tool, []).append(m.commands)
                     if m.outside is not None:
                         outside.append(m.outside)
+                        before.append(m.before or 0.0)
             if not walls:
                 continue
             spread = {t: (statistics.median(w), min(w), max(w)) for t, w in walls.items()}
@@ -189,7 +192,14 @@ def summarize(measured: list) -> list:
             if "kindling" in spread and spread.get("skaffold", (0,))[0] > 0:
                 ratio = spread["kindling"][0] / spread["skaffold"][0]
             rows.append(
-                (count, scenario, spread, counts, statistics.median(outside) if outside else None, ratio)
+                (
+                    count,
+                    scenario,
+                    spread,
+                    counts,
+                    (statistics.median(outside), statistics.median(before)) if outside else None,
+                    ratio,
+                )
             )
     return rows
 
@@ -203,7 +213,8 @@ def table(rows) -> str:
 
     lines = [
         f"  {'N':>3}  {'scenario':<8}  {'Skaffold (min-max)':<22}  {'kindling (min-max)':<22}  "
-        f"{'kindling / Skaffold':>19}  {'goal':>6}  {'commands S / k':>14}  {'kindling outside graph':>22}"
+        f"{'kindling / Skaffold':>19}  {'goal':>6}  {'commands S / k':>14}  "
+        f"{'kindling outside graph (before)':>31}"
     ]
     for count, scenario, spread, counts, outside, ratio in rows:
         goal = GOALS[scenario]
@@ -213,7 +224,7 @@ def table(rows) -> str:
             f"  {count:>3}  {scenario:<8}  {wall(spread.get('skaffold')):<22}  "
             f"{wall(spread.get('kindling')):<22}  {'-' if ratio is None else f'{ratio:.2f}':>19}  "
             f"{f'<= {goal}':>6}{verdict:<8}{command_cells:>8}  "
-            f"{'-' if outside is None else f'{outside:.1f} s':>22}"
+            f"{'-' if outside is None else f'{outside[0]:.1f} s ({outside[1]:.1f} s)':>31}"
         )
     return "\n".join(lines)
 
@@ -280,18 +291,21 @@ class PeerBench:
             shim.chmod(0o755)
 
     def kindling(self, work: Workload, home: Path, label: str, *args) -> tuple:
-        """Run `invoke ARGS` as a user would; (wall seconds, commands, seconds outside its graph)."""
+        """Run `invoke ARGS` as a user would; (wall seconds, commands, seconds outside its graph, of
+        which before it: start-up, preflight, settings, plan)."""
         folder_of_runs = home / "runs"
         before = set(folder_of_runs.glob("*"))
         env = {**self.env, "E2E_STACK": str(work.stack), "KINDLING_HOME": str(home)}
         argv = [sys.executable, "-m", "invoke", "--search-root", str(self.root), *args]
         wall = self._timed(argv, env, label, cwd=work.folder)
-        commands, graph = 0, 0.0
+        commands, graph, before_graph = 0, 0.0, 0.0
         for run in sorted(set(folder_of_runs.glob("*")) - before):
             log = run / "commands.log"
             commands += command_counts(log.read_text(encoding="utf-8"))[0] if log.exists() else 0
-            graph += runs.read_json(run / "run.json", {}).get("wall_seconds", 0.0)
-        return wall, commands, max(wall - graph, 0.0)
+            report = runs.read_json(run / "run.json", {})
+            graph += report.get("wall_seconds", 0.0)
+            before_graph += report.get("before_graph_seconds", 0.0)
+        return wall, commands, max(wall - graph, 0.0), before_graph
 
     def skaffold_run(self, work: Workload, docker_host: str, label: str) -> tuple:
         """`skaffold run` as a podman user runs it; (wall seconds, commands Skaffold started)."""
@@ -374,8 +388,8 @@ class PeerBench:
                 measured.append(Measured(tool, scenario, wall, commands))
             else:
                 args = ("e2e.setup",) if scenario != "changed" else (f"deploy.{work.services[0]}",)
-                wall, commands, outside = self.kindling(work, home, run_label, *args)
-                measured.append(Measured(tool, scenario, wall, commands, outside))
+                wall, commands, outside, before = self.kindling(work, home, run_label, *args)
+                measured.append(Measured(tool, scenario, wall, commands, outside, before))
         return measured
 
     def measure(self, count: int, repeat: int, base_image: str) -> tuple:
