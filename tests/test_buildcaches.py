@@ -10,7 +10,8 @@ import pytest
 import yaml
 from conftest import ROOT, image_exists, invoke, podman_cmd
 
-from tasks.libs import buildcaches, cachelocks, gosample
+from tasks.libs import buildcaches, cachelocks
+from tasks.libs.bench import gosample
 from tasks.libs.console import Console
 from tasks.libs.engine import Engine
 from tasks.libs.environment import Environment, outcome_of

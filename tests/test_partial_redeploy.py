@@ -15,7 +15,8 @@ import pytest
 import yaml
 from conftest import StackMaker, invoke
 
-from tasks.libs import gosample, samples
+from tasks.libs import samples
+from tasks.libs.bench import gosample
 from tasks.libs.engine import Engine
 from tasks.libs.procs import Runner
 

@@ -4,8 +4,8 @@ import subprocess
 
 import yaml
 
-from tasks.libs import peerbench
-from tasks.libs.peerbench import Measured
+from tasks.libs.bench import peers as peerbench
+from tasks.libs.bench.peers import Measured
 from tasks.libs.stack import load_stack
 
 

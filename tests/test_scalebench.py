@@ -2,9 +2,10 @@
 
 import pytest
 
-from tasks.libs import samples, scalebench
+from tasks.libs import samples
+from tasks.libs.bench import scale as scalebench
+from tasks.libs.bench.scale import Measured
 from tasks.libs.errors import KindlingError
-from tasks.libs.scalebench import Measured
 from tasks.libs.stack import load_stack
 
 

@@ -23,10 +23,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import runs, samples
-from .commandlog import read_command_log
-from .errors import KindlingError
-from .procs import Runner, tail
+from .. import runs, samples
+from ..commandlog import read_command_log
+from ..errors import KindlingError
+from ..procs import Runner, tail
 
 DEFAULT_SIZES = "3,20,50"
 MAX_SIZE = 200

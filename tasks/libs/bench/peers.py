@@ -36,10 +36,10 @@ from pathlib import Path
 
 import yaml
 
-from . import runs, samples
-from .errors import KindlingError
-from .procs import tail
-from .scalebench import command_counts
+from .. import runs, samples
+from ..errors import KindlingError
+from ..procs import tail
+from .scale import command_counts
 
 TOOLS = ("kindling", "skaffold")
 SCENARIOS = ("cold", "warm", "changed")

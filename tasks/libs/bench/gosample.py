@@ -15,10 +15,10 @@ from pathlib import Path
 
 import yaml
 
-from . import samples
-from .engine import DIGEST_LABEL, Engine
-from .errors import KindlingError
-from .procs import Runner
+from .. import samples
+from ..engine import DIGEST_LABEL, Engine
+from ..errors import KindlingError
+from ..procs import Runner
 
 IMAGE_REPOSITORY = "localhost/kindling-sample/go"
 MODULE = "example.com/inner"

@@ -12,11 +12,12 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import cachelocks, cli, gosample, locks, runs, samples
-from .engine import Engine
-from .errors import KindlingError
-from .plan import StepKind, step_id
-from .procs import Runner
+from .. import cachelocks, cli, locks, runs, samples
+from ..engine import Engine
+from ..errors import KindlingError
+from ..plan import StepKind, step_id
+from ..procs import Runner
+from . import gosample
 
 SERVICE = "api"
 
