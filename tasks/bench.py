@@ -18,11 +18,11 @@ from invoke import Collection, task
 
 from .libs import cli, locks, runs, samples
 from .libs import report as report_lib
+from .libs.adapters.engine import Engine
 from .libs.bench import inner as innerloop  # named apart from the tasks scale, peers and inner
 from .libs.bench import peers as peerbench
 from .libs.bench import scale as scalebench
 from .libs.console import Console
-from .libs.engine import Engine
 from .libs.environment import Environment
 from .libs.errors import KindlingError
 from .libs.phases import cluster as cluster_phase

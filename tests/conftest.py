@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tasks.libs import samples
-from tasks.libs.engine import Engine
+from tasks.libs.adapters.engine import Engine
 from tasks.libs.errors import KindlingError
 from tasks.libs.procs import Runner
 

@@ -2,11 +2,11 @@
 
 import pytest
 
-from tasks.libs.engine import Engine
+from tasks.libs.adapters.engine import Engine
+from tasks.libs.adapters.kind import KindCluster
+from tasks.libs.adapters.kubectl import Kubectl
 from tasks.libs.errors import CommandFailed, KindlingError
 from tasks.libs.fakerunner import FakeRunner
-from tasks.libs.kind import KindCluster
-from tasks.libs.kubectl import Kubectl
 from tasks.libs.masking import mask_argv
 from tasks.libs.procs import Result
 
@@ -230,7 +230,7 @@ def test_mask_argv_hides_secret_like_values():
 
 
 def test_local_registry_is_created_once_and_wired_into_each_node():
-    from tasks.libs.localregistry import LocalRegistry
+    from tasks.libs.adapters.localregistry import LocalRegistry
 
     runner = FakeRunner(
         [

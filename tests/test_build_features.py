@@ -17,8 +17,8 @@ import yaml
 from conftest import podman_cmd
 
 from tasks.libs import buildmounts, cache, hostfacts, images, render
+from tasks.libs.adapters.engine import DIGEST_LABEL
 from tasks.libs.console import Console
-from tasks.libs.engine import DIGEST_LABEL
 from tasks.libs.environment import Environment
 from tasks.libs.errors import KindlingError, StackError
 from tasks.libs.fakerunner import FakeRunner

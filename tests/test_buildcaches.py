@@ -11,9 +11,9 @@ import yaml
 from conftest import ROOT, image_exists, invoke, podman_cmd
 
 from tasks.libs import buildcaches, cachelocks
+from tasks.libs.adapters.engine import Engine
 from tasks.libs.bench import gosample
 from tasks.libs.console import Console
-from tasks.libs.engine import Engine
 from tasks.libs.environment import Environment, outcome_of
 from tasks.libs.errors import KindlingError, StackError
 from tasks.libs.plan import StepKind

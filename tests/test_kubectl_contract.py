@@ -1,6 +1,6 @@
 """Every kubectl command line kindling builds is one that real kubectl clients accept.
 
-The command lines are collected by running kindling's own code (tasks/libs/kubectl.py,
+The command lines are collected by running kindling's own code (tasks/libs/adapters/kubectl.py,
 the direct kubectl calls of the phases in tasks/libs/phases/) with a recording
 runner, then each is run through every real kubectl client on the machine against a
 server that cannot be reached (https://127.0.0.1:1). Connecting must fail; parsing
@@ -21,9 +21,9 @@ import pytest
 from conftest import IN_CI, ROOT
 
 from tasks.libs import render
+from tasks.libs.adapters.kubectl import Kubectl
 from tasks.libs.context import RunContext
 from tasks.libs.fakerunner import FakeRunner
-from tasks.libs.kubectl import Kubectl
 from tasks.libs.phases import cluster as cluster_phase
 from tasks.libs.phases import deploy as deploy_phase
 from tasks.libs.phases import suite as suite_phase
@@ -142,9 +142,13 @@ def test_every_kubectl_verb_in_the_source_is_collected(tmp_path):
     """A new kubectl call site must be added to kindling_command_lines, or this contract misses it."""
     source = "\n".join(p.read_text() for p in (ROOT / "tasks").rglob("*.py"))
     verbs = set(re.findall(r'kubectl\.run\(\s*"([a-z-]+)"', source))
-    verbs |= set(re.findall(r'self\.run\(\s*"([a-z-]+)"', (ROOT / "tasks/libs/kubectl.py").read_text()))
     verbs |= set(
-        re.findall(r'\(\s*"(get|describe|events|logs)",', (ROOT / "tasks/libs/kubectl.py").read_text())
+        re.findall(r'self\.run\(\s*"([a-z-]+)"', (ROOT / "tasks/libs/adapters/kubectl.py").read_text())
+    )
+    verbs |= set(
+        re.findall(
+            r'\(\s*"(get|describe|events|logs)",', (ROOT / "tasks/libs/adapters/kubectl.py").read_text()
+        )
     )
     collected = set()
     for argv in kindling_command_lines(tmp_path):

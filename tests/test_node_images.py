@@ -5,10 +5,10 @@ import json
 import pytest
 
 from tasks.libs import images
-from tasks.libs.engine import Engine
+from tasks.libs.adapters.engine import Engine
+from tasks.libs.adapters.kind import KindCluster
 from tasks.libs.errors import KindlingError
 from tasks.libs.fakerunner import FakeRunner
-from tasks.libs.kind import KindCluster
 from tasks.libs.procs import Result
 
 D = "sha256:" + "d" * 64

@@ -16,8 +16,8 @@ import yaml
 from conftest import StackMaker, invoke
 
 from tasks.libs import samples
+from tasks.libs.adapters.engine import Engine
 from tasks.libs.bench import gosample
-from tasks.libs.engine import Engine
 from tasks.libs.procs import Runner
 
 SERVICES = ("aianalysis", "datastorage", "agent", "mockllm")

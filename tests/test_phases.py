@@ -11,8 +11,8 @@ import yaml
 
 from tasks import doctor
 from tasks.libs import cache, images, kubeletcgroup, preflight, proctree, render, report
+from tasks.libs.adapters.engine import DIGEST_LABEL
 from tasks.libs.console import Console
-from tasks.libs.engine import DIGEST_LABEL
 from tasks.libs.environment import DEFAULT_ESTIMATES, Environment
 from tasks.libs.errors import KindlingError
 from tasks.libs.fakerunner import FakeRunner

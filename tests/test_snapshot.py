@@ -7,11 +7,11 @@ import time
 
 import pytest
 
-from tasks.libs.engine import Engine
+from tasks.libs.adapters.engine import Engine
+from tasks.libs.adapters.kind import KindCluster
+from tasks.libs.adapters.kubectl import Kubectl
 from tasks.libs.errors import CommandFailed
 from tasks.libs.fakerunner import FakeRunner
-from tasks.libs.kind import KindCluster
-from tasks.libs.kubectl import Kubectl
 from tasks.libs.procs import Result
 from tasks.libs.snapshot import Snapshot, Views
 

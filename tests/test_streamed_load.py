@@ -20,10 +20,10 @@ import pytest
 from conftest import podman_cmd
 
 from tasks.libs import samples
+from tasks.libs.adapters.engine import Engine
+from tasks.libs.adapters.kind import KindCluster
 from tasks.libs.commandlog import read_command_log
-from tasks.libs.engine import Engine
 from tasks.libs.errors import CommandFailed, PipeFailed
-from tasks.libs.kind import KindCluster
 from tasks.libs.pipeside import pipe_culprit
 from tasks.libs.procs import Runner
 

@@ -8,11 +8,11 @@ import time
 from pathlib import Path
 
 from . import images, runs
+from .adapters.engine import Engine
+from .adapters.kind import KindCluster, kind_network
+from .adapters.kubectl import Kubectl
+from .adapters.localregistry import LocalRegistry
 from .console import Console
-from .engine import Engine
-from .kind import KindCluster, kind_network
-from .kubectl import Kubectl
-from .localregistry import LocalRegistry
 from .masking import SECRET_NAME_RE
 from .preflight import HostInfo
 from .procs import Runner

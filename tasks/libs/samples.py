@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from .engine import Engine
+from .adapters.engine import Engine
 from .errors import KindlingError
 
 BASE_IMAGE = "localhost/kindling-sample/base:busybox"

@@ -11,9 +11,9 @@ there?" questions asked before anything is changed; a run that loads an image re
 import threading
 
 from . import images, readiness
-from .engine import DIGEST_LABEL, Engine
-from .kind import KindCluster
-from .kubectl import RESOURCES, Kubectl
+from .adapters.engine import DIGEST_LABEL, Engine
+from .adapters.kind import KindCluster
+from .adapters.kubectl import RESOURCES, Kubectl
 
 
 class Views:

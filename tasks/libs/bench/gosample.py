@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from .. import samples
-from ..engine import DIGEST_LABEL, Engine
+from ..adapters.engine import DIGEST_LABEL, Engine
 from ..errors import KindlingError
 from ..procs import Runner
 

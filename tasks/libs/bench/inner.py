@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import cachelocks, cli, locks, runs, samples
-from ..engine import Engine
+from ..adapters.engine import Engine
 from ..errors import KindlingError
 from ..plan import StepKind, step_id
 from ..procs import Runner

@@ -38,7 +38,7 @@ ARCHIVE_LOADS = """\
 import sys
 root = sys.argv[1]
 sys.path.insert(0, root)
-import tasks.libs.kind as kind
+import tasks.libs.adapters.kind as kind
 kind.STDIN_ARCHIVE = "/nonexistent/stdin"
 from invoke.main import program
 program.run(["invoke", "--search-root", root, *sys.argv[2:]])

@@ -8,9 +8,9 @@ from pathlib import Path
 import yaml
 
 from .. import kubeletcgroup, locks, loopback, readiness, render, settings, snapshot
+from ..adapters.kind import kind_network
 from ..context import RunContext
 from ..errors import CommandFailed, KindlingError, NotReady
-from ..kind import kind_network
 from ..plan import Outcome, StepKind
 
 API_READY_SECONDS = 120

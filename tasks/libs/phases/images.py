@@ -4,8 +4,8 @@ import re
 from pathlib import Path
 
 from .. import baseimages, buildcaches, buildmounts, cache, ignorefile, images, inputsets
+from ..adapters.engine import DIGEST_LABEL, STACK_LABEL
 from ..context import RunContext
-from ..engine import DIGEST_LABEL, STACK_LABEL
 from ..errors import CommandFailed, KindlingError
 from ..plan import Outcome, StepKind
 

@@ -11,9 +11,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from . import images
-from .errors import CommandFailed, KindlingError, PipeFailed
-from .procs import Runner
+from .. import images
+from ..errors import CommandFailed, KindlingError, PipeFailed
+from ..procs import Runner
 
 # Podman-provider failures that go away on a retry: the podman service restarting
 # ("server probably quit") and timing races while the control plane starts. A bare

@@ -1,8 +1,8 @@
 """kind's local registry: a registry container beside the cluster, as kind's "Local Registry" guide
 sets it up (site/static/examples/kind-with-registry.sh), for `--load-via registry`."""
 
-from . import render
-from .procs import Runner
+from .. import render
+from ..procs import Runner
 
 
 class LocalRegistry:

@@ -3,9 +3,9 @@
 import json
 import time
 
-from . import readiness
-from .errors import NotReady
-from .procs import Runner
+from .. import readiness
+from ..errors import NotReady
+from ..procs import Runner
 
 # A tight bounded poll: a dependant starts within this long of its dependency being ready.
 READY_POLL_SECONDS = 0.5

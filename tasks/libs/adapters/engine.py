@@ -2,8 +2,8 @@
 
 import json
 
-from .errors import CommandFailed, KindlingError
-from .procs import Runner
+from ..errors import CommandFailed, KindlingError
+from ..procs import Runner
 
 DIGEST_LABEL = "io.kindling.inputs-digest"
 STACK_LABEL = "io.kindling.stack"
