@@ -4,8 +4,9 @@ from pathlib import Path
 
 from invoke import task
 
-from .libs import cli, preflight
-from .libs.checkresult import FAIL, Check
+from .libs import cli
+from .libs.checks import preflight
+from .libs.checks.checkresult import FAIL, Check
 from .libs.console import Console
 from .libs.errors import KindlingError, StackError
 from .libs.procs import Runner

@@ -4,14 +4,14 @@ Every problem it can find in one run, each naming its file, where in it and the 
 
 - the stack file (tasks/libs/stack.py, collecting: each service is read on its own);
 - each build's COPY/ADD sources against its context: missing, left out by the ignore file the
-  engine reads, or in a git submodule that is not checked out (tasks/libs/buildcontext.py);
+  engine reads, or in a git submodule that is not checked out (tasks/libs/checks/buildcontext.py);
 - each service's objects, rendered as a deploy would with sample image references
   (`localhost/<project>/<service>:check` for built services, the `image:` of prebuilt ones),
-  against the Kubernetes version the cluster will run (tasks/libs/nodeversion.py) and the checks
-  of tasks/libs/validate.py.
+  against the Kubernetes version the cluster will run (tasks/libs/checks/nodeversion.py) and the checks
+  of tasks/libs/checks/validate.py.
 
 It also reports the source checkout's revision and, when the stack declares the one it was
-verified against (`source.revision`), what the stack uses that changed since (tasks/libs/drift.py).
+verified against (`source.revision`), what the stack uses that changed since (tasks/libs/checks/drift.py).
 Without the stack's `source` folder (e.g. the AIAnalysis stack with no Kubernaut checkout),
 files under it and the builds are skipped, with a note; everything else is checked.
 """
@@ -25,18 +25,15 @@ from invoke import Collection, task
 
 from .libs import (
     baseimages,
-    buildcontext,
     buildmounts,
     cli,
     containerfile,
     deploysources,
-    drift,
     inputsets,
-    nodeversion,
     render,
     runs,
-    validate,
 )
+from .libs.checks import buildcontext, drift, nodeversion, validate
 from .libs.errors import KindlingError, StackError
 from .libs.procs import Runner
 from .libs.settings import base_images_setting, process_environment
@@ -218,7 +215,7 @@ def schema_version(kv, option, stack, runner) -> tuple:
 
 
 def cluster_version(stack, env, runner) -> nodeversion.Choice:
-    """The Kubernetes version the stack's cluster will run (tasks/libs/nodeversion.py)."""
+    """The Kubernetes version the stack's cluster will run (tasks/libs/checks/nodeversion.py)."""
     pinned_origin = "KINDLING_NODE_IMAGE" if env.get("KINDLING_NODE_IMAGE") else "cluster.image"
     config, config_origin = "", ""
     if stack.cluster_config is not None and Path(stack.cluster_config).is_file():

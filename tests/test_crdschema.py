@@ -1,11 +1,11 @@
-"""Custom resources against their CRD's schema (tasks/libs/crdschema.py): each rule of structural
+"""Custom resources against their CRD's schema (tasks/libs/checks/crdschema.py): each rule of structural
 schemas on its own. test_fidelity.py puts the same cases to the real API server."""
 
 import copy
 
 import pytest
 
-from tasks.libs import crdschema
+from tasks.libs.checks import crdschema
 
 GROUP = "kindling.test"
 

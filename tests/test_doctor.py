@@ -13,9 +13,9 @@ from types import SimpleNamespace
 import pytest
 from conftest import ROOT, invoke
 
-from tasks.libs import kindhost, preflight, skew
 from tasks.libs.adapters.kubectl import Kubectl
-from tasks.libs.checkresult import FAIL, OK, WARN, Probe
+from tasks.libs.checks import kindhost, preflight, skew
+from tasks.libs.checks.checkresult import FAIL, OK, WARN, Probe
 from tasks.libs.fakerunner import FakeRunner
 from tasks.libs.phases import cluster as cluster_phase
 from tasks.libs.procs import Result, Runner

@@ -4,7 +4,7 @@ asking `podman info` only when the kept answer is not for this host as it is now
 import json
 import os
 
-from tasks.libs import enginefacts, preflight
+from tasks.libs.checks import enginefacts, preflight
 from tasks.libs.fakerunner import FakeRunner
 from tasks.libs.procs import Result
 

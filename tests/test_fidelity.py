@@ -19,7 +19,8 @@ import pytest
 import test_crdschema
 from conftest import free_port, podman_cmd
 
-from tasks.libs import crdschema, render
+from tasks.libs import render
+from tasks.libs.checks import crdschema
 
 SETTLE = 120
 

@@ -11,8 +11,9 @@ import pytest
 import yaml
 from conftest import invoke
 
-from tasks.libs import deploysources, preflight
-from tasks.libs.checkresult import FAIL, OK
+from tasks.libs import deploysources
+from tasks.libs.checks import preflight
+from tasks.libs.checks.checkresult import FAIL, OK
 from tasks.libs.deploysources.helm import Helm
 from tasks.libs.deploysources.kustomize import Kustomize
 from tasks.libs.errors import KindlingError, StackError

@@ -16,7 +16,8 @@ import pytest
 import yaml
 from conftest import IN_CI, ROOT, invoke
 
-from tasks.libs import buildcontext, containerfile, drift, nodeversion
+from tasks.libs import containerfile
+from tasks.libs.checks import buildcontext, drift, nodeversion
 from tasks.libs.errors import StackError
 from tasks.libs.procs import Runner
 from tasks.libs.stack import load_stack

@@ -1,4 +1,4 @@
-"""`invoke stack.check` and the pure checks behind it (tasks/libs/validate.py).
+"""`invoke stack.check` and the pure checks behind it (tasks/libs/checks/validate.py).
 
 The CLI tests run the task as a user would, on the shipped stacks and on copies in tmp
 whose manifests are broken on purpose: each mistake must come out as one precise
@@ -15,7 +15,8 @@ import pytest
 import yaml
 from conftest import ROOT, invoke
 
-from tasks.libs import cache, validate
+from tasks.libs import cache
+from tasks.libs.checks import validate
 from tasks.libs.stack import load_stack
 
 SOURCE_CRD = "${SOURCE_DIR}/config/crd/bases/kubernaut.ai_aianalyses.yaml"
@@ -677,7 +678,7 @@ def test_check_runs_everything_and_survives_malformed_objects(kv):
 
 
 # --------------------------------------------------------------------------
-# what the API server rejects beyond the schema (tasks/libs/apirules.py)
+# what the API server rejects beyond the schema (tasks/libs/checks/apirules.py)
 
 
 def api_rules(doc, version="1.29"):

@@ -12,9 +12,9 @@ from .adapters.engine import Engine
 from .adapters.kind import KindCluster, kind_network
 from .adapters.kubectl import Kubectl
 from .adapters.localregistry import LocalRegistry
+from .checks.preflight import HostInfo
 from .console import Console
 from .masking import SECRET_NAME_RE
-from .preflight import HostInfo
 from .procs import Runner
 from .settings import DeliveryMode, Settings
 from .snapshot import Snapshot, shared_views

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from . import nodeversion
+from .checks import nodeversion
 
 FIELD = "failCgroupV1"
 KUBELET = "KubeletConfiguration"

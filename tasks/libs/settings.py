@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
 
-from . import baseimages, images, preflight, registryhost
+from . import baseimages, images, registryhost
+from .checks import preflight
 from .errors import KindlingError
 
 DEFAULT_LIMITS = {"build": 4, "load": 2, "kube": 4, "cluster": 1}

@@ -23,7 +23,7 @@ import math
 import re
 from decimal import Decimal
 
-from . import render
+from .. import render
 
 # ---- quantities -----------------------------------------------------------------------------
 

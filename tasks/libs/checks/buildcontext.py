@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import ignorefile
+from .. import ignorefile
 from .validate import Problem
 
 _SECTION_RE = re.compile(r'^\s*\[\s*submodule\s+"(.*)"\s*\]\s*$')

@@ -4,7 +4,7 @@ the host checks kind's provider needs (kindhost.py) and the version skew checks 
 import re
 from dataclasses import dataclass
 
-from .errors import CommandFailed
+from ..errors import CommandFailed
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 

@@ -8,7 +8,7 @@
 Each check takes rendered objects (validate.Item: .doc is the object) and returns problem texts.
 """
 
-from . import render
+from .. import render
 
 # Objects the cluster creates in every namespace, so manifests may use them without defining them.
 CLUSTER_CONFIGMAPS = {"kube-root-ca.crt"}

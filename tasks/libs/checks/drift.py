@@ -13,10 +13,10 @@ import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import deploysources
+from .. import deploysources
+from ..errors import CommandFailed
+from ..procs import Runner, tail
 from .buildcontext import context_source
-from .errors import CommandFailed
-from .procs import Runner, tail
 
 GIT_TIMEOUT = 60  # seconds; local queries of one repository
 LISTED = 5  # changed files listed per use; above that they are counted

@@ -15,7 +15,7 @@ import shutil
 import time
 from pathlib import Path
 
-from . import runs
+from .. import runs
 
 MAX_AGE = 24 * 3600  # seconds
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")

@@ -12,7 +12,7 @@ without a role a control-plane node).
 import re
 from dataclasses import dataclass
 
-from . import images
+from .. import images
 from .checkresult import parse_version
 from .skew import KIND_DEFAULT_NODE
 

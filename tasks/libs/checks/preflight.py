@@ -14,10 +14,11 @@ from pathlib import Path
 
 import yaml
 
-from . import deploysources, enginefacts, kindhost, skew
+from .. import deploysources
+from ..runs import ClusterState
+from ..stackfile import parse_size
+from . import enginefacts, kindhost, skew
 from .checkresult import FAIL, OK, WARN, Check, Probe, parse_version, query
-from .runs import ClusterState
-from .stackfile import parse_size
 
 # Oldest versions kindling is known to need: podman 4 for `podman image exists`/label
 # filters as used here, kind 0.20 for the podman provider's stability, kubectl 1.26 for `kubectl events`.
@@ -244,7 +245,7 @@ def docker_image_store(host: HostInfo) -> Path | None:
 def cgroup_check(host: HostInfo, stack, env) -> Check:
     """The host's cgroup version, and whether kindling adds failCgroupV1: false to the kind config for the
     stack's node image (kubeletcgroup.py): information, never a failure."""
-    from . import kubeletcgroup  # imported here: it reads versions through nodeversion, which imports this
+    from .. import kubeletcgroup  # imported here: it reads versions through nodeversion, which imports this
 
     document = None
     if stack.cluster_config is not None:

@@ -5,9 +5,9 @@ import json
 import re
 from pathlib import Path
 
-from . import images
+from .. import images
+from ..runs import ClusterState
 from .checkresult import OK, WARN, Check, parse_version, query
-from .runs import ClusterState
 
 # The default node image of each kind release (pkg/apis/config/defaults/image.go at its
 # tag): the newest Kubernetes that release supports. Newer node images need a newer kind.

@@ -7,13 +7,13 @@ problem as `FILE: KIND/NAME: problem`:
 - schema: every object against the Kubernetes JSON schemas of one version, strictly
   (unknown fields are errors), with the kubernetes-validate package (passed in, so
   this module never imports it). Custom resources whose CRD is part of the stack are
-  checked against that CRD's schema (tasks/libs/crdschema.py); other kinds without a
+  checked against that CRD's schema (tasks/libs/checks/crdschema.py); other kinds without a
   schema are problems.
 - images: a workload container runs a service of the stack or one of its prebuilt images.
 - probes: httpGet/tcpSocket/grpc probe ports are ports the container declares.
-- references and selectors (tasks/libs/crossrefs.py): ConfigMaps and Secrets a pod uses
+- references and selectors (tasks/libs/checks/crossrefs.py): ConfigMaps and Secrets a pod uses
   are defined by the stack; Service and workload selectors match pod templates.
-- API server rules beyond the schema (tasks/libs/apirules.py): quantities, unique names in
+- API server rules beyond the schema (tasks/libs/checks/apirules.py): quantities, unique names in
   pod lists, label keys/values and selectors, metadata.name formats; duplicates the API
   server only warns about become notes.
 """
@@ -21,7 +21,8 @@ problem as `FILE: KIND/NAME: problem`:
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import apirules, crdschema, images, render
+from .. import images, render
+from . import apirules, crdschema
 
 # The checks across objects live in crossrefs; they are part of this module's interface.
 from .crossrefs import (

@@ -8,7 +8,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..checkresult import Check, Probe, query
+from ..checks.checkresult import Check, Probe, query
 from ..masking import SECRET_NAME_RE
 from ..stackfile import Checker, expand_env, show, type_name
 
@@ -71,7 +71,7 @@ class Helm:
     @staticmethod
     def tool_check(runner, kubectl_text) -> Check:
         """helm on PATH, 3.10 or newer (for `template --set-json`)."""
-        from ..preflight import version_check  # preflight's table holds every tool's minimum
+        from ..checks.preflight import version_check  # preflight's table holds every tool's minimum
 
         if shutil.which("helm") is None:
             return version_check("helm", Probe(None))

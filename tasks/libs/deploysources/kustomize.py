@@ -4,7 +4,7 @@
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..checkresult import FAIL, OK, Check, parse_version
+from ..checks.checkresult import FAIL, OK, Check, parse_version
 from ..stackfile import Checker
 
 KEY = "kustomize"  # the service's key in the stack file
@@ -40,7 +40,7 @@ class Kustomize:
     @staticmethod
     def tool_check(runner, kubectl_text) -> Check:
         """kubectl new enough to have `kubectl kustomize`."""
-        from ..preflight import INSTALL_HINTS
+        from ..checks.preflight import INSTALL_HINTS
 
         wanted = ".".join(map(str, IN_KUBECTL))
         version = parse_version(kubectl_text) if kubectl_text else None
