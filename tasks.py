@@ -27,7 +27,7 @@ def _stack_for_task_list():
     INVOKE_E2E_STACK, and a `-f FILE` on the command line), as the tasks later see it."""
     try:
         from tasks.libs.settings import process_environment
-        from tasks.libs.stack import load_stack, stack_path
+        from tasks.libs.stack.model import load_stack, stack_path
 
         env = process_environment()
         return load_stack(

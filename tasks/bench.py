@@ -30,7 +30,7 @@ from .libs.phases import teardown as teardown_phase
 from .libs.plan import StepKind, step_id
 from .libs.procs import Runner
 from .libs.settings import build_settings, process_environment
-from .libs.stack import load_stack
+from .libs.stack.model import load_stack
 
 
 def _scaled(seconds: float, scale: float) -> str:

@@ -2,7 +2,7 @@
 
 Every problem it can find in one run, each naming its file, where in it and the fix; then exit 1:
 
-- the stack file (tasks/libs/stack.py, collecting: each service is read on its own);
+- the stack file (tasks/libs/stack/model.py, collecting: each service is read on its own);
 - each build's COPY/ADD sources against its context: missing, left out by the ignore file the
   engine reads, or in a git submodule that is not checked out (tasks/libs/checks/buildcontext.py);
 - each service's objects, rendered as a deploy would with sample image references
@@ -37,7 +37,7 @@ from .libs.checks import buildcontext, drift, nodeversion, validate
 from .libs.errors import KindlingError, StackError
 from .libs.procs import Runner
 from .libs.settings import base_images_setting, process_environment
-from .libs.stack import load_stack
+from .libs.stack.model import load_stack
 
 KIND_VERSION_TIMEOUT = 30  # seconds
 

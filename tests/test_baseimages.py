@@ -11,7 +11,7 @@ from conftest import invoke, podman_cmd
 from tasks import stackcheck
 from tasks.libs import baseimages
 from tasks.libs.errors import StackError
-from tasks.libs.stack import load_stack
+from tasks.libs.stack.model import load_stack
 
 PINNED = "sha256:" + "ab" * 32
 # Kubernaut's shape: the builder through an ARG with a digest-pinned default, a runtime stage from a

@@ -27,7 +27,7 @@ from tasks.libs.phases import images as images_phase
 from tasks.libs.plan import Outcome
 from tasks.libs.procs import Result
 from tasks.libs.settings import build_settings
-from tasks.libs.stack import load_stack
+from tasks.libs.stack.model import load_stack
 
 
 def scripted_podman(listed=()) -> FakeRunner:

@@ -19,7 +19,7 @@ from tasks.libs.errors import KindlingError, StackError
 from tasks.libs.plan import StepKind
 from tasks.libs.procs import Runner
 from tasks.libs.settings import build_settings
-from tasks.libs.stack import load_stack
+from tasks.libs.stack.model import load_stack
 
 
 @pytest.fixture(autouse=True)
@@ -243,7 +243,7 @@ def test_a_cache_another_process_holds_is_not_trimmed(tmp_path):
             sys.executable,
             "-c",
             "import sys, time\nfrom tasks.libs import buildcaches\n"
-            "from tasks.libs.stack import load_stack\n"
+            "from tasks.libs.stack.model import load_stack\n"
             f"s = load_stack({str(stack_path)!r}, env={{}})\n"
             "buildcaches.mounts(s, 'api', s.services['api'].build, "
             f"__import__('pathlib').Path({str(home)!r}), "

@@ -12,7 +12,7 @@ from tasks.libs.fakerunner import FakeRunner
 from tasks.libs.phases import deploy
 from tasks.libs.samples import write_stack
 from tasks.libs.settings import build_settings
-from tasks.libs.stack import load_stack
+from tasks.libs.stack.model import load_stack
 
 ROOT_CONTEXT = {"runAsUser": 0, "runAsGroup": 0}
 

@@ -20,7 +20,7 @@ from tasks.libs.fakerunner import FakeRunner
 from tasks.libs.phases import cluster as cluster_phase
 from tasks.libs.procs import Result, Runner
 from tasks.libs.runs import ClusterState
-from tasks.libs.stack import load_stack
+from tasks.libs.stack.model import load_stack
 
 
 def podman_info(rootless=False, cgroup="v2", driver="k8s-file", graph_root="/var/lib/containers/storage"):

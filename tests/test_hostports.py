@@ -16,7 +16,7 @@ from tasks.libs.hostports import HostPort
 from tasks.libs.phases import deploy
 from tasks.libs.samples import write_stack
 from tasks.libs.settings import build_settings
-from tasks.libs.stack import load_stack
+from tasks.libs.stack.model import load_stack
 
 
 def service(name, *ports):

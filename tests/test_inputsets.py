@@ -12,7 +12,7 @@ import yaml
 from tasks.libs import cache, gobuilds, inputsets
 from tasks.libs.errors import StackError
 from tasks.libs.procs import Runner
-from tasks.libs.stack import load_stack
+from tasks.libs.stack.model import load_stack
 
 IN_CI = os.environ.get("CI") == "true"
 HOST = {"TARGETARCH": "amd64", "TARGETOS": "linux", "BUILDARCH": "amd64", "BUILDOS": "linux"}

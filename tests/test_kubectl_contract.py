@@ -31,7 +31,7 @@ from tasks.libs.phases import teardown as teardown_phase
 from tasks.libs.procs import Result
 from tasks.libs.samples import write_stack
 from tasks.libs.settings import build_settings
-from tasks.libs.stack import load_stack
+from tasks.libs.stack.model import load_stack
 
 VERSIONED = sorted(
     glob.glob("/usr/lib/google-cloud-sdk/bin/kubectl.1.*"), key=lambda p: int(p.rsplit(".", 1)[1])

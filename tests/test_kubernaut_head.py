@@ -29,7 +29,7 @@ import yaml
 from conftest import ROOT, invoke, podman_cmd
 
 from tasks.libs import images
-from tasks.libs.stack import load_stack
+from tasks.libs.stack.model import load_stack
 
 SCRIPTS = ROOT / "scripts" / "kubernaut"
 STACK_FILE = ROOT / "e2e.yaml"

@@ -18,7 +18,7 @@ from tasks.libs.plan import Outcome
 from tasks.libs.procs import Result
 from tasks.libs.samples import write_stack
 from tasks.libs.settings import build_settings
-from tasks.libs.stack import load_stack
+from tasks.libs.stack.model import load_stack
 
 # `podman network inspect kind` (podman 4.3, netavark) for the network kind makes: kind asks for an IPv6
 # subnet and podman adds an IPv4 one.

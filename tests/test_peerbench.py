@@ -6,7 +6,7 @@ import yaml
 
 from tasks.libs.bench import peers as peerbench
 from tasks.libs.bench.peers import Measured
-from tasks.libs.stack import load_stack
+from tasks.libs.stack.model import load_stack
 
 
 def test_both_tools_get_the_same_services_sources_and_manifests(tmp_path):

@@ -24,7 +24,7 @@ from tasks.libs.plan import Outcome, StepKind
 from tasks.libs.procs import Result
 from tasks.libs.samples import write_stack
 from tasks.libs.settings import build_settings
-from tasks.libs.stack import load_stack
+from tasks.libs.stack.model import load_stack
 
 READY = {
     "observedGeneration": 1,

@@ -5,7 +5,7 @@ import pytest
 from tasks.libs.plan import PlannedStep, StepKind, build_plan, image_plan, setup_plan
 from tasks.libs.samples import write_stack
 from tasks.libs.settings import Delivery, DeliveryMode, Strategy, build_settings
-from tasks.libs.stack import load_stack
+from tasks.libs.stack.model import load_stack
 
 ARCHIVE = Delivery(DeliveryMode.ARCHIVE, "localhost")
 

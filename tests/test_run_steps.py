@@ -17,7 +17,7 @@ from conftest import invoke
 from tasks.libs import runspec
 from tasks.libs.errors import StackError
 from tasks.libs.samples import manifests
-from tasks.libs.stack import load_stack
+from tasks.libs.stack.model import load_stack
 
 
 def write_stack(folder: Path, services: str) -> Path:

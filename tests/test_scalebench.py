@@ -6,7 +6,7 @@ from tasks.libs import samples
 from tasks.libs.bench import scale as scalebench
 from tasks.libs.bench.scale import Measured
 from tasks.libs.errors import KindlingError
-from tasks.libs.stack import load_stack
+from tasks.libs.stack.model import load_stack
 
 
 def test_sizes_are_parsed_sorted_and_distinct():

@@ -17,7 +17,7 @@ from tasks.libs.settings import (
     build_settings,
     loopback_refusal,
 )
-from tasks.libs.stack import load_stack
+from tasks.libs.stack.model import load_stack
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from tasks.libs.deploysources.helm import Helm
 from tasks.libs.deploysources.kustomize import Kustomize
 from tasks.libs.errors import KindlingError, StackError
 from tasks.libs.procs import Runner
-from tasks.libs.stack import load_stack
+from tasks.libs.stack.model import load_stack
 
 DEPLOYMENT = """\
 apiVersion: apps/v1

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from tasks.libs.errors import StackError
-from tasks.libs.stack import load_stack, stack_path
+from tasks.libs.stack.model import load_stack, stack_path
 from tasks.libs.stackfile import expand_env, parse_size
 
 

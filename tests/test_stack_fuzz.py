@@ -23,9 +23,9 @@ from hypothesis import configuration as hypothesis_configuration
 from hypothesis import strategies as st
 
 from tasks.libs import samples
-from tasks.libs import stack as stack_module
 from tasks.libs.errors import StackError
-from tasks.libs.stack import Stack, load_stack
+from tasks.libs.stack import model as stack_module
+from tasks.libs.stack.model import Stack, load_stack
 
 ROOT = Path(__file__).resolve().parents[1]
 _HYPOTHESIS_HOME = tempfile.mkdtemp(prefix="kindling-hypothesis-")
@@ -459,7 +459,7 @@ ALIAS_BOMB_CHILD = textwrap.dedent("""\
     resource.setrlimit(resource.RLIMIT_AS, (256 << 20, 256 << 20))
     sys.path.insert(0, sys.argv[2])
     from tasks.libs.errors import StackError
-    from tasks.libs.stack import load_stack
+    from tasks.libs.stack.model import load_stack
     try:
         load_stack(sys.argv[1], env={}, check_files=False)
     except StackError as exc:

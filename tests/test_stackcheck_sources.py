@@ -20,7 +20,7 @@ from tasks.libs import containerfile
 from tasks.libs.checks import buildcontext, drift, nodeversion
 from tasks.libs.errors import StackError
 from tasks.libs.procs import Runner
-from tasks.libs.stack import load_stack
+from tasks.libs.stack.model import load_stack
 
 STACK = "stacks/kubernaut-2025-12.yaml"
 CRD = "config/crd/bases/kubernaut.ai_aianalyses.yaml"

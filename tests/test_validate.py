@@ -17,7 +17,7 @@ from conftest import ROOT, invoke
 
 from tasks.libs import cache
 from tasks.libs.checks import validate
-from tasks.libs.stack import load_stack
+from tasks.libs.stack.model import load_stack
 
 SOURCE_CRD = "${SOURCE_DIR}/config/crd/bases/kubernaut.ai_aianalyses.yaml"
 # The AIAnalysis stack of December 2025, whose manifests stay as they are (e2e.yaml follows Kubernaut's HEAD).

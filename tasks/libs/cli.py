@@ -16,7 +16,7 @@ from .environment import Environment
 from .errors import Interrupted, KindlingError
 from .scheduler import StepFailed
 from .settings import build_settings, invoke_config_defaults, process_environment
-from .stack import load_stack, stack_path
+from .stack.model import load_stack, stack_path
 from .stackfile import parse_size
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
