@@ -1,4 +1,4 @@
-"""Base-image substitution (`base_images`, `build.base_images`; tasks/libs/baseimages.py): which FROMs
+"""Base-image substitution (`base_images`, `build.base_images`; tasks/libs/stack/baseimages.py): which FROMs
 are rewritten and how, the stack fields, and a real podman build of a Containerfile whose FROMs name
 images no registry here serves."""
 
@@ -9,8 +9,8 @@ import yaml
 from conftest import invoke, podman_cmd
 
 from tasks import stackcheck
-from tasks.libs import baseimages
 from tasks.libs.errors import StackError
+from tasks.libs.stack import baseimages
 from tasks.libs.stack.model import load_stack
 
 PINNED = "sha256:" + "ab" * 32

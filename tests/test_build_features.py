@@ -16,7 +16,7 @@ import pytest
 import yaml
 from conftest import podman_cmd
 
-from tasks.libs import buildmounts, cache, hostfacts, images, render
+from tasks.libs import cache, images, render
 from tasks.libs.adapters.engine import DIGEST_LABEL
 from tasks.libs.console import Console
 from tasks.libs.environment import Environment
@@ -27,6 +27,7 @@ from tasks.libs.phases import images as images_phase
 from tasks.libs.plan import Outcome
 from tasks.libs.procs import Result
 from tasks.libs.settings import build_settings
+from tasks.libs.stack import buildmounts, hostfacts
 from tasks.libs.stack.model import load_stack
 
 

@@ -5,13 +5,13 @@ import pytest
 import yaml
 
 from tasks.libs import render
-from tasks.libs.coveragespec import CoverageSpec
 from tasks.libs.environment import Environment
 from tasks.libs.errors import StackError
 from tasks.libs.fakerunner import FakeRunner
 from tasks.libs.phases import deploy
 from tasks.libs.samples import write_stack
 from tasks.libs.settings import build_settings
+from tasks.libs.stack.coveragespec import CoverageSpec
 from tasks.libs.stack.model import load_stack
 
 ROOT_CONTEXT = {"runAsUser": 0, "runAsGroup": 0}

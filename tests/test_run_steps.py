@@ -14,9 +14,9 @@ import pytest
 import yaml
 from conftest import invoke
 
-from tasks.libs import runspec
 from tasks.libs.errors import StackError
 from tasks.libs.samples import manifests
+from tasks.libs.stack import runspec
 from tasks.libs.stack.model import load_stack
 
 

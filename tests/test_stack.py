@@ -5,7 +5,7 @@ import pytest
 
 from tasks.libs.errors import StackError
 from tasks.libs.stack.model import load_stack, stack_path
-from tasks.libs.stackfile import expand_env, parse_size
+from tasks.libs.stack.stackfile import expand_env, parse_size
 
 
 def write(folder: Path, text: str, name="stack.yaml") -> Path:

@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 
 from . import cachelocks
 from .errors import KindlingError, StackError
-from .stackfile import Checker, parse_size, show, type_name
+from .stack.stackfile import Checker, parse_size, show, type_name
 
 # Preset -> (cache name, path inside the build), each where the tool looks when nothing is set,
 # so the Containerfile needs no change:

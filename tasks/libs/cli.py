@@ -17,7 +17,7 @@ from .errors import Interrupted, KindlingError
 from .scheduler import StepFailed
 from .settings import build_settings, invoke_config_defaults, process_environment
 from .stack.model import load_stack, stack_path
-from .stackfile import parse_size
+from .stack.stackfile import parse_size
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DEFAULTS = invoke_config_defaults()  # ns.configure() in tasks.py declares them to Invoke

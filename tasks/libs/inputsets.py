@@ -21,8 +21,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import cache, containerfile, gobuilds, hostfacts, runs, stackfile
+from . import cache, containerfile, gobuilds, runs
 from .errors import CommandFailed
+from .stack import hostfacts, stackfile
 
 RULES = ("context", "go")
 GO_LIST_SECONDS = 120

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from types import MappingProxyType
 
-from . import baseimages, images, registryhost
+from . import images, registryhost
 from .checks import preflight
 from .errors import KindlingError
+from .stack import baseimages
 
 DEFAULT_LIMITS = {"build": 4, "load": 2, "kube": 4, "cluster": 1}
 DEFAULT_TIMEOUTS = {"build": 3600, "save": 900, "load": 900, "cluster": 600, "apply": 300}

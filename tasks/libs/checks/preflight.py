@@ -16,7 +16,7 @@ import yaml
 
 from .. import deploysources
 from ..runs import ClusterState
-from ..stackfile import parse_size
+from ..stack.stackfile import parse_size
 from . import enginefacts, kindhost, skew
 from .checkresult import FAIL, OK, WARN, Check, Probe, parse_version, query
 

@@ -18,11 +18,12 @@ diagnostics and teardown as manifests. Rendering only reads: it never talks to a
 
 from pathlib import Path
 
-from .. import render, runspec
+from .. import render
 from ..errors import CommandFailed
 from ..masking import display
 from ..procs import Runner, tail
-from ..stackfile import Checker
+from ..stack import runspec
+from ..stack.stackfile import Checker
 from . import helm, kustomize
 
 BACKENDS = {backend.KEY: backend for backend in (helm, kustomize)}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..checks.checkresult import Check, Probe, query
 from ..masking import SECRET_NAME_RE
-from ..stackfile import Checker, expand_env, show, type_name
+from ..stack.stackfile import Checker, expand_env, show, type_name
 
 KEY = "helm"  # the service's key in the stack file
 KEYS = {"chart", "release", "values", "set"}

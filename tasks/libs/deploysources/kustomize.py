@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..checks.checkresult import FAIL, OK, Check, parse_version
-from ..stackfile import Checker
+from ..stack.stackfile import Checker
 
 KEY = "kustomize"  # the service's key in the stack file
 # What kustomize looks for in a folder (sigs.k8s.io/kustomize/api konfig/general.go).

@@ -3,11 +3,12 @@
 import re
 from pathlib import Path
 
-from .. import baseimages, buildcaches, buildmounts, cache, ignorefile, images, inputsets
+from .. import buildcaches, cache, ignorefile, images, inputsets
 from ..adapters.engine import DIGEST_LABEL, STACK_LABEL
 from ..context import RunContext
 from ..errors import CommandFailed, KindlingError
 from ..plan import Outcome, StepKind
+from ..stack import baseimages, buildmounts
 
 TRANSIENT_BUILD_FAILURE = re.compile(r"server probably quit", re.I)
 

@@ -11,12 +11,13 @@ command or Job, its objects, or the deployed records of the services it depends 
 import os
 from pathlib import Path
 
-from .. import readiness, render, runs, runspec
+from .. import readiness, render, runs
 from ..context import RunContext
 from ..errors import CommandFailed, KindlingError, NotReady
 from ..masking import SECRET_NAME_RE, display
 from ..plan import Outcome, StepKind
 from ..procs import tail
+from ..stack import runspec
 from . import deploy, suite
 
 JOB_LOGS_TIMEOUT = 60  # seconds for `kubectl logs` of a finished Job

@@ -11,11 +11,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import baseimages, buildcaches, buildmounts, buildspec, coveragespec, deploysources, images, runspec
-from ..buildspec import Build
+from .. import buildcaches, deploysources, images
 from ..errors import StackError
-from ..stackfile import Checker, positive_seconds, read_document, show
-from ..stacksections import TestSpec, parse_registry, parse_test
+from . import baseimages, buildmounts, buildspec, coveragespec, runspec
+from .buildspec import Build
+from .stackfile import Checker, positive_seconds, read_document, show
+from .stacksections import TestSpec, parse_registry, parse_test
 
 DEFAULT_STACK_FILE = "e2e.yaml"
 DEFAULT_READY_TIMEOUT = 180

@@ -3,7 +3,8 @@
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import baseimages, buildcaches, buildmounts, hostfacts, inputsets
+from .. import buildcaches, inputsets
+from . import baseimages, buildmounts, hostfacts
 from .stackfile import Checker, parse_size, show
 
 BUILD_KEYS = {

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import StackError
+from ..errors import StackError
 
 MAX_STACK_BYTES = 1024 * 1024
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")

@@ -15,8 +15,8 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import containerfile, images
-from .errors import KindlingError, StackError
+from .. import containerfile, images
+from ..errors import KindlingError, StackError
 from .stackfile import Checker, show, type_name
 
 EXAMPLE = 'write e.g. `base_images: {"registry.example/ubi10/ubi-minimal": "localhost/mirror/ubi:10"}`'

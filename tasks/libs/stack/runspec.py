@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from . import render
+from .. import render
 from .stackfile import Checker, expand_env, positive_seconds, show, type_name
 
 RUN_KEYS = {"command", "job", "timeout", "env", "configmap", "file", "keys"}

@@ -4,7 +4,7 @@ registry mode, and the suite `e2e.test` runs."""
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import images
+from .. import images
 from .stackfile import Checker, expand_env, positive_seconds, show
 
 REGISTRY_KEYS = {"host", "tls_verify"}
