@@ -28,7 +28,7 @@ from .libs.errors import KindlingError
 from .libs.phases import cluster as cluster_phase
 from .libs.phases import teardown as teardown_phase
 from .libs.plan import StepKind, step_id
-from .libs.procs import Runner
+from .libs.procs.runner import Runner
 from .libs.settings import build_settings, process_environment
 from .libs.stack.model import load_stack
 

@@ -9,7 +9,7 @@ from .libs.checks import preflight
 from .libs.checks.checkresult import FAIL, Check
 from .libs.console import Console
 from .libs.errors import KindlingError, StackError
-from .libs.procs import Runner
+from .libs.procs.runner import Runner
 from .libs.settings import process_environment
 
 

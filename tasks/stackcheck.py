@@ -26,7 +26,7 @@ from invoke import Collection, task
 from .libs import cli, containerfile, deploysources, inputsets, render, runs
 from .libs.checks import buildcontext, drift, nodeversion, validate
 from .libs.errors import KindlingError, StackError
-from .libs.procs import Runner
+from .libs.procs.runner import Runner
 from .libs.settings import base_images_setting, process_environment
 from .libs.stack import baseimages, buildmounts
 from .libs.stack.model import load_stack

@@ -15,7 +15,7 @@ import pytest
 from tasks.libs import samples
 from tasks.libs.adapters.engine import Engine
 from tasks.libs.errors import KindlingError
-from tasks.libs.procs import Runner
+from tasks.libs.procs.runner import Runner
 
 ROOT = Path(__file__).resolve().parents[1]
 WRAP = ROOT / "tests" / "testenv" / "wrap"

@@ -8,7 +8,7 @@ from tasks.libs.adapters.kubectl import Kubectl
 from tasks.libs.errors import CommandFailed, KindlingError
 from tasks.libs.fakerunner import FakeRunner
 from tasks.libs.masking import mask_argv
-from tasks.libs.procs import Result
+from tasks.libs.procs.runner import Result
 
 
 def test_engine_build_argument_list():

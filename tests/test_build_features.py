@@ -25,7 +25,7 @@ from tasks.libs.fakerunner import FakeRunner
 from tasks.libs.phases import deploy
 from tasks.libs.phases import images as images_phase
 from tasks.libs.plan import Outcome
-from tasks.libs.procs import Result
+from tasks.libs.procs.runner import Result
 from tasks.libs.settings import build_settings
 from tasks.libs.stack import buildmounts, hostfacts
 from tasks.libs.stack.model import load_stack

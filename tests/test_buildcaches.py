@@ -17,7 +17,7 @@ from tasks.libs.console import Console
 from tasks.libs.environment import Environment, outcome_of
 from tasks.libs.errors import KindlingError, StackError
 from tasks.libs.plan import StepKind
-from tasks.libs.procs import Runner
+from tasks.libs.procs.runner import Runner
 from tasks.libs.settings import build_settings
 from tasks.libs.stack.model import load_stack
 

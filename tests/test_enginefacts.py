@@ -6,7 +6,7 @@ import os
 
 from tasks.libs.checks import enginefacts, preflight
 from tasks.libs.fakerunner import FakeRunner
-from tasks.libs.procs import Result
+from tasks.libs.procs.runner import Result
 
 INFO = {
     "host": {"security": {"rootless": False}, "cgroupVersion": "v2", "logDriver": "k8s-file", "memFree": 123},

@@ -11,7 +11,7 @@ import yaml
 
 from tasks.libs import cache, gobuilds, inputsets
 from tasks.libs.errors import StackError
-from tasks.libs.procs import Runner
+from tasks.libs.procs.runner import Runner
 from tasks.libs.stack.model import load_stack
 
 IN_CI = os.environ.get("CI") == "true"

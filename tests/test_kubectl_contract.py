@@ -28,7 +28,7 @@ from tasks.libs.phases import cluster as cluster_phase
 from tasks.libs.phases import deploy as deploy_phase
 from tasks.libs.phases import suite as suite_phase
 from tasks.libs.phases import teardown as teardown_phase
-from tasks.libs.procs import Result
+from tasks.libs.procs.runner import Result
 from tasks.libs.samples import write_stack
 from tasks.libs.settings import build_settings
 from tasks.libs.stack.model import load_stack

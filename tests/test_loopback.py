@@ -15,7 +15,7 @@ from tasks.libs.errors import KindlingError
 from tasks.libs.fakerunner import FakeRunner
 from tasks.libs.phases import cluster
 from tasks.libs.plan import Outcome
-from tasks.libs.procs import Result
+from tasks.libs.procs.runner import Result
 from tasks.libs.samples import write_stack
 from tasks.libs.settings import build_settings
 from tasks.libs.stack.model import load_stack

@@ -3,7 +3,7 @@
 import os
 
 from tasks.libs.masking import mask_folder
-from tasks.libs.procs import Runner
+from tasks.libs.procs.runner import Runner
 
 
 def masker(*secrets):

@@ -9,7 +9,7 @@ from tasks.libs.adapters.engine import Engine
 from tasks.libs.adapters.kind import KindCluster
 from tasks.libs.errors import KindlingError
 from tasks.libs.fakerunner import FakeRunner
-from tasks.libs.procs import Result
+from tasks.libs.procs.runner import Result
 
 D = "sha256:" + "d" * 64
 E = "sha256:" + "e" * 64

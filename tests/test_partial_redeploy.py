@@ -18,7 +18,7 @@ from conftest import StackMaker, invoke
 from tasks.libs import samples
 from tasks.libs.adapters.engine import Engine
 from tasks.libs.bench import gosample
-from tasks.libs.procs import Runner
+from tasks.libs.procs.runner import Runner
 
 SERVICES = ("aianalysis", "datastorage", "agent", "mockllm")
 MODULE = "example.com/shaped"

@@ -21,7 +21,7 @@ from tasks.libs.kubeletcgroup import PATCH
 from tasks.libs.phases import cluster as cluster_phase
 from tasks.libs.phases import deploy, teardown
 from tasks.libs.plan import Outcome, StepKind
-from tasks.libs.procs import Result
+from tasks.libs.procs.runner import Result
 from tasks.libs.samples import write_stack
 from tasks.libs.settings import build_settings
 from tasks.libs.stack.model import load_stack

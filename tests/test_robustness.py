@@ -901,7 +901,7 @@ def test_secrets_stay_out_of_output_logs_and_diagnostics(shared_world):
 def test_a_streamed_command_shows_each_line_and_keeps_it_in_its_log(tmp_path):
     """The suite's output is shown live and logged: every line reaches both (a two-parameter
     callback once received sh's stdin queue instead of the log, and the suite's output was lost)."""
-    from tasks.libs.procs import Runner
+    from tasks.libs.procs.runner import Runner
 
     shown, log = [], tmp_path / "suite.log"
     Runner().run(

@@ -12,7 +12,7 @@ from tasks.libs.adapters.kind import KindCluster
 from tasks.libs.adapters.kubectl import Kubectl
 from tasks.libs.errors import CommandFailed
 from tasks.libs.fakerunner import FakeRunner
-from tasks.libs.procs import Result
+from tasks.libs.procs.runner import Result
 from tasks.libs.snapshot import Snapshot, Views
 
 NODE_IMAGES = Result(json.dumps({"images": [{"repoTags": ["localhost/app/api:1"]}]}), 0)

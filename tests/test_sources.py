@@ -17,7 +17,7 @@ from tasks.libs.checks.checkresult import FAIL, OK
 from tasks.libs.deploysources.helm import Helm
 from tasks.libs.deploysources.kustomize import Kustomize
 from tasks.libs.errors import KindlingError, StackError
-from tasks.libs.procs import Runner
+from tasks.libs.procs.runner import Runner
 from tasks.libs.stack.model import load_stack
 
 DEPLOYMENT = """\

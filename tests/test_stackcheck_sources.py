@@ -19,7 +19,7 @@ from conftest import IN_CI, ROOT, invoke
 from tasks.libs import containerfile
 from tasks.libs.checks import buildcontext, drift, nodeversion
 from tasks.libs.errors import StackError
-from tasks.libs.procs import Runner
+from tasks.libs.procs.runner import Runner
 from tasks.libs.stack.model import load_stack
 
 STACK = "stacks/kubernaut-2025-12.yaml"

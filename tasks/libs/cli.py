@@ -10,10 +10,10 @@ from pathlib import Path
 from invoke import Config
 from invoke.exceptions import Exit
 
-from . import procs
 from .console import Console
 from .environment import Environment
 from .errors import Interrupted, KindlingError
+from .procs import runner as procs
 from .scheduler import StepFailed
 from .settings import build_settings, invoke_config_defaults, process_environment
 from .stack.model import load_stack, stack_path

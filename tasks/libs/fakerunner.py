@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from .errors import CommandFailed
 from .masking import display
-from .procs import Result, Runner
+from .procs.runner import Result, Runner
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 import json
 
 from ..errors import CommandFailed, KindlingError
-from ..procs import Runner
+from ..procs.runner import Runner
 
 DIGEST_LABEL = "io.kindling.inputs-digest"
 STACK_LABEL = "io.kindling.stack"

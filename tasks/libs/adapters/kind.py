@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .. import images
 from ..errors import CommandFailed, KindlingError, PipeFailed
-from ..procs import Runner
+from ..procs.runner import Runner
 
 # Podman-provider failures that go away on a retry: the podman service restarting
 # ("server probably quit") and timing races while the control plane starts. A bare

@@ -5,7 +5,7 @@ import time
 
 from .. import readiness
 from ..errors import NotReady
-from ..procs import Runner
+from ..procs.runner import Runner
 
 # A tight bounded poll: a dependant starts within this long of its dependency being ready.
 READY_POLL_SECONDS = 0.5

@@ -2,7 +2,7 @@
 sets it up (site/static/examples/kind-with-registry.sh), for `--load-via registry`."""
 
 from .. import render
-from ..procs import Runner
+from ..procs.runner import Runner
 
 
 class LocalRegistry:

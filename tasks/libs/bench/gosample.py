@@ -18,7 +18,7 @@ import yaml
 from .. import samples
 from ..adapters.engine import DIGEST_LABEL, Engine
 from ..errors import KindlingError
-from ..procs import Runner
+from ..procs.runner import Runner
 
 IMAGE_REPOSITORY = "localhost/kindling-sample/go"
 MODULE = "example.com/inner"

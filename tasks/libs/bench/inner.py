@@ -16,7 +16,7 @@ from .. import cachelocks, cli, locks, runs, samples
 from ..adapters.engine import Engine
 from ..errors import KindlingError
 from ..plan import StepKind, step_id
-from ..procs import Runner
+from ..procs.runner import Runner
 from . import gosample
 
 SERVICE = "api"

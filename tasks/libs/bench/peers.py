@@ -38,7 +38,7 @@ import yaml
 
 from .. import runs, samples
 from ..errors import KindlingError
-from ..procs import tail
+from ..procs.runner import tail
 from .scale import command_counts
 
 TOOLS = ("kindling", "skaffold")

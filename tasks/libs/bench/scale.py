@@ -26,7 +26,7 @@ from pathlib import Path
 from .. import runs, samples
 from ..commandlog import read_command_log
 from ..errors import KindlingError
-from ..procs import Runner, tail
+from ..procs.runner import Runner, tail
 
 DEFAULT_SIZES = "3,20,50"
 MAX_SIZE = 200

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .. import deploysources
 from ..errors import CommandFailed
-from ..procs import Runner, tail
+from ..procs.runner import Runner, tail
 from .buildcontext import context_source
 
 GIT_TIMEOUT = 60  # seconds; local queries of one repository

@@ -21,7 +21,7 @@ from pathlib import Path
 from .. import render
 from ..errors import CommandFailed
 from ..masking import display
-from ..procs import Runner, tail
+from ..procs.runner import Runner, tail
 from ..stack import runspec
 from ..stack.stackfile import Checker
 from . import helm, kustomize

@@ -16,7 +16,7 @@ from ..context import RunContext
 from ..errors import CommandFailed, KindlingError, NotReady
 from ..masking import SECRET_NAME_RE, display
 from ..plan import Outcome, StepKind
-from ..procs import tail
+from ..procs.runner import tail
 from ..stack import runspec
 from . import deploy, suite
 

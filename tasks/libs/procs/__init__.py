@@ -1,0 +1,1 @@
+"""Running external commands: runner.py (the Runner every adapter uses)."""
