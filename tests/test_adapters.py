@@ -6,8 +6,8 @@ from tasks.libs.adapters.engine import Engine
 from tasks.libs.adapters.kind import KindCluster
 from tasks.libs.adapters.kubectl import Kubectl
 from tasks.libs.errors import CommandFailed, KindlingError
-from tasks.libs.fakerunner import FakeRunner
-from tasks.libs.masking import mask_argv
+from tasks.libs.procs.fakerunner import FakeRunner
+from tasks.libs.procs.masking import mask_argv
 from tasks.libs.procs.runner import Result
 
 

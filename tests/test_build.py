@@ -9,7 +9,7 @@ import time
 
 from conftest import ROOT, default_sigint, image_exists, invoke
 
-from tasks.libs.proctree import descendants
+from tasks.libs.procs.proctree import descendants
 
 
 def run_json(home):

@@ -21,10 +21,10 @@ from tasks.libs.adapters.engine import DIGEST_LABEL
 from tasks.libs.console import Console
 from tasks.libs.environment import Environment
 from tasks.libs.errors import KindlingError, StackError
-from tasks.libs.fakerunner import FakeRunner
 from tasks.libs.phases import deploy
 from tasks.libs.phases import images as images_phase
 from tasks.libs.plan import Outcome
+from tasks.libs.procs.fakerunner import FakeRunner
 from tasks.libs.procs.runner import Result
 from tasks.libs.settings import build_settings
 from tasks.libs.stack import buildmounts, hostfacts

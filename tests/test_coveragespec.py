@@ -7,8 +7,8 @@ import yaml
 from tasks.libs import render
 from tasks.libs.environment import Environment
 from tasks.libs.errors import StackError
-from tasks.libs.fakerunner import FakeRunner
 from tasks.libs.phases import deploy
+from tasks.libs.procs.fakerunner import FakeRunner
 from tasks.libs.samples import write_stack
 from tasks.libs.settings import build_settings
 from tasks.libs.stack.coveragespec import CoverageSpec

@@ -16,8 +16,8 @@ from conftest import ROOT, invoke
 from tasks.libs.adapters.kubectl import Kubectl
 from tasks.libs.checks import kindhost, preflight, skew
 from tasks.libs.checks.checkresult import FAIL, OK, WARN, Probe
-from tasks.libs.fakerunner import FakeRunner
 from tasks.libs.phases import cluster as cluster_phase
+from tasks.libs.procs.fakerunner import FakeRunner
 from tasks.libs.procs.runner import Result, Runner
 from tasks.libs.runs import ClusterState
 from tasks.libs.stack.model import load_stack

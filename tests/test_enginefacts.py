@@ -5,7 +5,7 @@ import json
 import os
 
 from tasks.libs.checks import enginefacts, preflight
-from tasks.libs.fakerunner import FakeRunner
+from tasks.libs.procs.fakerunner import FakeRunner
 from tasks.libs.procs.runner import Result
 
 INFO = {

@@ -11,9 +11,9 @@ import yaml
 from tasks.libs import hostports
 from tasks.libs.environment import Environment
 from tasks.libs.errors import NotReady
-from tasks.libs.fakerunner import FakeRunner
 from tasks.libs.hostports import HostPort
 from tasks.libs.phases import deploy
+from tasks.libs.procs.fakerunner import FakeRunner
 from tasks.libs.samples import write_stack
 from tasks.libs.settings import build_settings
 from tasks.libs.stack.model import load_stack

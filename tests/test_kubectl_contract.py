@@ -23,11 +23,11 @@ from conftest import IN_CI, ROOT
 from tasks.libs import render
 from tasks.libs.adapters.kubectl import Kubectl
 from tasks.libs.context import RunContext
-from tasks.libs.fakerunner import FakeRunner
 from tasks.libs.phases import cluster as cluster_phase
 from tasks.libs.phases import deploy as deploy_phase
 from tasks.libs.phases import suite as suite_phase
 from tasks.libs.phases import teardown as teardown_phase
+from tasks.libs.procs.fakerunner import FakeRunner
 from tasks.libs.procs.runner import Result
 from tasks.libs.samples import write_stack
 from tasks.libs.settings import build_settings

@@ -12,9 +12,9 @@ from tasks.libs import loopback, registryhost, render
 from tasks.libs.console import Console
 from tasks.libs.environment import Environment
 from tasks.libs.errors import KindlingError
-from tasks.libs.fakerunner import FakeRunner
 from tasks.libs.phases import cluster
 from tasks.libs.plan import Outcome
+from tasks.libs.procs.fakerunner import FakeRunner
 from tasks.libs.procs.runner import Result
 from tasks.libs.samples import write_stack
 from tasks.libs.settings import build_settings

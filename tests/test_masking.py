@@ -2,7 +2,7 @@
 
 import os
 
-from tasks.libs.masking import mask_folder
+from tasks.libs.procs.masking import mask_folder
 from tasks.libs.procs.runner import Runner
 
 

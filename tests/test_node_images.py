@@ -8,7 +8,7 @@ from tasks.libs import images
 from tasks.libs.adapters.engine import Engine
 from tasks.libs.adapters.kind import KindCluster
 from tasks.libs.errors import KindlingError
-from tasks.libs.fakerunner import FakeRunner
+from tasks.libs.procs.fakerunner import FakeRunner
 from tasks.libs.procs.runner import Result
 
 D = "sha256:" + "d" * 64

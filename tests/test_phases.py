@@ -10,17 +10,18 @@ import pytest
 import yaml
 
 from tasks import doctor
-from tasks.libs import cache, images, kubeletcgroup, proctree, render, report
+from tasks.libs import cache, images, kubeletcgroup, render, report
 from tasks.libs.adapters.engine import DIGEST_LABEL
 from tasks.libs.checks import preflight
 from tasks.libs.console import Console
 from tasks.libs.environment import DEFAULT_ESTIMATES, Environment
 from tasks.libs.errors import KindlingError
-from tasks.libs.fakerunner import FakeRunner
 from tasks.libs.kubeletcgroup import PATCH
 from tasks.libs.phases import cluster as cluster_phase
 from tasks.libs.phases import deploy, teardown
 from tasks.libs.plan import Outcome, StepKind
+from tasks.libs.procs import proctree
+from tasks.libs.procs.fakerunner import FakeRunner
 from tasks.libs.procs.runner import Result
 from tasks.libs.samples import write_stack
 from tasks.libs.settings import build_settings

@@ -25,7 +25,7 @@ import pytest
 import yaml
 from conftest import ROOT, StackMaker, default_sigint, image_exists, podman_cmd
 
-from tasks.libs.proctree import descendants
+from tasks.libs.procs.proctree import descendants
 
 SETTLE = 120  # upper bound for waiting on a state change; never an assertion on speed
 
@@ -628,7 +628,7 @@ def wait(self, timeout=None):
     return original(self, timeout)
 sh.RunningCommand.wait = wait
 # The Runner bounds a command with proctree.wait (a timer, then a plain wait): its timeout counts.
-from tasks.libs import proctree
+from tasks.libs.procs import proctree
 bounded = proctree.wait
 def bounded_wait(pid, wait_for_exit, timeout, grace=5.0):
     command = wait_for_exit.__self__

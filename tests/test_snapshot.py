@@ -11,7 +11,7 @@ from tasks.libs.adapters.engine import Engine
 from tasks.libs.adapters.kind import KindCluster
 from tasks.libs.adapters.kubectl import Kubectl
 from tasks.libs.errors import CommandFailed
-from tasks.libs.fakerunner import FakeRunner
+from tasks.libs.procs.fakerunner import FakeRunner
 from tasks.libs.procs.runner import Result
 from tasks.libs.snapshot import Snapshot, Views
 

@@ -22,9 +22,9 @@ from conftest import podman_cmd
 from tasks.libs import samples
 from tasks.libs.adapters.engine import Engine
 from tasks.libs.adapters.kind import KindCluster
-from tasks.libs.commandlog import read_command_log
 from tasks.libs.errors import CommandFailed, PipeFailed
-from tasks.libs.pipeside import pipe_culprit
+from tasks.libs.procs.commandlog import read_command_log
+from tasks.libs.procs.pipeside import pipe_culprit
 from tasks.libs.procs.runner import Runner
 
 SETTLE = 120  # upper bound for waiting on a state change; never an assertion on speed

@@ -14,7 +14,7 @@ from .adapters.kubectl import Kubectl
 from .adapters.localregistry import LocalRegistry
 from .checks.preflight import HostInfo
 from .console import Console
-from .masking import SECRET_NAME_RE
+from .procs.masking import SECRET_NAME_RE
 from .procs.runner import Runner
 from .settings import DeliveryMode, Settings
 from .snapshot import Snapshot, shared_views

@@ -10,11 +10,12 @@ writes the run report.
 
 import time
 
-from . import proctree, report, runs
+from . import report, runs
 from .context import RunContext
 from .errors import Interrupted
 from .phases import cluster, delivery, deploy, images, run, suite
 from .plan import PlannedStep, StepKind, build_plan, image_plan, setup_plan, step_id
+from .procs import proctree
 from .scheduler import FAILED, Scheduler, Step, StepFailed
 from .settings import Settings, Strategy
 

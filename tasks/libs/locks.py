@@ -13,8 +13,8 @@ import os
 import time
 from pathlib import Path
 
-from . import proctree
 from .errors import KindlingError
+from .procs import proctree
 
 _HELD = {}  # path -> open file: held until this process exits (pre= chains re-enter)
 

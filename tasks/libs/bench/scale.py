@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import runs, samples
-from ..commandlog import read_command_log
 from ..errors import KindlingError
+from ..procs.commandlog import read_command_log
 from ..procs.runner import Runner, tail
 
 DEFAULT_SIZES = "3,20,50"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .. import render
 from ..errors import CommandFailed
-from ..masking import display
+from ..procs.masking import display
 from ..procs.runner import Runner, tail
 from ..stack import runspec
 from ..stack.stackfile import Checker

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..checks.checkresult import Check, Probe, query
-from ..masking import SECRET_NAME_RE
+from ..procs.masking import SECRET_NAME_RE
 from ..stack.stackfile import Checker, expand_env, show, type_name
 
 KEY = "helm"  # the service's key in the stack file

@@ -5,10 +5,11 @@ import copy
 import re
 from pathlib import Path
 
-from .. import deploysources, hostports, images, masking, render, runs
+from .. import deploysources, hostports, images, render, runs
 from ..context import RunContext
 from ..errors import CommandFailed, KindlingError, NotReady
 from ..plan import Outcome, StepKind
+from ..procs import masking
 from ..stack import runspec
 from . import cluster
 

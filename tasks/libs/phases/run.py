@@ -14,8 +14,8 @@ from pathlib import Path
 from .. import readiness, render, runs
 from ..context import RunContext
 from ..errors import CommandFailed, KindlingError, NotReady
-from ..masking import SECRET_NAME_RE, display
 from ..plan import Outcome, StepKind
+from ..procs.masking import SECRET_NAME_RE, display
 from ..procs.runner import tail
 from ..stack import runspec
 from . import deploy, suite

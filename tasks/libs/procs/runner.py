@@ -16,11 +16,11 @@ from pathlib import Path
 
 import sh
 
-from .. import proctree
-from ..commandlog import DRY_RUN_MARK, PIPE_MARK, READ_ONLY_MARK
 from ..errors import CommandFailed, PipeFailed
-from ..masking import MASK, display
-from ..pipeside import TAIL_LINES, PipeSide, drain, pipe_culprit
+from . import proctree
+from .commandlog import DRY_RUN_MARK, PIPE_MARK, READ_ONLY_MARK
+from .masking import MASK, display
+from .pipeside import TAIL_LINES, PipeSide, drain, pipe_culprit
 
 DEFAULT_TIMEOUT = 600  # seconds, for commands whose caller gives none
 

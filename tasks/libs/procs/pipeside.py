@@ -8,8 +8,8 @@ from pathlib import Path
 
 import sh
 
+from ..errors import PipeFailed
 from . import proctree
-from .errors import PipeFailed
 from .masking import display
 
 TAIL_LINES = 20

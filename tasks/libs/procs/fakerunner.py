@@ -8,9 +8,9 @@ command log, commands are counted, and a non-zero exit raises CommandFailed unle
 
 from dataclasses import dataclass
 
-from .errors import CommandFailed
+from ..errors import CommandFailed
 from .masking import display
-from .procs.runner import Result, Runner
+from .runner import Result, Runner
 
 
 @dataclass(frozen=True)
