@@ -81,12 +81,17 @@ class Server:
         self.port = self.socket.getsockname()[1]
         self.close_at_once, self.start_after = close_at_once, start_after
         self.accepted = []
+        if not start_after:
+            # Listening before the constructor returns: a loaded host may start the thread late, and
+            # a connection before listen() is refused.
+            self.socket.listen()
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
     def _serve(self):
-        time.sleep(self.start_after)
-        self.socket.listen()
+        if self.start_after:
+            time.sleep(self.start_after)
+            self.socket.listen()
         self.socket.settimeout(0.1)
         while self.socket.fileno() != -1:
             try:
