@@ -4,7 +4,8 @@ import time
 
 from invoke import Collection, task
 
-from .libs import buildcaches, cli, runs
+from .libs import cli, runs
+from .libs.build import caches as buildcaches
 from .libs.errors import KindlingError
 from .libs.settings import process_environment
 

@@ -23,7 +23,8 @@ from pathlib import Path
 import yaml
 from invoke import Collection, task
 
-from .libs import cli, containerfile, deploysources, inputsets, render, runs
+from .libs import cli, deploysources, render, runs
+from .libs.build import containerfile, inputsets
 from .libs.checks import buildcontext, drift, nodeversion, validate
 from .libs.errors import KindlingError, StackError
 from .libs.procs.runner import Runner

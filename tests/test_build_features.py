@@ -16,8 +16,9 @@ import pytest
 import yaml
 from conftest import podman_cmd
 
-from tasks.libs import cache, images, render
+from tasks.libs import images, render
 from tasks.libs.adapters.engine import DIGEST_LABEL
+from tasks.libs.build import digest as cache
 from tasks.libs.console import Console
 from tasks.libs.environment import Environment
 from tasks.libs.errors import KindlingError, StackError

@@ -10,9 +10,10 @@ import pytest
 import yaml
 from conftest import ROOT, image_exists, invoke, podman_cmd
 
-from tasks.libs import buildcaches, cachelocks
 from tasks.libs.adapters.engine import Engine
 from tasks.libs.bench import gosample
+from tasks.libs.build import cachelocks
+from tasks.libs.build import caches as buildcaches
 from tasks.libs.console import Console
 from tasks.libs.environment import Environment, outcome_of
 from tasks.libs.errors import KindlingError, StackError
@@ -242,7 +243,7 @@ def test_a_cache_another_process_holds_is_not_trimmed(tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys, time\nfrom tasks.libs import buildcaches\n"
+            "import sys, time\nfrom tasks.libs.build import caches as buildcaches\n"
             "from tasks.libs.stack.model import load_stack\n"
             f"s = load_stack({str(stack_path)!r}, env={{}})\n"
             "buildcaches.mounts(s, 'api', s.services['api'].build, "

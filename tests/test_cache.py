@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from tasks.libs.cache import build_digest, context_files, is_ignored, read_ignore_rules
+from tasks.libs.build.digest import build_digest, context_files, is_ignored, read_ignore_rules
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
-"""The COPY/ADD sources a Containerfile takes from its build context (tasks/libs/containerfile.py). Pure."""
+"""The COPY/ADD sources a Containerfile takes from its build context (tasks/libs/build/containerfile.py).
+Pure."""
 
-from tasks.libs import containerfile
+from tasks.libs.build import containerfile
 
 HOLMESGPT_SHAPED = """\
 # HolmesGPT API (comment lines before the first instruction are not directives)

@@ -1,12 +1,13 @@
-"""`.dockerignore` rules (tasks/libs/ignorefile.py): pure tests of Docker's documented rules, which ignore
-file a build reads, and one check that real podman leaves out exactly what the module says."""
+"""`.dockerignore` rules (tasks/libs/build/ignorefile.py): pure tests of Docker's documented rules,
+which ignore file a build reads, and one check that real podman leaves out exactly what the module
+says."""
 
 import uuid
 
 import pytest
 from conftest import podman_cmd
 
-from tasks.libs import ignorefile
+from tasks.libs.build import ignorefile
 
 
 def left_out(text, path):

@@ -1,6 +1,6 @@
 """An image's input set (`build.inputs`): the `go build` commands read from a Containerfile
-(tasks/libs/gobuilds.py), the files each rule gives (tasks/libs/inputsets.py), and the digest that
-covers exactly them (tasks/libs/cache.py). `go list` is the host's real Go."""
+(tasks/libs/build/gobuilds.py), the files each rule gives (tasks/libs/build/inputsets.py), and the digest that
+covers exactly them (tasks/libs/build/digest.py). `go list` is the host's real Go."""
 
 import os
 import shutil
@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.libs import cache, gobuilds, inputsets
+from tasks.libs.build import digest as cache
+from tasks.libs.build import gobuilds, inputsets
 from tasks.libs.errors import StackError
 from tasks.libs.procs.runner import Runner
 from tasks.libs.stack.model import load_stack

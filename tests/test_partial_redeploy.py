@@ -2,7 +2,7 @@
 with four main packages under cmd/, a shared package, one package each service imports alone, an
 embedded prompt and a README; every Dockerfile copies the whole checkout (`COPY . .`), as
 Kubernaut's do, and each build says `inputs: go`. An edit rebuilds and rolls out exactly the
-services whose compiled code it touches (tasks/libs/inputsets.py).
+services whose compiled code it touches (tasks/libs/build/inputsets.py).
 
 The four services deploy once per module to a namespace of their own on the shared cluster; each
 test makes one edit, runs `deploy.aianalysis` (its dependencies first, through pre=) and reads

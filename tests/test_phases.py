@@ -10,8 +10,9 @@ import pytest
 import yaml
 
 from tasks import doctor
-from tasks.libs import cache, images, kubeletcgroup, render, report
+from tasks.libs import images, kubeletcgroup, render, report
 from tasks.libs.adapters.engine import DIGEST_LABEL
+from tasks.libs.build import digest as cache
 from tasks.libs.checks import preflight
 from tasks.libs.console import Console
 from tasks.libs.environment import DEFAULT_ESTIMATES, Environment

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from conftest import IN_CI, ROOT, invoke
 
-from tasks.libs import containerfile
+from tasks.libs.build import containerfile
 from tasks.libs.checks import buildcontext, drift, nodeversion
 from tasks.libs.errors import StackError
 from tasks.libs.procs.runner import Runner

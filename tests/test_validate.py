@@ -15,7 +15,7 @@ import pytest
 import yaml
 from conftest import ROOT, invoke
 
-from tasks.libs import cache
+from tasks.libs.build import digest as cache
 from tasks.libs.checks import validate
 from tasks.libs.stack.model import load_stack
 

@@ -12,8 +12,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import cachelocks, cli, locks, runs, samples
+from .. import cli, locks, runs, samples
 from ..adapters.engine import Engine
+from ..build import cachelocks
 from ..errors import KindlingError
 from ..plan import StepKind, step_id
 from ..procs.runner import Runner

@@ -1,7 +1,7 @@
 """What a build takes from its context, checked before building (`invoke stack.check`).
 
-Each COPY/ADD source (tasks/libs/containerfile.py) must be in the context, must not be left out by
-the ignore file the engine reads (tasks/libs/ignorefile.py), and must not be a git submodule
+Each COPY/ADD source (tasks/libs/build/containerfile.py) must be in the context, must not be left out by
+the ignore file the engine reads (tasks/libs/build/ignorefile.py), and must not be a git submodule
 that is not checked out: podman copies an empty submodule folder without complaint, and the
 build fails later, or the image lacks the code. Pure apart from reading files; whether git
 records a submodule's commit is asked through the `gitlink` function passed in.
@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import ignorefile
+from ..build import ignorefile
 from .validate import Problem
 
 _SECTION_RE = re.compile(r'^\s*\[\s*submodule\s+"(.*)"\s*\]\s*$')

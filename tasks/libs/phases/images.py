@@ -3,8 +3,11 @@
 import re
 from pathlib import Path
 
-from .. import buildcaches, cache, ignorefile, images, inputsets
+from .. import images
 from ..adapters.engine import DIGEST_LABEL, STACK_LABEL
+from ..build import caches as buildcaches
+from ..build import digest as cache
+from ..build import ignorefile, inputsets
 from ..context import RunContext
 from ..errors import CommandFailed, KindlingError
 from ..plan import Outcome, StepKind

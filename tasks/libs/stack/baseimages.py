@@ -15,7 +15,8 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import containerfile, images
+from .. import images
+from ..build import containerfile
 from ..errors import KindlingError, StackError
 from .stackfile import Checker, show, type_name
 

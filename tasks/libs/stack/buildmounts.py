@@ -15,7 +15,7 @@ build is, not what it produces, when go.sum pins the modules (go verifies each o
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .. import buildcaches
+from ..build import caches as buildcaches
 from .stackfile import Checker, expand_env, show, type_name, unset_variables
 
 MOUNT_KEYS = {"source", "target", "readonly", "optional"}

@@ -3,7 +3,8 @@
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import buildcaches, inputsets
+from ..build import caches as buildcaches
+from ..build import inputsets
 from . import baseimages, buildmounts, hostfacts
 from .stackfile import Checker, parse_size, show
 

@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import buildcaches, deploysources, images
+from .. import deploysources, images
+from ..build import caches as buildcaches
 from ..errors import StackError
 from . import baseimages, buildmounts, buildspec, coveragespec, runspec
 from .buildspec import Build

@@ -11,7 +11,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import KindlingError
+from ..errors import KindlingError
 
 LOCK_WAIT_SECONDS = 300  # a build waits this long for a clear or trim in another process to finish
 

@@ -21,9 +21,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import cache, containerfile, gobuilds, runs
-from .errors import CommandFailed
-from .stack import hostfacts, stackfile
+from .. import runs
+from ..errors import CommandFailed
+from ..stack import hostfacts, stackfile
+from . import containerfile, gobuilds
+from . import digest as cache
 
 RULES = ("context", "go")
 GO_LIST_SECONDS = 120

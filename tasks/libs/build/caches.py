@@ -19,9 +19,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from ..errors import KindlingError, StackError
+from ..stack.stackfile import Checker, parse_size, show, type_name
 from . import cachelocks
-from .errors import KindlingError, StackError
-from .stack.stackfile import Checker, parse_size, show, type_name
 
 # Preset -> (cache name, path inside the build), each where the tool looks when nothing is set,
 # so the Containerfile needs no change:
