@@ -91,7 +91,9 @@ class Proc:
     """`invoke ...` started in the background; its output is drained by threads."""
 
     def __init__(self, args, env):
-        full_env = {**os.environ, "NO_COLOR": "1", **env}
+        # A run that does not end when it should is sent SIGABRT (wait_or_explain): Python then prints
+        # every thread's stack, which shows where it was stuck.
+        full_env = {**os.environ, "NO_COLOR": "1", "PYTHONFAULTHANDLER": "1", **env}
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "invoke", "--search-root", str(ROOT), *args],
             env=full_env,
@@ -136,6 +138,23 @@ class Proc:
         for thread in self.threads:
             thread.join(timeout=30)
         return self.popen.returncode
+
+    def wait_or_explain(self, timeout):
+        """wait(), or, if the run is still going after timeout, fail with what it was doing: the
+        processes below it and every thread's stack (faulthandler, on SIGABRT)."""
+        try:
+            return self.wait(timeout)
+        except subprocess.TimeoutExpired:
+            below = [" ".join(proc_args(pid)) for pid in descendants(self.pid)]
+            self.popen.send_signal(signal.SIGABRT)
+            try:
+                self.wait(30)
+            except subprocess.TimeoutExpired:
+                pass
+            raise AssertionError(
+                f"the run did not end within {timeout} s; processes below it: {below}\n"
+                f"its stderr (with each thread's stack):\n{self.stderr[-6000:]}"
+            ) from None
 
     def stop(self):
         """Test clean-up only: make sure the run and everything below it is gone."""
@@ -572,7 +591,7 @@ def test_interrupt_stops_everything_and_the_next_setup_works(world, phase):
             assert world.tars() == [], "the image is streamed into kind: no archive on disk"
         recorded = snapshot(descendants(proc.pid))
         proc.popen.send_signal(signum)
-        proc.wait(timeout=SETTLE)
+        proc.wait_or_explain(SETTLE)
     finally:
         proc.stop()
     assert proc.returncode == 128 + signum, proc.stdout + proc.stderr
