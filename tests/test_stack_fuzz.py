@@ -8,6 +8,7 @@ with YAML-level snippets spliced into the text; random text; raw random bytes. P
 deterministic regression per problem the fuzzing found.
 """
 
+import atexit
 import copy
 import shutil
 import subprocess
@@ -29,6 +30,7 @@ from tasks.libs.stack.model import Stack, load_stack
 
 ROOT = Path(__file__).resolve().parents[1]
 _HYPOTHESIS_HOME = tempfile.mkdtemp(prefix="kindling-hypothesis-")
+atexit.register(shutil.rmtree, _HYPOTHESIS_HOME, ignore_errors=True)  # also after a bare collection
 hypothesis_configuration.set_hypothesis_home_dir(_HYPOTHESIS_HOME)
 
 # No example database: it would be written into the repository (.hypothesis/). No shrinking:
