@@ -22,17 +22,11 @@ from tasks.libs.errors import KindlingError  # noqa: E402
 def _stack_for_task_list():
     """The stack whose services get deploy.<service> tasks; None (with a warning) if unusable.
 
-    The task list is made before Invoke parses the command line, so the `e2e.stack` setting is
-    read here through Invoke's own config loading (system, user and project files,
-    INVOKE_E2E_STACK, and a `-f FILE` on the command line), as the tasks later see it."""
+    The task list is made before Invoke parses the command line, so the `e2e.stack` and
+    `e2e.profile` settings are read here through Invoke's own config loading (system, user and
+    project files, INVOKE_E2E_*, and a `-f FILE` on the command line), as the tasks later see them."""
     try:
-        from tasks.libs.settings import process_environment
-        from tasks.libs.stack.model import load_stack, stack_path
-
-        env = process_environment()
-        return load_stack(
-            stack_path(cli.configured_stack(sys.argv), env, root=cli.PROJECT_ROOT), env=env, check_files=False
-        )
+        return cli.load(None, check_files=False, config=cli.configured_e2e(sys.argv))
     except KindlingError as exc:
         print(f"kindling: no deploy.<service> tasks: {exc}", file=sys.stderr)
         return None

@@ -28,7 +28,7 @@ from .libs.build import containerfile, inputsets
 from .libs.checks import buildcontext, drift, nodeversion, validate
 from .libs.errors import KindlingError, StackError
 from .libs.procs.runner import Runner
-from .libs.settings import base_images_setting, process_environment
+from .libs.settings import base_images_setting, process_environment, profile_setting
 from .libs.stack import baseimages, buildmounts
 from .libs.stack.model import load_stack
 
@@ -73,6 +73,7 @@ def check(c, kubernetes_version=None):
     print(
         f"stack.check: stack {stack.name} ({stack.path}): {len(items)} objects, Kubernetes {version} "
         f"schemas ({version_origin}; kubernetes-validate {getattr(kv, '__version__', '?')})"
+        + (f", profiles {', '.join(stack.profiles)} applied" if stack.profiles else "")
     )
     if version_note:
         print(f"note: {version_note}")
@@ -238,12 +239,14 @@ def load_for_check(c):
     config, Containerfiles) must still exist."""
     env = process_environment()
     path = cli.stack_file(c, env)
+    names, origin = profile_setting(cli.e2e_config(c), env)
+    chosen = {"profile_names": names, "profile_origin": origin}
     problems = []
     try:
-        stack = load_stack(path, env=env, check_files=False, problems=problems)
+        stack = load_stack(path, env=env, check_files=False, problems=problems, **chosen)
         if stack.source.is_dir():
             problems = []
-            return load_stack(path, env=env, problems=problems), problems, False, {}
+            return load_stack(path, env=env, problems=problems, **chosen), problems, False, {}
     except StackError as exc:  # past the header nothing can be read
         return None, problems + [exc], False, {}
     source = stack.source

@@ -124,6 +124,7 @@ def test_registries_off_the_loopback_and_kinds_local_registry_are_never_refused(
 # callable checks the settings both routes produce.
 KEY_CASES = {
     "stack": ("missing.yaml", "missing.yaml"),
+    "profile": ("bogus", "invoke config e2e.profile names profile 'bogus', which the stack does not have"),
     "coverage": ("true", lambda s: s.coverage),
     "load_via": ("carrier-pigeon", "'carrier-pigeon': use archive or registry"),
     "kind_registry.name": ("my-registry", lambda s: s.delivery.kind_registry["name"] == "my-registry"),

@@ -15,7 +15,7 @@ from .environment import Environment
 from .errors import Interrupted, KindlingError
 from .procs import runner as procs
 from .scheduler import StepFailed
-from .settings import build_settings, invoke_config_defaults, process_environment
+from .settings import build_settings, invoke_config_defaults, process_environment, profile_setting
 from .stack.model import load_stack, stack_path
 from .stack.stackfile import parse_size
 
@@ -36,9 +36,9 @@ def e2e_config(ctx) -> dict:
     return _plain(ctx.config.get("e2e", {})) if ctx is not None else {}
 
 
-def configured_stack(argv) -> str | None:
-    """`e2e.stack` from Invoke's config before a task context exists: system, user and project
-    config files, INVOKE_E2E_STACK, and the runtime file of a `-f FILE`/`--config FILE`."""
+def configured_e2e(argv) -> dict:
+    """The `e2e` section of Invoke's config before a task context exists: system, user and project
+    config files, INVOKE_E2E_* variables, and the runtime file of a `-f FILE`/`--config FILE`."""
     # Invoke loads INVOKE_* variables only for keys its defaults already have.
     config = Config(
         project_location=str(PROJECT_ROOT), defaults={**Config.global_defaults(), **CONFIG_DEFAULTS}
@@ -51,7 +51,7 @@ def configured_stack(argv) -> str | None:
     config.load_project()
     config.load_runtime()
     config.load_shell_env()
-    return (config.get("e2e") or {}).get("stack")
+    return _plain(config.get("e2e") or {})
 
 
 def stack_file(ctx=None, env=None) -> Path:
@@ -59,9 +59,14 @@ def stack_file(ctx=None, env=None) -> Path:
     return stack_path(e2e_config(ctx).get("stack"), env, root=PROJECT_ROOT)
 
 
-def load(ctx, check_files=True, env=None):
+def load(ctx, check_files=True, env=None, config=None):
+    """The configured stack, with the profiles E2E_PROFILE or e2e.profile chooses laid over it.
+    config: the `e2e` section when no task context exists yet (tasks.py's task list)."""
     env = process_environment() if env is None else env
-    return load_stack(stack_file(ctx, env), env=env, check_files=check_files)
+    config = e2e_config(ctx) if config is None else config
+    names, origin = profile_setting(config, env)
+    path = stack_path(config.get("stack"), env, root=PROJECT_ROOT)
+    return load_stack(path, env=env, check_files=check_files, profile_names=names, profile_origin=origin)
 
 
 def parse_budget(text):

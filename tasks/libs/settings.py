@@ -16,7 +16,7 @@ from types import MappingProxyType
 from . import images, registryhost
 from .checks import preflight
 from .errors import KindlingError
-from .stack import baseimages
+from .stack import baseimages, profiles
 
 DEFAULT_LIMITS = {"build": 4, "load": 2, "kube": 4, "cluster": 1}
 DEFAULT_TIMEOUTS = {"build": 3600, "save": 900, "load": 900, "cluster": 600, "apply": 300}
@@ -128,6 +128,13 @@ class Settings:
 # (setting, Invoke config key under e2e., environment variable, task option, meaning)
 SETTINGS = (
     ("stack file", "stack", "E2E_STACK", "", "the stack file (default e2e.yaml)"),
+    (
+        "stack profiles",
+        "profile",
+        "E2E_PROFILE",
+        "",
+        "the stack's profiles to apply, e.g. offline or offline,ci",
+    ),
     ("coverage mode", "coverage", "E2E_COVERAGE", "--coverage", "coverage mode"),
     (
         "delivery",
@@ -231,6 +238,12 @@ def base_images_setting(config, env, option=None) -> tuple:
     """((repository, replacement), ...) of --base-images, KINDLING_BASE_IMAGES or e2e.base_images."""
     value, origin = _layered(dict(config or {}), env, "base_images", "KINDLING_BASE_IMAGES", option)
     return baseimages.from_setting(value, "--base-images" if origin == "option" else origin)
+
+
+def profile_setting(config, env) -> tuple:
+    """(names, origin) of the stack profiles E2E_PROFILE or e2e.profile chooses (stack/profiles.py)."""
+    value, origin = _layered(dict(config or {}), env, "profile", "E2E_PROFILE")
+    return profiles.parse_names(value, origin), origin
 
 
 def _positive_int(text, origin: str, what: str, low: int = 1, high: int | None = None) -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 from .. import deploysources, images
 from ..build import caches as buildcaches
 from ..errors import StackError
-from . import baseimages, buildmounts, buildspec, coveragespec, runspec
+from . import baseimages, buildmounts, buildspec, coveragespec, profiles, runspec
 from .buildspec import Build
 from .stackfile import Checker, positive_seconds, read_document, show
 from .stacksections import TestSpec, parse_registry, parse_test
@@ -36,6 +36,7 @@ TOP_KEYS = {
     "images",
     "registry",
     "base_images",
+    profiles.PROFILE_KEY,
 }
 TIMEOUT_KEYS = {"build", "save", "load", "cluster", "apply"}
 CLUSTER_KEYS = {"name", "config", "image"}
@@ -89,6 +90,7 @@ class Stack:
     source_revision: str = ""  # the source's commit the stack was verified against; "" when not declared
     image_name: str = images.DEFAULT_NAME_TEMPLATE  # `images.name`: how built images are named
     base_images: tuple = ()  # (repository, replacement) for every build's FROMs (baseimages.py)
+    profiles: tuple = ()  # the names of the stack's profiles laid over it (profiles.py)
 
     @property
     def folder(self) -> Path:
@@ -130,8 +132,17 @@ class Stack:
         return names
 
 
-def load_stack(path, *, env, check_files: bool = True, problems: list | None = None) -> Stack:
+def load_stack(
+    path,
+    *,
+    env,
+    check_files: bool = True,
+    problems: list | None = None,
+    profile_names: tuple = (),
+    profile_origin: str = "E2E_PROFILE",
+) -> Stack:
     """Load and validate a stack file. check_files=False skips existence checks (task listing).
+    profile_names: the stack's profiles to lay over it, in order (profile_origin says who chose them).
 
     problems: a list to collect every StackError in (stack.check) instead of raising the first; the
     Stack returned then holds the services that could be read. A broken header still raises.
@@ -140,6 +151,7 @@ def load_stack(path, *, env, check_files: bool = True, problems: list | None = N
     document = read_document(path)
     c = Checker(path, env, check_files, problems)
     c.mapping(document, "", TOP_KEYS)
+    document = profiles.apply(c, document, tuple(profile_names), profile_origin, TOP_KEYS)
     for required in ("name", "services"):
         if required not in document:
             c.fail(required, "is required", f"add `{required}:` at the top level")
@@ -260,6 +272,7 @@ def load_stack(path, *, env, check_files: bool = True, problems: list | None = N
         source_revision=revision,
         image_name=image_name,
         base_images=base_images,
+        profiles=tuple(profile_names),
     )
 
 
