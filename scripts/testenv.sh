@@ -17,6 +17,18 @@
 #   scripts/testenv.sh build --peers
 #                               also the tools bench.peers measures kindling against (Skaffold:
 #                               about 5 more minutes); outside the default build, which CI runs
+#   scripts/testenv.sh build --kubernaut
+#                               also stand-ins for the images Kubernaut's stacks build FROM or run,
+#                               nothing pulled (tests/testenv/kubernaut/: a Debian rootfs with
+#                               PostgreSQL 15, Redis 7.0, git, ...; the host's Go): ubi-minimal:10,
+#                               go-toolset:1.26 (and :10.2), postgres:16, redis:7 under
+#                               localhost/kindling-testenv/ (cold: about a minute, mostly
+#                               debootstrap); outside the default build. Once they are built, env
+#                               also prints KINDLING_KUBERNAUT_STANDINS="REPOSITORY=STAND-IN,...",
+#                               the form of KINDLING_BASE_IMAGES:
+#                               KINDLING_BASE_IMAGES=$KINDLING_KUBERNAUT_STANDINS invoke e2e.setup
+#                               (postgres and redis stand in for services' `image:`s, which
+#                               base_images does not map: podman tag them as those names)
 #   scripts/testenv.sh env      print the exports: eval "$(scripts/testenv.sh env)"
 #   scripts/testenv.sh check    exit 0 if everything is built, else say what is missing
 #   scripts/testenv.sh clean    remove the cache folder and the node images
@@ -40,6 +52,17 @@ DEBIAN_SUITE=bookworm
 NODE_PACKAGES=containerd,runc,procps,iproute2,tini,iptables,conntrack,containernetworking-plugins
 MODULES=(kubernetes kind etcd crictl helm coredns localpath)
 PEER_MODULES=(skaffold)  # built on --peers only: bench.peers, not the tests, needs them
+# Built on --kubernaut only: the Debian packages of its stand-in images' base, and each stand-in:
+# NAME (tests/testenv/kubernaut/NAME.Containerfile), the repository it stands in for, its tags.
+KUBERNAUT_PACKAGES=ca-certificates,tzdata,git,postgresql-15,postgresql-client-15,redis-server,passwd,util-linux
+KUBERNAUT_STANDINS=(
+  "ubi-minimal registry.access.redhat.com/ubi10/ubi-minimal localhost/kindling-testenv/ubi-minimal:10"
+  "go-toolset registry.access.redhat.com/ubi10/go-toolset localhost/kindling-testenv/go-toolset:1.26
+    localhost/kindling-testenv/go-toolset:10.2"
+  "postgres docker.io/library/postgres localhost/kindling-testenv/postgres:16"
+  "redis quay.io/jordigilh/redis localhost/kindling-testenv/redis:7"
+)
+KEY_LABEL=io.kindling.testenv.key  # a fixed-tag image's content key (stand-ins)
 # Images of the node's add-ons, named after the test environment (kind's own names would
 # claim to be kind's images). The node image's key covers what they are made of.
 CNI_IMAGE=localhost/kindling-testenv/cni-daemon:1
@@ -145,23 +168,26 @@ debian_mirror() {
   echo "${uri:-http://deb.debian.org/debian}"
 }
 
-build_base() {
-  local tag
-  tag=$(base_image)
+build_base() { debootstrap_image "$(base_image)" "$NODE_PACKAGES" node "$CACHE/debootstrap.log"; }
+
+debootstrap_image() {  # TAG PACKAGES WHAT LOG [PATH...]: a Debian rootfs with PACKAGES, less PATHs, as TAG
+  local tag=$1 packages=$2 what=$3 log=$4; shift 4
   image_exists "$tag" && return 0
   command -v debootstrap >/dev/null || die "debootstrap is needed (apt-get install debootstrap)"
-  say "making the node's Debian rootfs with debootstrap ($DEBIAN_SUITE: $NODE_PACKAGES)"
+  say "making the $what Debian rootfs with debootstrap ($DEBIAN_SUITE: $packages)"
   local rootfs
   rootfs=$(mktemp -d "$CACHE/rootfs.XXXXXX")
   trap 'rm -rf "$rootfs"' EXIT
   local start=$SECONDS
-  debootstrap --variant=minbase --include="$NODE_PACKAGES" "$DEBIAN_SUITE" "$rootfs" "$(debian_mirror)" \
-    >"$CACHE/debootstrap.log" 2>&1 || die "debootstrap failed: see $CACHE/debootstrap.log"
+  debootstrap --variant=minbase --include="$packages" "$DEBIAN_SUITE" "$rootfs" "$(debian_mirror)" \
+    >"$log" 2>&1 || die "debootstrap failed: see $log"
   rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+  local path
+  for path in "$@"; do rm -rf "${rootfs:?}/$path"; done
   tar -C "$rootfs" -c . | podman import -q - "$tag" >/dev/null
   rm -rf "$rootfs"
   trap - EXIT
-  say "node base image $tag in $((SECONDS - start)) s"
+  say "$what base image $tag in $((SECONDS - start)) s"
 }
 
 save_image() {  # ARCHIVE CONTEXT TAG... : build CONTEXT under the tags, save them in one archive
@@ -318,6 +344,84 @@ build_registry() {
   rm -rf "$context"
 }
 
+kubernaut_base_image() {
+  echo "localhost/kindling-testenv/kubernaut-base:${DEBIAN_SUITE}-$(echo "$KUBERNAUT_PACKAGES" | sha256sum | cut -c1-8)"
+}
+
+build_kubernaut_base() {
+  # Less a "main" cluster, should postgresql-15's postinst make one (Debian's pg_createcluster):
+  # the postgres stand-in keeps its data in PGDATA.
+  debootstrap_image "$(kubernaut_base_image)" "$KUBERNAUT_PACKAGES" Kubernaut \
+    "$CACHE/debootstrap-kubernaut.log" etc/postgresql/15/main var/lib/postgresql/15/main
+}
+
+standin_key() {  # NAME: a digest of the stand-in's files, its base and (go-toolset) the host's Go
+  local name=$1
+  local files=("kubernaut/$name.Containerfile")
+  case $name in
+    ubi-minimal|go-toolset) files+=(kubernaut/dnf) ;;
+    postgres|redis) files+=("kubernaut/$name-entrypoint.sh") ;;
+    *) die "no stand-in $name" ;;
+  esac
+  (key_of "${files[@]}"; kubernaut_base_image
+   if [[ $name == go-toolset ]]; then go version; go env GOROOT GOPROXY GOSUMDB; host_ca_bundle | xargs -r cat; fi) \
+    | sha256sum | cut -c1-12
+}
+
+host_ca_bundle() {  # the CA bundle the host's go trusts (a TLS-inspecting proxy's CA may be in it)
+  local bundle=${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}
+  if [[ -f $bundle ]]; then echo "$bundle"; fi
+}
+
+standin_current() {  # NAME TAG...: every tag is an image built from the stand-in's current key
+  local key tag
+  key=$(standin_key "$1"); shift
+  for tag in "$@"; do
+    [[ $(podman image inspect --format "{{index .Labels \"$KEY_LABEL\"}}" "$tag" 2>/dev/null) == "$key" ]] \
+      || return 1
+  done
+}
+
+build_standin() {  # NAME TAG...: tests/testenv/kubernaut/NAME.Containerfile on the Kubernaut base
+  local name=$1; shift
+  standin_current "$name" "$@" && return 0
+  local tags=() tag extra=() old log=$CACHE/kubernaut-$name.log start=$SECONDS
+  for tag in "$@"; do tags+=(-t "$tag"); done
+  if [[ $name == go-toolset ]]; then
+    extra=(--volume "$(go env GOROOT):/mnt/goroot:ro"
+      --build-arg "GOPROXY=$(go env GOPROXY)" --build-arg "GOSUMDB=$(go env GOSUMDB)")
+    if [[ -n $(host_ca_bundle) ]]; then extra+=(--volume "$(host_ca_bundle):/mnt/host-ca.crt:ro"); fi
+  fi
+  old=$(podman image inspect --format '{{.Id}}' "$1" 2>/dev/null || true)
+  # --no-cache: the key decides when to build, and a cached RUN would not see a new GOROOT.
+  podman build --no-cache --build-arg "BASE=$(kubernaut_base_image)" --label "$KEY_LABEL=$(standin_key "$name")" \
+    "${tags[@]}" "${extra[@]}" -f "$TESTENV/kubernaut/$name.Containerfile" "$TESTENV/kubernaut" >"$log" 2>&1 \
+    || die "the $name stand-in failed: see $log"
+  [[ -z $old ]] || podman rmi "$old" >/dev/null 2>&1 || true  # the stale one, unless still in use
+  say "stand-in $* in $((SECONDS - start)) s"
+}
+
+build_kubernaut() {
+  build_kubernaut_base
+  local entry name upstream tags
+  for entry in "${KUBERNAUT_STANDINS[@]}"; do
+    read -r name upstream tags <<<"${entry//$'\n'/ }"
+    # shellcheck disable=SC2086
+    build_standin "$name" $tags
+  done
+}
+
+kubernaut_standins() {  # REPOSITORY=STAND-IN,... when every stand-in is built, else nothing
+  local entry name upstream tags pairs=()
+  for entry in "${KUBERNAUT_STANDINS[@]}"; do
+    read -r name upstream tags <<<"${entry//$'\n'/ }"
+    # shellcheck disable=SC2086
+    standin_current "$name" $tags || return 0
+    pairs+=("$upstream=${tags%% *}")
+  done
+  (IFS=,; echo "${pairs[*]}")
+}
+
 host_setup() {
   # kind's podman provider mounts /lib/modules read-only into every node
   # (pkg/cluster/internal/providers/podman/provision.go); podman refuses a missing source.
@@ -356,19 +460,26 @@ case "${1:-}" in
     command -v go >/dev/null || die "go is needed (Go 1.26: see README, Tests)"
     command -v podman >/dev/null || die "podman is needed (apt-get install podman runc)"
     export CONTAINERS_CONF=${CONTAINERS_CONF:-$(containers_conf)}
+    peers=no kubernaut=no
+    for option in "${@:2}"; do
+      case $option in
+        --peers) peers=yes ;;
+        --kubernaut) kubernaut=yes ;;
+        *) die "unknown option $option: build takes --peers, --kubernaut or nothing" ;;
+      esac
+    done
     mkdir -p "$CACHE/tools"
     host_setup
     start=$SECONDS
     for module in "${MODULES[@]}"; do build_module "$module"; done
-    if [[ ${2:-} == --peers ]]; then
+    if [[ $peers == yes ]]; then
       for module in "${PEER_MODULES[@]}"; do build_module "$module"; done
-    elif [[ -n ${2:-} ]]; then
-      die "unknown option ${2}: build takes --peers or nothing"
     fi
     build_base
     build_node
     build_busybox
     build_registry
+    if [[ $kubernaut == yes ]]; then build_kubernaut; fi
     say "ready in $((SECONDS - start)) s: eval \"\$(scripts/testenv.sh env)\""
     ;;
   env)
@@ -381,6 +492,8 @@ case "${1:-}" in
     echo "export KINDLING_TESTENV=\"$CACHE\""
     echo "export BASE_IMAGE=\"$(busybox_image)\""
     echo "export KINDLING_KIND_REGISTRY_IMAGE=\"$(registry_image)\""
+    standins=$(kubernaut_standins)
+    if [[ -n $standins ]]; then echo "export KINDLING_KUBERNAUT_STANDINS=\"$standins\""; fi
     ;;
   check)
     export CONTAINERS_CONF=${CONTAINERS_CONF:-$(containers_conf)}
@@ -393,7 +506,7 @@ case "${1:-}" in
     rm -rf "$CACHE"
     ;;
   *)
-    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '/^#   scripts\/testenv.sh build /,/^set /{/^#/p}' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac
