@@ -132,17 +132,36 @@ def test_the_wait_ends_when_a_late_port_answers_and_names_the_one_that_never_doe
     never = HostPort("silent", 30001, "127.0.0.1", closed_port())
     try:
         started = time.monotonic()
-        assert hostports.wait_answering([HostPort("late", 30000, "127.0.0.1", late.port)], 10) == []
+        waited = hostports.wait_answering([HostPort("late", 30000, "127.0.0.1", late.port)], 10)
+        assert waited == hostports.Waited([], [])
         assert 0.5 < time.monotonic() - started < 5
         started = time.monotonic()
-        assert hostports.wait_answering([never], 0.5) == [never]
+        assert hostports.wait_answering([never], 0.5).silent == [never]
         assert time.monotonic() - started < 3
         # An interrupted run stops waiting at once.
         started = time.monotonic()
-        assert hostports.wait_answering([never], 30, stopping=lambda: True) == [never]
+        assert hostports.wait_answering([never], 30, stopping=lambda: True).silent == [never]
         assert time.monotonic() - started < 3
     finally:
         late.close()
+
+
+def test_a_port_refused_while_its_services_other_port_answers_is_reported_not_waited_for():
+    """kube-proxy programs a Service's ports together: one answering and its sibling refusing a
+    moment later means no container serves the sibling (Kubernaut's controller `api` port)."""
+    serving = Server()
+    try:
+        health = HostPort("controller", 30284, "127.0.0.1", serving.port)
+        api = HostPort("controller", 30084, "127.0.0.1", closed_port())
+        other = HostPort("elsewhere", 30085, "127.0.0.1", closed_port())
+        started = time.monotonic()
+        waited = hostports.wait_answering([api, health], 30)
+        assert waited == hostports.Waited([], [api])
+        assert hostports.UNSERVED_SECONDS <= time.monotonic() - started < hostports.UNSERVED_SECONDS + 3
+        # A refusing port of a Service none of whose ports answered is still waited for.
+        assert hostports.wait_answering([other, health], 0.5) == hostports.Waited([other], [])
+    finally:
+        serving.close()
 
 
 def deploy_context(tmp_path, host_port, env_extra=None):

@@ -4,6 +4,13 @@ A workload is ready when its pods are. Its NodePort answers on the host a moment
 kube-proxy on the node has programmed the port from the Service's EndpointSlice, which takes
 seconds on a loaded host. Until then the node refuses the connection, so a suite started at
 once would fail on a "connection refused" that says nothing about the code under test.
+
+A Service may also publish a port its pods never serve: Kubernaut's AIAnalysis controller
+Service maps an `api` port 8080 that the controller does not listen on. From the host, a port
+kube-proxy has not programmed and a port no process serves both refuse. kube-proxy programs
+every port of a Service in one sync (one iptables-restore or nftables transaction, from the
+Service and its EndpointSlice), so once one port of a Service answers, a port of the same
+Service that still refuses a moment later is not being served: it is reported, not waited for.
 """
 
 import socket
@@ -15,6 +22,9 @@ CONNECT_SECONDS = 1.0
 # How long a connection must stay open to count as answered. A rootless engine's port forwarder
 # accepts every connection and closes it when the node refuses, so an accept alone proves little.
 HOLD_SECONDS = 0.2
+# How long a port may refuse after another port of its Service answered before it counts as not
+# served by the pods (rather than not yet programmed by kube-proxy).
+UNSERVED_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -99,13 +109,33 @@ def answers(address: str, port: int) -> bool:
         return False
 
 
-def wait_answering(ports: list[HostPort], timeout: float, stopping=lambda: False) -> list[HostPort]:
-    """Wait until every port answers; the ones that did not by the timeout (or an interrupt)."""
+@dataclass(frozen=True)
+class Waited:
+    silent: list  # HostPorts that never answered: kube-proxy has not programmed them, or no pod serves
+    unserved: list  # HostPorts that refuse while another port of their Service answers
+
+
+def wait_answering(ports: list[HostPort], timeout: float, stopping=lambda: False) -> Waited:
+    """Wait until every port answers, or refuses while its Service is programmed (see above)."""
     deadline = time.monotonic() + timeout
     waiting = list(ports)
+    programmed = {}  # Service -> when one of its ports first answered
+    unserved = []
     while waiting:
-        waiting = [p for p in waiting if not answers(p.address, p.port)]
+        still = []
+        for port in waiting:
+            if answers(port.address, port.port):
+                programmed.setdefault(port.service, time.monotonic())
+            else:
+                still.append(port)
+        waiting = []
+        for port in still:
+            since = programmed.get(port.service)
+            if since is not None and time.monotonic() - since >= UNSERVED_SECONDS:
+                unserved.append(port)
+            else:
+                waiting.append(port)
         if not waiting or stopping() or time.monotonic() >= deadline:
             break
         time.sleep(POLL_SECONDS)
-    return waiting
+    return Waited(waiting, unserved)

@@ -168,7 +168,13 @@ def wait_host_ports(ctx: RunContext, name, docs):
     if not ports:
         return
     timeout = ctx.stack.services[name].ready_timeout
-    silent = hostports.wait_answering(ports, timeout, stopping=lambda: ctx.runner.stopping)
+    waited = hostports.wait_answering(ports, timeout, stopping=lambda: ctx.runner.stopping)
+    for port in waited.unserved:
+        ctx.console.line(
+            f"{name}: Service {port.service} nodePort {port.node_port} ({port.address}:{port.port}) "
+            "refuses connections while its other ports answer: no container listens on its targetPort"
+        )
+    silent = waited.silent
     if silent:
         shown = "; ".join(
             f"Service {p.service} nodePort {p.node_port} -> {p.address}:{p.port}" for p in silent
