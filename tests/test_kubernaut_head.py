@@ -413,11 +413,13 @@ def test_coverage_mode_covers_what_the_aianalysis_harness_covers():
 
 
 def test_every_file_of_the_stack_is_used():
-    """Each manifest under manifests/aianalysis/ and each script is named by e2e.yaml."""
+    """Each manifest under manifests/aianalysis/ and each script is named by e2e.yaml (the suite
+    by its `test:`)."""
     named = set()
     for spec in raw_stack()["services"].values():
         named |= {m for m in spec.get("manifests", []) if not m.startswith("${")}
         named |= {str(a) for a in (spec.get("run") or {}).get("command", [])}
+    named |= {str(a).removeprefix("${STACK_DIR}/") for a in raw_stack()["test"]["command"]}
     shipped = {p.relative_to(ROOT).as_posix() for p in (ROOT / "manifests/aianalysis").glob("*.yaml")}
     scripts = {p.relative_to(ROOT).as_posix() for p in SCRIPTS.glob("*") if p.suffix in (".py", ".yaml")}
     imported = {"scripts/kubernaut/kube.py", "scripts/kubernaut/workflowid.py"}  # by the scripts
