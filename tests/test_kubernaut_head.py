@@ -290,6 +290,30 @@ def test_workflow_ids_are_the_ones_kubernauts_own_go_computes(tmp_path):
     assert not package.exists()
 
 
+@pytest.mark.skipif(not KUBERNAUT_CHECKOUT, reason="KUBERNAUT_CHECKOUT names no Kubernaut checkout")
+def test_stack_check_rejects_a_workflow_that_breaks_kubernauts_own_crd(tmp_path):
+    """stack.check validates the seeded RemediationWorkflows against the checkout's own CRD
+    (crdschema.py): a copy of the checkout with one fixture broken (an unknown field, a string
+    where the CRD wants an object) is refused, naming the file and both fields; the checkout as it
+    is passes."""
+    checkout = Path(KUBERNAUT_CHECKOUT)
+    env = {"E2E_STACK": str(STACK_FILE), "KINDLING_NODE_IMAGE": "kindest/node:v1.36.1"}
+    assert invoke(["stack.check"], {**env, "E2E_SOURCE": str(checkout)}).returncode == 0
+    copy = tmp_path / "kubernaut"
+    subprocess.run(["cp", "-a", f"{checkout}/.", str(copy)], check=True, timeout=300)
+    fixture = copy / "test/fixtures/workflows/generic-restart/workflow-schema.yaml"
+    workflow = yaml.safe_load(fixture.read_text())
+    workflow["spec"]["description"] = "restarts a pod"  # the CRD wants {what, whenToUse, ...}
+    workflow["spec"]["restartPolicy"] = "Always"  # no such field in the CRD
+    fixture.write_text(yaml.safe_dump(workflow, sort_keys=False))
+    result = invoke(["stack.check"], {**env, "E2E_SOURCE": str(copy)})
+    assert result.returncode == 1, result.stdout + result.stderr
+    problems = result.stderr
+    assert "generic-restart/workflow-schema.yaml" in problems
+    assert "spec.description: 'restarts a pod' is not of type 'object'" in problems, problems
+    assert "spec: unknown field 'restartPolicy'" in problems, problems
+
+
 # ------------------------------------------------------------------------------------------------
 # mock-llm's scenarios (seed.py)
 
