@@ -247,3 +247,17 @@ def test_node_image_from_the_stack_or_the_environment(tree):
     with pytest.raises(StackError) as info:
         load_stack(path, env={"KINDLING_NODE_IMAGE": "Bad Image!"})
     assert info.value.field == "cluster.image (from KINDLING_NODE_IMAGE)"
+
+
+def test_the_suite_command_names_the_stacks_and_the_sources_folders(tree):
+    """As a run step's command does: ${STACK_DIR}, ${SOURCE_DIR}, then the environment."""
+    path = write(
+        tree,
+        VALID
+        + textwrap.dedent("""\
+            test:
+              command: [python3, "${STACK_DIR}/suite.py", "${SOURCE_DIR}/fixtures", "${LEVEL:-info}"]
+            """),
+    )
+    stack = load_stack(path, env={})
+    assert stack.test.command == ("python3", f"{tree}/suite.py", f"{tree}/src/fixtures", "info")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from .. import render
-from .stackfile import Checker, expand_env, positive_seconds, show, type_name
+from .stackfile import Checker, positive_seconds, show, type_name
 
 RUN_KEYS = {"command", "job", "timeout", "env", "configmap", "file", "keys"}
 DEFAULT_RUN_TIMEOUT = 300
@@ -107,18 +107,7 @@ def _command(c: Checker, raw, where: str, source: Path | None) -> tuple:
             "must be a non-empty list of arguments (strings or numbers)",
             "write e.g. [python3, seed/ids.py]",
         )
-    argv = []
-    for arg in raw:
-        text = str(arg).replace("${STACK_DIR}", str(c.path.parent))
-        if "${SOURCE_DIR}" in text:
-            if source is None:
-                c.fail(
-                    where,
-                    "${SOURCE_DIR} cannot be used here",
-                    "write the path relative to the stack file's folder",
-                )
-            text = text.replace("${SOURCE_DIR}", str(source))
-        argv.append(expand_env(text, c.env))
+    argv = [c.argument(arg, where, source) for arg in raw]
     if not argv[0]:
         c.fail(where, "the program (first argument) is empty", "name the program to run, e.g. python3")
     return tuple(argv)

@@ -285,6 +285,20 @@ class Checker:
     def _base_hint(self, field_name):
         return "`source`" if ".build." in f".{field_name}" else "the stack file's folder"
 
+    def argument(self, arg, field_name, source: Path | None) -> str:
+        """One argument of a command the stack names (a run step's, the suite's): ${STACK_DIR} and
+        ${SOURCE_DIR} are the folders, then ${VAR} and ${VAR:-default} from the environment."""
+        text = str(arg).replace("${STACK_DIR}", str(self.path.parent))
+        if "${SOURCE_DIR}" in text:
+            if source is None:
+                self.fail(
+                    field_name,
+                    "${SOURCE_DIR} cannot be used here",
+                    "write the path relative to the stack file's folder",
+                )
+            text = text.replace("${SOURCE_DIR}", str(source))
+        return expand_env(text, self.env)
+
     def args(self, value, field_name, env=None):
         """NAME: value pairs (build args, environments); values expand ${VAR} from env (default: the
         stack's environment)."""

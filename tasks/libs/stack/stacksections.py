@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import images
-from .stackfile import Checker, expand_env, positive_seconds, show
+from .stackfile import Checker, positive_seconds, show
 
 REGISTRY_KEYS = {"host", "tls_verify"}
 TEST_KEYS = {"command", "workdir", "env", "timeout"}
@@ -75,4 +75,4 @@ def parse_test(c: Checker, raw, source) -> TestSpec:
     if not positive_seconds(timeout):
         c.fail("test.timeout", f"must be a positive number of seconds, got {show(timeout)}")
     env = c.args(raw.get("env"), "test.env")
-    return TestSpec(tuple(expand_env(str(a), c.env) for a in command), workdir, env, int(timeout))
+    return TestSpec(tuple(c.argument(a, "test.command", source) for a in command), workdir, env, int(timeout))
