@@ -4,7 +4,7 @@
 # test environment's kind node, with the stand-in base and database images of
 # `scripts/testenv.sh build --kubernaut` (no registry can be pulled from here).
 #
-#   scripts/rehearse-kubernaut.sh CHECKOUT [--keep]
+#   scripts/rehearse-kubernaut.sh CHECKOUT [--keep] [--coverage]
 #
 # 1. The checkout is copied into the rehearsal folder: the edit below never touches it.
 # 2. e2e.setup with E2E_PROFILE=offline (e2e.yaml's profile for a machine with no registry) and
@@ -13,15 +13,23 @@
 # 4. A one-line edit under internal/controller/aianalysis, deploy.aianalysis, e2e.test again.
 # 5. e2e.teardown --keep-images (images and caches stay, so the next rehearsal is warm), unless
 #    --keep keeps the cluster too.
+# --coverage runs setup, deploy and suite in coverage mode: Data Storage and the controller built
+# with -cover, their counters under the run folder (e2e.test prints the covdata command).
 # Each step's wall time is printed at the end. Settings: KINDLING_REHEARSAL_DIR (default
 # ${XDG_CACHE_HOME:-~/.cache}/kindling-rehearsal) holds the copy and kindling's state folder.
 set -euo pipefail
 
 die() { echo "rehearse-kubernaut: $*" >&2; exit 1; }
-[[ $# -ge 1 ]] || die "usage: $0 CHECKOUT [--keep]"
+[[ $# -ge 1 ]] || die "usage: $0 CHECKOUT [--keep] [--coverage]"
 checkout=$(cd "$1" 2>/dev/null && pwd) || die "$1 is not a folder: give a Kubernaut checkout"
 keep=0
-[[ "${2:-}" == "--keep" ]] && keep=1
+for option in "${@:2}"; do
+  case $option in
+    --keep) keep=1 ;;
+    --coverage) export E2E_COVERAGE=true ;;  # every task of the run, deploy.<service> too
+    *) die "unknown option $option: use --keep or --coverage" ;;
+  esac
+done
 grep -qx 'module github.com/jordigilh/kubernaut' "$checkout/go.mod" 2>/dev/null \
   || die "$checkout/go.mod is not Kubernaut's (module github.com/jordigilh/kubernaut)"
 
