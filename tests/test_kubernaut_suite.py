@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts" / "kubernaut"
 KUBERNAUT_CHECKOUT = os.environ.get("KUBERNAUT_CHECKOUT", "")
 NS = "kubernaut-system"

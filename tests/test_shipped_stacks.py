@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 DECEMBER = "stacks/kubernaut-2025-12.yaml"
 STACK_FILES = [DECEMBER, "demo.yaml"]
 K8S_VERSION = "1.29"

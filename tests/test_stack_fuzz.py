@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import ROOT
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import configuration as hypothesis_configuration
 from hypothesis import strategies as st
@@ -28,7 +29,6 @@ from tasks.libs.errors import StackError
 from tasks.libs.stack import model as stack_module
 from tasks.libs.stack.model import Stack, load_stack
 
-ROOT = Path(__file__).resolve().parents[1]
 _HYPOTHESIS_HOME = tempfile.mkdtemp(prefix="kindling-hypothesis-")
 atexit.register(shutil.rmtree, _HYPOTHESIS_HOME, ignore_errors=True)  # also after a bare collection
 hypothesis_configuration.set_hypothesis_home_dir(_HYPOTHESIS_HOME)
