@@ -64,7 +64,7 @@ _SCENARIO_ID = re.compile(r"""^    workflow_id:\s*["']?([0-9A-Za-z-]+)["']?\s*$"
 _FORWARDING = re.compile(r"Forwarding from 127\.0\.0\.1:(\d+)")
 
 
-# ---- pure helpers (tests/test_kubernaut_suite.py) ----
+# ---- pure helpers (tests/kubernaut/test_kubernaut_suite.py) ----
 
 
 def ca_file_for(kubeconfig: str) -> Path:

@@ -1,5 +1,5 @@
 """Structure tests of the shipped stacks (the December 2025 Kubernaut stack, demo.yaml) and their
-files; the default stack (e2e.yaml, Kubernaut's HEAD) has tests/test_kubernaut_head.py.
+files; the default stack (e2e.yaml, Kubernaut's HEAD) has tests/kubernaut/test_kubernaut_head.py.
 
 Pure tests: no cluster, no container engine. They read the YAML directly
 (not through the stack loader) and check the facts the stacks must keep:
