@@ -13,8 +13,11 @@
 # 4. A one-line edit under internal/controller/aianalysis, deploy.aianalysis, e2e.test again.
 # 5. e2e.teardown --keep-images (images and caches stay, so the next rehearsal is warm), unless
 #    --keep keeps the cluster too.
-# --coverage runs setup, deploy and suite in coverage mode: Data Storage and the controller built
-# with -cover, their counters under the run folder (e2e.test prints the covdata command).
+# --coverage runs it in coverage mode: Data Storage and the controller built with -cover, their
+# counters under the run folder (e2e.test prints the covdata command). A suite in coverage mode
+# ends by scaling the instrumented workloads to zero (Go writes its counters on exit), so after the
+# edit e2e.setup, not deploy.aianalysis, brings the stack back: it rebuilds aianalysis alone and
+# scales the others up again.
 # Each step's wall time is printed at the end. Settings: KINDLING_REHEARSAL_DIR (default
 # ${XDG_CACHE_HOME:-~/.cache}/kindling-rehearsal) holds the copy and kindling's state folder.
 set -euo pipefail
@@ -87,5 +90,9 @@ step "e2e.setup" python3 -m invoke e2e.setup
 step "e2e.test" python3 -m invoke e2e.test
 edited="$source_copy/internal/controller/aianalysis/phase_handlers.go"
 printf '\n// rehearsal edit %s\n' "$(date +%s)" >>"$edited"
-step "deploy.aianalysis (edited)" python3 -m invoke deploy.aianalysis
+if [[ ${E2E_COVERAGE:-} == true ]]; then
+  step "e2e.setup (edited)" python3 -m invoke e2e.setup
+else
+  step "deploy.aianalysis (edited)" python3 -m invoke deploy.aianalysis
+fi
 step "e2e.test (after the edit)" python3 -m invoke e2e.test
