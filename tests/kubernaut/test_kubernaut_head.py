@@ -29,6 +29,7 @@ import yaml
 from conftest import ROOT, invoke, podman_cmd
 
 from tasks.libs import images
+from tasks.libs.build import gobuilds
 from tasks.libs.stack.model import load_stack
 
 SCRIPTS = ROOT / "scripts" / "kubernaut"
@@ -434,6 +435,34 @@ def test_coverage_mode_covers_what_the_aianalysis_harness_covers():
         n: s.coverage.pod_security_context for n, s in services.items() if s.coverage.pod_security_context
     }
     assert as_root == {"datastorage": {"runAsUser": 0, "runAsGroup": 0}}
+
+
+def test_the_offline_profile_loads_prebuilt_images_and_builds_mock_llm_without_go_mod_download():
+    """E2E_PROFILE=offline: what the node would pull is loaded from the host, and mock-llm's own
+    Containerfile compiles the package Kubernaut's go.Dockerfile compiles, with the same bases (so
+    base_images maps them alike) and no `go mod download` (which fetches every module go.mod
+    requires)."""
+    env = {"HOME": "/nonexistent"}
+    plain = load_stack(STACK_FILE, env=env, check_files=False).services
+    offline = load_stack(STACK_FILE, env=env, check_files=False, profile_names=("offline",)).services
+    assert sorted(n for n, s in offline.items() if s.load) == ["enrichment-fixtures", "postgresql", "redis"]
+    assert not any(s.load for s in plain.values())
+    changed = {n for n in plain if plain[n] != offline[n]}
+    assert changed == {"enrichment-fixtures", "postgresql", "redis", "mock-llm"}
+    ours = offline["mock-llm"].build
+    assert ours.containerfile == ROOT / "dockerfiles/kubernaut/mock-llm.Containerfile"
+    assert ours.caches == plain["mock-llm"].build.caches and ours.args == plain["mock-llm"].build.args
+    text = ours.containerfile.read_text()
+    builds = gobuilds.go_builds(text, dict(ours.args), {"TARGETARCH": "amd64"})
+    assert [b.packages for b in builds] == [("./test/services/mock-llm/cmd/mock-llm",)]
+    assert "go mod download" not in "\n".join(
+        line for line in text.splitlines() if not line.lstrip().startswith("#")
+    )
+    froms = [line.split()[1] for line in text.splitlines() if line.startswith("ARG ") and "_IMAGE=" in line]
+    assert [f.split("=", 1)[1] for f in froms] == [
+        "registry.access.redhat.com/ubi10/go-toolset:1.26",
+        "registry.access.redhat.com/ubi10/ubi-minimal:latest",
+    ]
 
 
 def test_every_file_of_the_stack_is_used():
