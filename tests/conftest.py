@@ -116,6 +116,10 @@ class StackMaker:
         refs = self.images()
         if refs:
             podman_cmd("rmi", *refs, check=False)  # untag: -f would remove an image ID other tags share
+        # podman 4.3 can take the shared sample base away with these: after test_baseimages (a build
+        # whose FROMs were mapped to the base, and a second name of the base) the base had gone, and
+        # every later build FROM it failed. The tests after this one need it back.
+        samples.ensure_base_image(Engine(Runner()))
 
 
 @pytest.fixture
