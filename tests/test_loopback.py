@@ -10,6 +10,7 @@ import pytest
 
 from tasks.libs import loopback, registryhost, render
 from tasks.libs.console import Console
+from tasks.libs.delivery import registry
 from tasks.libs.environment import Environment
 from tasks.libs.errors import KindlingError
 from tasks.libs.phases import cluster
@@ -415,9 +416,9 @@ def test_an_existing_kind_cluster_is_used_when_every_node_maps_the_loopback_regi
     world.files["theirs-control-plane"]["127.0.0.1:5000"] = '[host."http://kind-registry:5000"]\n'
     environment = loopback_environment(tmp_path, runner, context="kind-theirs")
     with pytest.raises(KindlingError, match="theirs-worker has no hosts.toml for it"):
-        cluster.refuse_unreachable_registry(environment.ctx)
+        registry.refuse_unreachable(environment.ctx)
     world.files["theirs-worker"]["127.0.0.1:5000"] = '[host."http://kind-registry:5000"]\n'
-    cluster.refuse_unreachable_registry(environment.ctx)
+    registry.refuse_unreachable(environment.ctx)
     assert (
         "the cluster's nodes map it (each has a hosts.toml for it)"
         in environment.ctx.console.stream.getvalue()
@@ -430,7 +431,7 @@ def test_an_existing_cluster_that_declares_the_loopback_registry_is_used(tmp_pat
     runner = FakeRunner(world)
     world.hosting = render.local_registry_hosting("127.0.0.1:5000")
     environment = loopback_environment(tmp_path, runner, kubeconfig=str(tmp_path / "k"))
-    cluster.refuse_unreachable_registry(environment.ctx)  # no error: it says its nodes map it
+    registry.refuse_unreachable(environment.ctx)  # no error: it says its nodes map it
     assert "local-registry-hosting names it" in environment.ctx.console.stream.getvalue()
     assert len(runner.calls) == 1  # nothing else is asked
 
@@ -440,10 +441,10 @@ def test_the_cluster_kindling_makes_reads_certs_d_and_its_nodes_are_wired(tmp_pa
     runner = FakeRunner(world)
     environment = loopback_environment(tmp_path, runner)
     ctx = environment.ctx
-    assert cluster.reads_certs_d(ctx)
+    assert ctx.settings.delivery.reads_certs_d
     config = cluster.rendered_kind_config(ctx).read_text()
     assert 'config_path = "/etc/containerd/certs.d"' in config
-    assert cluster.wire_loopback_registry(ctx) is Outcome.WIRED
+    assert registry.wire_loopback(ctx, ctx.settings.delivery.registry) is Outcome.WIRED
     assert "the nodes pull from http://10.89.0.1:5000" in ctx.console.stream.getvalue()
     assert sorted(world.files["lo-e2e-control-plane"]) == ["127.0.0.1:5000", "localhost:5000"]
 
@@ -452,6 +453,6 @@ def test_a_dry_run_says_how_the_address_will_be_found_and_runs_nothing(tmp_path)
     world = KindNodes(["lo-e2e-control-plane"], "")
     runner = FakeRunner(world, dry_run=True)
     environment = loopback_environment(tmp_path, runner, dry_run=True)
-    assert cluster.wire_loopback_registry(environment.ctx) is Outcome.WIRED
+    assert registry.wire_loopback(environment.ctx, "127.0.0.1:5000") is Outcome.WIRED
     said = environment.ctx.console.stream.getvalue()
     assert "host.containers.internal or the gateway of network kind" in said and runner.calls == []

@@ -2,12 +2,13 @@
 
 import pytest
 
-from tasks.libs.plan import PlannedStep, StepKind, build_plan, image_plan, setup_plan
+from tasks.libs.delivery import ArchiveDelivery, RegistryDelivery
+from tasks.libs.plan import PlannedStep, StepKind, Strategy, build_plan, image_plan, setup_plan
 from tasks.libs.samples import write_stack
-from tasks.libs.settings import Delivery, DeliveryMode, Strategy, build_settings
+from tasks.libs.settings import build_settings
 from tasks.libs.stack.model import load_stack
 
-ARCHIVE = Delivery(DeliveryMode.ARCHIVE, "localhost")
+ARCHIVE = ArchiveDelivery()
 
 
 @pytest.fixture
@@ -63,15 +64,15 @@ def test_local_registry_plan(stack):
 
 
 def test_a_loopback_registry_plan_wires_the_nodes_of_kindlings_cluster_before_any_deploy(stack):
-    loopback = Delivery(DeliveryMode.REGISTRY, "127.0.0.1:5000", False)
+    loopback = RegistryDelivery("127.0.0.1:5000", False)
     steps = graph(setup_plan(stack, stack.order(), loopback, Strategy.PIPELINED))
     assert steps["registry-wiring"] == {"cluster"} and "registry" not in steps  # no container to run
     assert steps["push:api"] == {"image:api"}  # pushes go from this host: no wiring needed
     assert steps["deploy:api"] == {"cluster", "push:api", "registry-wiring", "deploy:db"}
     assert steps["deploy:db"] == {"cluster", "registry-wiring"}
     for delivery in (
-        Delivery(DeliveryMode.REGISTRY, "127.0.0.1:5000", False, context="prod"),  # not ours: refused earlier
-        Delivery(DeliveryMode.REGISTRY, "registry.example:5000"),
+        RegistryDelivery("127.0.0.1:5000", False, context="prod"),  # not ours: refused earlier
+        RegistryDelivery("registry.example:5000"),
     ):
         assert "registry-wiring" not in graph(setup_plan(stack, stack.order(), delivery, Strategy.PIPELINED))
 

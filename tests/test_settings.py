@@ -7,16 +7,11 @@ import pytest
 import yaml
 from conftest import ROOT
 
+from tasks.libs.delivery import DeliveryMode, loopback_refusal
 from tasks.libs.errors import KindlingError
+from tasks.libs.plan import Strategy
 from tasks.libs.samples import write_stack
-from tasks.libs.settings import (
-    DEFAULT_TIMEOUTS,
-    SETTINGS,
-    DeliveryMode,
-    Strategy,
-    build_settings,
-    loopback_refusal,
-)
+from tasks.libs.settings import DEFAULT_TIMEOUTS, SETTINGS, build_settings
 from tasks.libs.stack.model import load_stack
 
 
@@ -114,7 +109,9 @@ def test_registries_off_the_loopback_and_kinds_local_registry_are_never_refused(
     ).delivery
     assert not remote.loopback and not remote.routes_loopback and loopback_refusal(remote, None) is None
     local = build_settings(load_stack(path, env={}), {}, load_via="registry", memory_budget=0).delivery
-    assert local.registry == "localhost:5001" and not local.loopback and not local.routes_loopback
+    # localhost:5001 is kind's registry container, which the nodes reach by its hosts.toml: no loopback route.
+    assert local.registry == "localhost:5001" and loopback_refusal(local, None) is None
+    assert [step.kind.value for step in local.setup_steps("cluster")] == ["registry", "registry-wiring"]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -11,12 +11,11 @@ from . import images, runs
 from .adapters.engine import Engine
 from .adapters.kind import KindCluster, kind_network
 from .adapters.kubectl import Kubectl
-from .adapters.localregistry import LocalRegistry
 from .checks.preflight import HostInfo
 from .console import Console
 from .procs.masking import SECRET_NAME_RE
 from .procs.runner import Runner
-from .settings import DeliveryMode, Settings
+from .settings import Settings
 from .snapshot import Snapshot, shared_views
 
 
@@ -41,17 +40,10 @@ class RunContext:
         # What the preflight learns, kept for the phases; the engine's facts also for later runs.
         self.host_info = HostInfo(self.runner, stack.engine, self.home / "host", env)
         delivery = settings.delivery
-        self.local_registry = None
-        if delivery.mode is DeliveryMode.LOCAL_REGISTRY:
-            local = delivery.kind_registry
-            self.local_registry = LocalRegistry(
-                self.runner,
-                stack.engine,
-                name=local["name"],
-                port=local["port"],
-                image=local["image"],
-                network=kind_network(stack.engine, env),
-            )
+        # kind's local registry container, in that delivery mode only (delivery/localregistry.py).
+        self.local_registry = delivery.registry_container(
+            self.runner, stack.engine, kind_network(stack.engine, env)
+        )
         if delivery.existing_cluster:
             self.cluster_state = runs.ClusterState(self.home, f"context-{delivery.context or 'current'}")
             self.kubectl = Kubectl(delivery.kubeconfig, self.runner, delivery.context)

@@ -12,12 +12,13 @@ import time
 
 from . import report, runs
 from .context import RunContext
+from .delivery.base import push
 from .errors import Interrupted
-from .phases import cluster, delivery, deploy, images, run, suite
-from .plan import PlannedStep, StepKind, build_plan, image_plan, setup_plan, step_id
+from .phases import cluster, deploy, images, run, suite
+from .plan import PlannedStep, StepKind, Strategy, build_plan, image_plan, setup_plan, step_id
 from .procs import proctree
 from .scheduler import FAILED, Scheduler, Step, StepFailed
-from .settings import Settings, Strategy
+from .settings import Settings
 
 DEFAULT_ESTIMATES = {
     StepKind.CLUSTER: 30,
@@ -50,15 +51,14 @@ class Environment:
 
     def _action(self, planned: PlannedStep):
         ctx, subject = self.ctx, planned.subject
+        # The delivery mode performs the steps it plans (delivery/): a load or push, its registry.
+        by_mode = ctx.settings.delivery.actions()
+        if planned.kind in by_mode:
+            return lambda: by_mode[planned.kind](ctx, subject)
         return {
             StepKind.CLUSTER: lambda: cluster.ensure_cluster(ctx),
-            StepKind.REGISTRY: lambda: cluster.ensure_local_registry(ctx),
-            StepKind.REGISTRY_WIRING: lambda: (
-                cluster.wire_local_registry if ctx.local_registry else cluster.wire_loopback_registry
-            )(ctx),
             StepKind.IMAGE: lambda: images.ensure_image(ctx, subject),
-            StepKind.LOAD: lambda: delivery.ensure_loaded(ctx, subject),
-            StepKind.PUSH: lambda: delivery.ensure_pushed(ctx, subject),
+            StepKind.PUSH: lambda: push(ctx, subject),  # `build --push`, whatever the delivery
             # A service with `run:` deploys its objects, then runs its command or Job (phases/run.py).
             StepKind.DEPLOY: lambda: (
                 run.ensure_ran if ctx.stack.services[subject].run else deploy.ensure_deployed
@@ -123,7 +123,7 @@ class Environment:
         StepFailed carrying the label and each failed step's (masked) error."""
         ctx = self.ctx
         if any(step.kind is StepKind.CLUSTER for step in steps):
-            cluster.refuse_unreachable_registry(ctx)  # before any build, not at the first pull
+            ctx.settings.delivery.refuse(ctx)  # before any build, not at the first pull
             cluster.lock_cluster(ctx, label)
         strategy = ctx.settings.strategy
         scheduler = Scheduler(

@@ -7,7 +7,14 @@ that performs it; the scheduler runs the graph.
 from dataclasses import dataclass
 from enum import Enum
 
-from .settings import Delivery, DeliveryMode, Strategy
+
+class Strategy(Enum):
+    """How the step graph is scheduled."""
+
+    PIPELINED = "pipelined"  # each step as soon as its inputs are ready
+    PHASED = "phased"  # Kubernaut's December 2025 flow: builds, loads, then deploys one by one
+    BATCHED = "batched"  # Kubernaut's DD-TEST-002: builds, cluster, loads, then all deploys at once
+    SERIAL = "serial"  # one step at a time
 
 
 class StepKind(Enum):
@@ -100,39 +107,25 @@ def build_plan(stack, names, push: bool = False, save: bool = False) -> list:
     return steps
 
 
-def setup_plan(stack, names, delivery: Delivery, strategy: Strategy) -> list:
-    """Steps to ensure the named services; their dependencies outside `names` are assumed up."""
+def setup_plan(stack, names, delivery, strategy: Strategy) -> list:
+    """Steps to ensure the named services; their dependencies outside `names` are assumed up. The
+    delivery mode (delivery/) adds its own steps and the one that brings each image to the nodes."""
     cluster = PlannedStep(StepKind.CLUSTER, stack.cluster_name)
-    steps = [cluster, *image_plan(stack, names)]
+    steps = [cluster, *image_plan(stack, names), *delivery.setup_steps(cluster.id)]
     with_image = {s.subject for s in steps if s.kind is StepKind.IMAGE}
-    local = delivery.mode is DeliveryMode.LOCAL_REGISTRY
-    wired = local or delivery.routes_loopback
-    if local:
-        name = delivery.kind_registry["name"]
-        steps.append(PlannedStep(StepKind.REGISTRY, name))
-        # After both exist: `podman network connect` needs the container and kind's network.
-        steps.append(PlannedStep(StepKind.REGISTRY_WIRING, name, (cluster.id, step_id(StepKind.REGISTRY))))
-    elif delivery.routes_loopback:
-        # A registry on this host's loopback: the nodes are pointed at the host once they exist.
-        steps.append(PlannedStep(StepKind.REGISTRY_WIRING, delivery.registry, (cluster.id,)))
-    delivered = set()
+    delivered = {}
     for name in names:
-        if name not in with_image:
-            continue
-        image = step_id(StepKind.IMAGE, name)
-        if delivery.pushes:
-            if not stack.services[name].built:
-                continue  # a prebuilt image is pulled by the nodes from where it lives
-            needs = (image, step_id(StepKind.REGISTRY)) if local else (image,)
-            steps.append(PlannedStep(StepKind.PUSH, name, needs))
-        else:
-            steps.append(PlannedStep(StepKind.LOAD, name, (cluster.id, image)))
-        delivered.add(name)
-    delivery_kind = StepKind.PUSH if delivery.pushes else StepKind.LOAD
+        if name in with_image:
+            step = delivery.delivery_step(
+                stack.services[name], name, step_id(StepKind.IMAGE, name), cluster.id
+            )
+            if step is not None:
+                steps.append(step)
+                delivered[name] = step.id
     selected = set(names)
     for name in names:
-        needs = [cluster.id] + ([step_id(delivery_kind, name)] if name in delivered else [])
-        needs += [step_id(StepKind.REGISTRY_WIRING)] if wired else []
+        needs = [cluster.id] + ([delivered[name]] if name in delivered else [])
+        needs += delivery.deploy_needs()
         needs += [step_id(StepKind.DEPLOY, d) for d in stack.services[name].depends_on if d in selected]
         steps.append(PlannedStep(StepKind.DEPLOY, name, tuple(needs)))
     if strategy is Strategy.PHASED:

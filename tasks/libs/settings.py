@@ -10,100 +10,19 @@ stack file is loaded (stack.py), because they replace fields of the stack.
 import math
 import os
 from dataclasses import dataclass, field
-from enum import Enum
 from types import MappingProxyType
 
-from . import images, registryhost
+from . import images
 from .checks import preflight
+from .delivery import ArchiveDelivery, Delivery, LocalRegistryDelivery, RegistryDelivery
+from .delivery.localregistry import DEFAULT_KIND_REGISTRY
 from .errors import KindlingError
+from .plan import Strategy
 from .stack import baseimages, profiles
 
 DEFAULT_LIMITS = {"build": 4, "load": 2, "kube": 4, "cluster": 1}
 DEFAULT_TIMEOUTS = {"build": 3600, "save": 900, "load": 900, "cluster": 600, "apply": 300}
 DEFAULT_KEEP_RUNS = 50
-# kind's local-registry guide (site/static/examples/kind-with-registry.sh) names these.
-DEFAULT_KIND_REGISTRY = {"name": "kind-registry", "port": 5001, "image": "docker.io/library/registry:3"}
-
-
-class Strategy(Enum):
-    """How the step graph is scheduled."""
-
-    PIPELINED = "pipelined"  # each step as soon as its inputs are ready
-    PHASED = "phased"  # Kubernaut's December 2025 flow: builds, loads, then deploys one by one
-    BATCHED = "batched"  # Kubernaut's DD-TEST-002: builds, cluster, loads, then all deploys at once
-    SERIAL = "serial"  # one step at a time
-
-
-class DeliveryMode(Enum):
-    """Where built images go so the nodes can run them."""
-
-    ARCHIVE = "archive"  # saved from the engine and loaded into each node (`kind load`)
-    LOCAL_REGISTRY = "local-registry"  # pushed to a registry container beside Kind
-    REGISTRY = "registry"  # pushed to the stack's registry; maybe an existing cluster
-
-
-@dataclass(frozen=True)
-class Delivery:
-    mode: DeliveryMode
-    registry: str  # the host image references are tagged for ("localhost" for archives)
-    tls_verify: bool = True
-    context: str | None = None  # existing cluster (registry mode only)
-    kubeconfig: str | None = None
-    kind_registry: MappingProxyType = field(default_factory=lambda: MappingProxyType(DEFAULT_KIND_REGISTRY))
-
-    @property
-    def pushes(self) -> bool:
-        return self.mode is not DeliveryMode.ARCHIVE
-
-    @property
-    def existing_cluster(self) -> bool:
-        return self.mode is DeliveryMode.REGISTRY and bool(self.context or self.kubeconfig)
-
-    @property
-    def loopback(self) -> bool:
-        """Registry mode with the registry on this host's loopback, which no node reaches as such."""
-        return self.mode is DeliveryMode.REGISTRY and registryhost.is_loopback(self.registry)
-
-    @property
-    def routes_loopback(self) -> bool:
-        """The nodes of the Kind cluster kindling makes are pointed at this host for the registry
-        (loopback.py); a cluster kindling does not make cannot be (loopback_refusal)."""
-        return self.loopback and not self.existing_cluster
-
-
-def loopback_refusal(delivery: Delivery, declared: str | None, unmapped: list | None = None) -> str | None:
-    """Why the nodes of an existing cluster cannot pull from the registry, or None.
-
-    A loopback registry names each node's own loopback, and kindling points at this host only the nodes
-    of a Kind cluster it makes (loopback.py): it does not change the nodes of a cluster it did not make,
-    which may be remote. Such a cluster is used only when its nodes already map the registry's host:
-    - `declared`: the host of its `local-registry-hosting` ConfigMap (KEP-1755), which kind's
-      local-registry guide applies after sending the nodes' localhost:PORT to its registry container
-      (render.declared_local_registry);
-    - `unmapped`: when every node is a Kind node container on this host, the nodes without a hosts.toml
-      for the host (an empty list: all map it); None when kindling cannot look into the nodes."""
-    host = delivery.registry
-    if not (delivery.existing_cluster and delivery.loopback) or declared == host or unmapped == []:
-        return None
-    target = f"context {delivery.context}" if delivery.context else f"kubeconfig {delivery.kubeconfig}"
-    if unmapped:
-        why = (
-            f"its nodes are Kind nodes on this host, but {', '.join(unmapped)} "
-            f"{'has' if len(unmapped) == 1 else 'have'} no hosts.toml for it in /etc/containerd/certs.d"
-        )
-    else:
-        why = "kindling cannot look into its nodes (not all are Kind node containers on this host)"
-    return (
-        f"registry {host} is on this host's loopback, and the existing cluster ({target}) cannot pull from "
-        f"it: each node has a 127.0.0.1 of its own, and {why}. kindling points only the nodes of a Kind "
-        "cluster it makes at this host. Give a registry address the cluster's nodes reach (--registry, "
-        "IMAGE_REGISTRY or the stack's registry:); or drop --context/--kubeconfig, so kindling makes that "
-        "Kind cluster; or drop the registry and use --load-via registry (kind's local registry); or map "
-        f"the host in each node as kind's local-registry guide does (/etc/containerd/certs.d/{host}/"
-        "hosts.toml) or, if the nodes map it already, say so as that guide does: the ConfigMap "
-        f'kube-public/local-registry-hosting with host: "{host}"'
-        + (f' (it names "{declared}")' if declared else "")
-    )
 
 
 @dataclass(frozen=True)
@@ -256,12 +175,11 @@ def _positive_int(text, origin: str, what: str, low: int = 1, high: int | None =
 def _delivery(stack, env, config, load_via, context, kubeconfig) -> Delivery:
     if stack.registry:
         # With a registry, a kubeconfig/context names an existing cluster: no Kind cluster is made.
-        return Delivery(
-            DeliveryMode.REGISTRY,
+        return RegistryDelivery(
             stack.registry,
             stack.registry_tls_verify,
-            context or None,
-            kubeconfig or env.get("KUBECONFIG") or None if (context or kubeconfig) else None,
+            context=context or None,
+            kubeconfig=kubeconfig or env.get("KUBECONFIG") or None if (context or kubeconfig) else None,
         )
     if context or kubeconfig:
         raise KindlingError(
@@ -275,7 +193,7 @@ def _delivery(stack, env, config, load_via, context, kubeconfig) -> Delivery:
             f"{'--load-via' if origin == 'option' else origin} {via!r}: use archive or registry"
         )
     if via == "archive":
-        return Delivery(DeliveryMode.ARCHIVE, images.LOCAL_REGISTRY)
+        return ArchiveDelivery()
     local, origins = {}, {}
     for key, default in DEFAULT_KIND_REGISTRY.items():
         value, origins[key] = _layered(
@@ -283,12 +201,7 @@ def _delivery(stack, env, config, load_via, context, kubeconfig) -> Delivery:
         )
         local[key] = default if value in (None, "") else value
     local["port"] = _positive_int(local["port"], origins["port"], "a port number", 1, 65535)
-    return Delivery(
-        DeliveryMode.LOCAL_REGISTRY,
-        f"localhost:{local['port']}",
-        False,
-        kind_registry=MappingProxyType(local),
-    )
+    return LocalRegistryDelivery(f"localhost:{local['port']}", kind_registry=MappingProxyType(local))
 
 
 def build_settings(

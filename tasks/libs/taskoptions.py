@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from invoke import task as invoke_task
 
-from .settings import Strategy
+from .plan import Strategy
 
 
 @dataclass(frozen=True)

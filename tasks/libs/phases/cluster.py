@@ -7,10 +7,9 @@ from pathlib import Path
 
 import yaml
 
-from .. import kubeletcgroup, locks, loopback, readiness, render, settings, snapshot
-from ..adapters.kind import kind_network
+from .. import kubeletcgroup, locks, readiness, render, snapshot
 from ..context import RunContext
-from ..errors import CommandFailed, KindlingError, NotReady
+from ..errors import KindlingError, NotReady
 from ..plan import Outcome, StepKind
 
 API_READY_SECONDS = 120
@@ -28,7 +27,7 @@ def ensure_cluster(ctx: RunContext) -> Outcome:
         return Outcome.EXISTS
     log = ctx.log(StepKind.CLUSTER)
     config = ctx.stack.cluster_config
-    if ctx.settings.coverage or reads_certs_d(ctx):
+    if ctx.settings.coverage or ctx.settings.delivery.reads_certs_d:
         config = rendered_kind_config(ctx)
         if (
             ctx.settings.coverage
@@ -185,7 +184,7 @@ def rendered_kind_config(ctx: RunContext) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         os.chmod(folder, 0o777)  # workloads may run as any user
         config = render.coverage_kind_config(config, str(folder))
-    if reads_certs_d(ctx):
+    if ctx.settings.delivery.reads_certs_d:
         config = render.kind_registry_config(config)
     return write_kind_config(ctx, config)
 
@@ -229,79 +228,3 @@ def write_kind_config(ctx: RunContext, config: dict) -> Path:
     path = ctx.run.folder / "kind-config.yaml"
     path.write_text(yaml.dump(config, Dumper=_KindConfigDumper, sort_keys=False))
     return path
-
-
-def ensure_local_registry(ctx: RunContext) -> Outcome:
-    return Outcome(ctx.local_registry.ensure(log_path=ctx.log(StepKind.REGISTRY)))
-
-
-def wire_local_registry(ctx: RunContext) -> Outcome:
-    """Once both the cluster and the registry container exist (kind's local-registry guide):
-    each node's hosts.toml, the registry on the cluster's network, the hosting ConfigMap."""
-    log = ctx.log(StepKind.REGISTRY)
-    nodes = ctx.cluster.nodes() if not ctx.dry_run else [f"{ctx.stack.cluster_name}-control-plane"]
-    ctx.local_registry.connect(nodes, log_path=log)
-    hosting = ctx.run.folder / "local-registry-hosting.yaml"
-    hosting.write_text(render.dump([render.local_registry_hosting(ctx.local_registry.host)]))
-    ctx.kubectl.apply(hosting, log_path=log, timeout=ctx.timeout("apply"))
-    return Outcome.WIRED
-
-
-def reads_certs_d(ctx: RunContext) -> bool:
-    """Whether the nodes get per-registry hosts.toml files, so containerd must read certs.d: kind's local
-    registry, or a registry on this host's loopback (kind's "Local Registry" guide, its containerd patch)."""
-    return bool(ctx.local_registry) or ctx.settings.delivery.routes_loopback
-
-
-def refuse_unreachable_registry(ctx: RunContext) -> None:
-    """Before any build: a loopback registry with a cluster kindling did not make is refused unless its
-    nodes already map that host (settings.loopback_refusal). Read-only: the cluster's hosting ConfigMap,
-    else, when its nodes are Kind node containers here, their hosts.toml files."""
-    delivery = ctx.settings.delivery
-    if not (delivery.existing_cluster and delivery.loopback):
-        return
-    hosting = ctx.kubectl.get_json("configmap/local-registry-hosting", "kube-public")
-    declared = render.declared_local_registry(hosting)
-    unmapped = None if declared == delivery.registry else _unmapped_kind_nodes(ctx, delivery.registry)
-    problem = settings.loopback_refusal(delivery, declared, unmapped)
-    if problem:
-        raise KindlingError(problem)
-    how = (
-        "kube-public/local-registry-hosting names it" if unmapped is None else "each has a hosts.toml for it"
-    )
-    ctx.console.line(
-        f"registry {delivery.registry} is on this host's loopback; the cluster's nodes map it ({how})"
-    )
-
-
-def _unmapped_kind_nodes(ctx: RunContext, host: str) -> list | None:
-    """The cluster's nodes with no hosts.toml for host, when each is a Kind node container on this host
-    (kind names a node's container as the node: --hostname in its providers' provision.go); None when
-    kindling cannot look into them."""
-    listed = ctx.kubectl.get_json("nodes", "default") or {}
-    nodes = [item["metadata"]["name"] for item in listed.get("items") or [] if item.get("metadata")]
-    route = loopback.LoopbackRoute(ctx.runner, ctx.stack.engine)
-    if not nodes or not set(nodes) <= route.kind_node_containers():
-        return None
-    try:
-        return [node for node in nodes if route.files(node, [host]).get(host, ("none",))[0] == "none"]
-    except CommandFailed:
-        return None  # a node that cannot be looked into (stopped, no bash)
-
-
-def wire_loopback_registry(ctx: RunContext) -> Outcome:
-    """Once the cluster exists: each node's containerd sends the pulls of the registry on this host's
-    loopback to an address of this host the node reaches, found and checked from a node (loopback.py)."""
-    delivery, log = ctx.settings.delivery, ctx.log(StepKind.REGISTRY_WIRING)
-    network = kind_network(ctx.stack.engine, ctx.env)
-    if ctx.dry_run:
-        ctx.console.line(
-            f"registry {delivery.registry} is on this host's loopback: each node would get a hosts.toml "
-            f"sending it to this host at host.containers.internal or the gateway of network {network}, "
-            "whichever answers from the node once the cluster exists"
-        )
-        return Outcome.WIRED
-    route = loopback.LoopbackRoute(ctx.runner, ctx.stack.engine, network)
-    line = route.wire(ctx.cluster.nodes(), delivery.registry, delivery.tls_verify, log_path=log)
-    ctx.console.line(line)
-    return Outcome.WIRED

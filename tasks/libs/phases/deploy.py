@@ -50,10 +50,8 @@ def rendered(ctx: RunContext, name, docs=None) -> list:
             f"{name}: its manifests use the image of {', '.join(unknown)}, which "
             "has not been built yet: run `invoke build` or `invoke e2e.setup` first"
         )
-    if ctx.settings.delivery.pushes:
-        policies = {s: "IfNotPresent" for s, svc in stack.services.items() if svc.built}
-    else:
-        policies = {s: "Never" for s, svc in stack.services.items() if svc.built or svc.load}
+    policy = ctx.settings.delivery.pull_policy
+    policies = {s: policy(svc) for s, svc in stack.services.items() if policy(svc)}
     docs = render.render(
         docs,
         project=stack.project,
