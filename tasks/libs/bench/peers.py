@@ -38,6 +38,7 @@ import yaml
 
 from .. import runs, samples
 from ..errors import KindlingError
+from ..procs.childenv import child_environment
 from ..procs.runner import tail
 from .scale import command_counts
 
@@ -259,7 +260,7 @@ class PeerBench:
             ["podman", "system", "service", "--time=0", f"unix://{socket}"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            env={**os.environ, **self.env},
+            env=child_environment(self.env),
         )
         try:
             deadline = time.monotonic() + 30
@@ -345,7 +346,7 @@ class PeerBench:
             try:
                 code = subprocess.run(
                     argv,
-                    env={**os.environ, **env},
+                    env=child_environment(env),
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     cwd=cwd,

@@ -1,7 +1,6 @@
 """One side of a pipe between two commands (Runner.pipe): its process, its deadline, the tail of its
 output, and which side of a failed pipe is to blame."""
 
-import os
 import signal
 from collections import deque
 from pathlib import Path
@@ -10,6 +9,7 @@ import sh
 
 from ..errors import PipeFailed
 from . import proctree
+from .childenv import child_environment
 from .masking import display
 
 TAIL_LINES = 20
@@ -50,7 +50,7 @@ class PipeSide:
 
     def start(self, **streams):
         options = dict(
-            _env={**os.environ, **(self.env or {})},
+            _env=child_environment(self.env),
             _bg=True,
             _bg_exc=False,
             _new_group=True,

@@ -18,6 +18,7 @@ import sh
 
 from ..errors import CommandFailed, PipeFailed
 from . import proctree
+from .childenv import child_environment
 from .commandlog import DRY_RUN_MARK, PIPE_MARK, READ_ONLY_MARK
 from .masking import MASK, display
 from .pipeside import TAIL_LINES, PipeSide, drain, pipe_culprit
@@ -123,7 +124,7 @@ class Runner:
         stream=None,
         input=None,
     ) -> Result:
-        """Run argv; env holds overrides on top of os.environ.
+        """Run argv; env holds overrides on top of this process's environment (childenv.py).
 
         mutating=False marks read-only queries, which still run under --dry-run so that
         a dry run can show what would be done.
@@ -133,7 +134,7 @@ class Runner:
         shown = display(argv, env, self.secrets)
         if not self._start(shown, mutating):
             return Result("", 0)
-        full_env = {**os.environ, **(env or {})}
+        full_env = child_environment(env)
         log_handle = open(log_path, "ab") if log_path else None
         options = dict(
             _env=full_env,
