@@ -21,13 +21,13 @@ from .libs import report as report_lib
 from .libs.adapters.engine import Engine
 from .libs.bench import inner as innerloop  # named apart from the tasks scale, peers and inner
 from .libs.bench import peers as peerbench
+from .libs.bench import peerworkload, setupbench
 from .libs.bench import scale as scalebench
 from .libs.console import Console
 from .libs.environment import Environment
 from .libs.errors import KindlingError
 from .libs.phases import cluster as cluster_phase
 from .libs.phases import teardown as teardown_phase
-from .libs.plan import StepKind, step_id
 from .libs.procs.runner import Runner
 from .libs.settings import build_settings, process_environment
 from .libs.stack.model import load_stack
@@ -94,42 +94,9 @@ def build(c, scale=1.0, verbose=False):
     print(f"  parallel / slowest     {parallel / slowest:7.2f}   (1.00 is the floor)")
 
 
-# Kubernaut's measured builds (December 2025): Data Storage 1:22, HolmesGPT-API 2:30,
-# AIAnalysis 3:53, i.e. 82 : 150 : 233 seconds.
-KUBERNAUT_BUILD_SECONDS = {"datastorage": 82, "holmesgpt-api": 150, "aianalysis": 233}
-
-
 def _kind_version() -> str:
     result = Runner().run(["kind", "version"], check=False, mutating=False, timeout=30)
     return result.stdout.split()[1] if result.exit_code == 0 and len(result.stdout.split()) > 1 else "?"
-
-
-def _aianalysis_shaped_stack(folder: Path, scale: float) -> Path:
-    base = samples.ensure_base_image(Engine(Runner()))
-    build_seconds = {k: f"{v * scale:.2f}" for k, v in KUBERNAUT_BUILD_SECONDS.items()}
-    return samples.write_stack(
-        folder,
-        {
-            # Prebuilt images stand in for PostgreSQL and Redis: loaded into Kind, since no
-            # registry may be reachable from the nodes.
-            "postgresql": {"image": base, "load": True},
-            "redis": {"image": base, "load": True},
-            "datastorage": {
-                "sleep": build_seconds["datastorage"],
-                "depends_on": ["postgresql", "redis"],
-                "configmap": True,
-            },
-            "holmesgpt-api": {"sleep": build_seconds["holmesgpt-api"], "depends_on": ["datastorage"]},
-            "aianalysis": {
-                "sleep": build_seconds["aianalysis"],
-                "depends_on": ["datastorage", "holmesgpt-api"],
-            },
-        },
-        name="bench-setup",
-        project=f"bench{uuid.uuid4().hex[:6]}",
-        base_image=base,
-        namespace="kubernaut-system",
-    )
 
 
 @task(
@@ -149,7 +116,7 @@ def setup(c, scale=0.03, verbose=False, timelines=False):
     with tempfile.TemporaryDirectory(prefix="kindling-bench-") as folder:
         folder = Path(folder)
         home = folder / "home"
-        path = _aianalysis_shaped_stack(folder / "stack", scale)
+        path = setupbench.aianalysis_shaped_stack(folder / "stack", scale)
         rows = []
         try:
             for strategy in ("serial", "phased", "batched", "pipelined"):
@@ -181,7 +148,9 @@ def setup(c, scale=0.03, verbose=False, timelines=False):
             if partial.returncode != 0:
                 raise KindlingError("partial redeploy failed:\n" + partial.stderr[-2000:])
             deployed_after = _environment(path, home, True).ctx.cluster_state.deployed()
-            own = own_step_seconds([p for p in runs.reports(home) if p not in earlier], "aianalysis")
+            own = setupbench.own_step_seconds(
+                [p for p in runs.reports(home) if p not in earlier], "aianalysis"
+            )
         finally:
             _teardown(path, home)
     changed = sorted(n for n in deployed_after if deployed_after[n] != deployed_before.get(n))
@@ -189,7 +158,7 @@ def setup(c, scale=0.03, verbose=False, timelines=False):
     serial = rows[0][1]["wall_seconds"]
     print(
         "bench.setup: AIAnalysis-shaped stack (postgresql, redis, 3 builds of "
-        + ", ".join(f"{v * scale:.2f} s" for v in KUBERNAUT_BUILD_SECONDS.values())
+        + ", ".join(f"{v * scale:.2f} s" for v in setupbench.KUBERNAUT_BUILD_SECONDS.values())
         + f"), real podman, kind {_kind_version()}"
         + (
             f", node image {node_image}"
@@ -225,19 +194,6 @@ def setup(c, scale=0.03, verbose=False, timelines=False):
     )
     for label, report in rows if timelines else ():
         print(f"\n{label}:\n{report_lib.table(report)}")
-
-
-def own_step_seconds(reports: list, service: str) -> dict:
-    """StepKind -> seconds of the service's own image, load and deploy steps in these run reports:
-    what a partial redeploy cannot do without."""
-    wanted = {step_id(kind, service): kind for kind in (StepKind.IMAGE, StepKind.LOAD, StepKind.DEPLOY)}
-    found = {}
-    for path in reports:
-        for step in runs.read_json(path, {}).get("steps", []):
-            kind = wanted.get(step.get("id"))
-            if kind is not None and step.get("status") == "ok":
-                found[kind] = found.get(kind, 0.0) + float(step.get("seconds") or 0.0)
-    return {kind: found[kind] for kind in wanted.values() if kind in found}
 
 
 def _stored_bytes(storage: Path) -> int:
@@ -380,7 +336,7 @@ def peers(c, sizes=peerbench.DEFAULT_SIZES, repeat=peerbench.DEFAULT_REPEAT, ver
         f"bench.peers: kindling against Skaffold {version} (podman API socket; kind load docker-image), "
         f"{', '.join(map(str, counts))} services, {repeat} alternating repetitions; real podman, "
         f"kind {_kind_version()}, node image {process_environment().get('KINDLING_NODE_IMAGE', '?')}; "
-        f"builds {peerbench.BUILD_SECONDS} s each, {peerbench.CONCURRENCY} at once"
+        f"builds {peerworkload.BUILD_SECONDS} s each, {peerworkload.CONCURRENCY} at once"
     )
     measured = [(count, m) for count, _, runs_of_size, _ in results for m in runs_of_size]
     print(peerbench.table(peerbench.summarize(measured)))

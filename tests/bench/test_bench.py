@@ -40,7 +40,7 @@ def test_bench_setup_prints_every_run_and_touches_only_the_redeployed_service(ba
 
 
 def test_own_step_seconds_adds_the_services_image_load_and_deploy_across_a_pre_chains_runs(tmp_path):
-    from tasks.bench import own_step_seconds
+    from tasks.libs.bench.setupbench import own_step_seconds
     from tasks.libs.plan import StepKind
 
     first, second = tmp_path / "a.json", tmp_path / "b.json"

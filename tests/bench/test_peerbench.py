@@ -5,16 +5,17 @@ import subprocess
 import yaml
 
 from tasks.libs.bench import peers as peerbench
+from tasks.libs.bench import peerworkload
 from tasks.libs.bench.peers import Measured
 from tasks.libs.stack.model import load_stack
 
 
 def test_both_tools_get_the_same_services_sources_and_manifests(tmp_path):
-    work = peerbench.write_workload(tmp_path, 3, "localhost/base:1")
+    work = peerworkload.write_workload(tmp_path, 3, "localhost/base:1")
     stack = load_stack(work.stack, env={})  # every check a user's stack gets
     assert sorted(stack.services) == work.services == ["svc001", "svc002", "svc003"]
     skaffold = yaml.safe_load(work.skaffold.read_text())
-    assert skaffold["apiVersion"] == peerbench.SKAFFOLD_SCHEMA
+    assert skaffold["apiVersion"] == peerworkload.SKAFFOLD_SCHEMA
     artifacts = skaffold["build"]["artifacts"]
     for service, artifact in zip(work.services, artifacts, strict=True):
         # Skaffold builds the very context kindling builds, with the same Containerfile and argument.
@@ -33,14 +34,14 @@ def test_both_tools_get_the_same_services_sources_and_manifests(tmp_path):
         assert ours == theirs
         assert ours[0]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 1
     assert skaffold["manifests"]["rawYaml"] == [f"skaffold-manifests/{s}.yaml" for s in work.services]
-    assert skaffold["build"]["local"]["concurrency"] == peerbench.CONCURRENCY
+    assert skaffold["build"]["local"]["concurrency"] == peerworkload.CONCURRENCY
     assert skaffold["deploy"] == {"kubectl": {}, "statusCheck": True}
     # kind's context name is what makes Skaffold load into kind rather than push.
     assert work.cluster == stack.cluster_name
 
 
 def test_a_rewrite_changes_only_the_named_services_files(tmp_path):
-    work = peerbench.write_workload(tmp_path, 3, "localhost/base:1")
+    work = peerworkload.write_workload(tmp_path, 3, "localhost/base:1")
     before = {s: (tmp_path / "src" / s / "version.txt").read_text() for s in work.services}
     work.rewrite(["svc002"], "stamp")
     after = {s: (tmp_path / "src" / s / "version.txt").read_text() for s in work.services}
