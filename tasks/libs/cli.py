@@ -110,8 +110,7 @@ def reports_errors(function):
                 f"kindling: {exc if isinstance(exc, Interrupted) else 'interrupted by SIGINT'}", code=code
             )
         except StepFailed as exc:
-            label = getattr(exc, "label", "run")
-            raise Exit(f"kindling: {label} failed\n{getattr(exc, 'details', exc)}", code=exc.exit_code)
+            raise Exit(f"kindling: {exc.label} failed\n{exc.details}", code=exc.exit_code)
         except KindlingError as exc:
             raise Exit(f"kindling: {exc}", code=exc.exit_code)
         finally:

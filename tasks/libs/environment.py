@@ -139,16 +139,15 @@ class Environment:
             records = scheduler.run(steps)
         except StepFailed as exc:
             self._write_report(exc.records, label, "failed")
-            exc.label = label
-            exc.details = "\n".join(
+            details = "\n".join(
                 f"{r.id} failed:\n{ctx.mask(r.error)}" for r in exc.records if r.status == FAILED
             )
-            exc.exit_code = suite_exit_code(exc.records) or exc.exit_code
-            raise
+            exit_code = suite_exit_code(exc.records) or exc.exit_code
+            raise StepFailed(exc.records, label, details, exit_code) from None
         except Interrupted as exc:
             for tar in ctx.run.folder.glob("*.tar"):
                 tar.unlink(missing_ok=True)
-            self._write_report(getattr(exc, "records", []), label, "interrupted")
+            self._write_report(exc.records, label, "interrupted")
             raise
         finally:
             ctx.runner.resume()

@@ -44,10 +44,10 @@ class PipeFailed(CommandFailed):
 class Interrupted(KindlingError):
     """SIGINT or SIGTERM arrived; exit 130 or 143 like a shell would."""
 
-    def __init__(self, signum):
+    def __init__(self, signum, records=()):
         import signal
 
-        self.signum = signum
+        self.signum, self.records = signum, list(records)  # records: the graph's steps, when in one
         self.exit_code = 128 + signum
         super().__init__(f"interrupted by {signal.Signals(signum).name}")
 

@@ -50,10 +50,14 @@ class Record:
 
 
 class StepFailed(KindlingError):
-    def __init__(self, records):
-        self.records = records
+    """Steps of a graph failed: the records of all its steps; `label` names the run ("setup", ...)
+    and `details` holds each failed step's (masked) error, once the environment knows them."""
+
+    def __init__(self, records, label="run", details=None, exit_code=1):
+        self.records, self.label, self.exit_code = records, label, exit_code
         failed = [r for r in records if r.status == FAILED]
         super().__init__("; ".join(f"{r.id} failed" for r in failed) or "run failed")
+        self.details = str(self) if details is None else details
 
 
 def priorities(steps: dict) -> dict:
@@ -160,13 +164,10 @@ class Scheduler:
                     failed = True
         except KeyboardInterrupt:
             self._stop(pool, records, running)
-            interrupted = Interrupted(signal.SIGINT)
-            interrupted.records = [records[s.id] for s in step_list]
-            raise interrupted
+            raise Interrupted(signal.SIGINT, [records[s.id] for s in step_list]) from None
         except Interrupted as interrupted:
             self._stop(pool, records, running)
-            interrupted.records = [records[s.id] for s in step_list]
-            raise
+            raise Interrupted(interrupted.signum, [records[s.id] for s in step_list]) from None
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         result = [records[s.id] for s in step_list]

@@ -192,11 +192,11 @@ class Runner:
                     shown, 128 + abs(exc.exit_code), output, log_path, reason="stopped by a signal"
                 )
             except sh.ErrorReturnCode as exc:
-                drain(process)
-                exc = _refreshed(exc, process)
+                drain(process)  # the output as it is once the readers are done
+                stdout, stderr = _text(process.process.stdout), _text(process.process.stderr)
                 if not check:
-                    return Result(_text(exc.stdout), exc.exit_code, _text(exc.stderr))
-                output = tail(Path(log_path)) if log_path else tail(_text(exc.stderr) or _text(exc.stdout))
+                    return Result(stdout, exc.exit_code, stderr)
+                output = tail(Path(log_path)) if log_path else tail(stderr or stdout)
                 raise CommandFailed(shown, exc.exit_code, output, log_path)
             finally:
                 with self._lock:
@@ -330,13 +330,6 @@ class Runner:
 
     def resume(self):
         self._stopping = False
-
-
-def _refreshed(exc, process):
-    """The exception with the output as it is once the readers are done."""
-    exc.stdout = process.process.stdout
-    exc.stderr = process.process.stderr
-    return exc
 
 
 def _text(data) -> str:
