@@ -2,7 +2,7 @@
 
 from invoke import Collection, task
 
-from .libs import cli, images
+from .libs import cli, imagerefs
 from .libs.errors import KindlingError
 from .libs.phases import cluster as cluster_phase
 from .libs.phases import teardown as teardown_phase
@@ -58,11 +58,11 @@ def status(c):
         ctx.console.line(f"  {name:<24} {info['image'] if info else 'not deployed'}")
     stack = ctx.stack
     repositories = {
-        images.repository(stack.project, service, ctx.registry, stack.image_name)
+        imagerefs.repository(stack.project, service, ctx.registry, stack.image_name)
         for service in stack.services
     }
     for node, names in ctx.snapshot.node_images().items():
-        ours = sorted(n for n in names if images.parse(n).repository in repositories)
+        ours = sorted(n for n in names if imagerefs.parse(n).repository in repositories)
         ctx.console.line(f"  node {node}: {len(names)} images, {len(ours)} of this stack")
 
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tasks import doctor
-from tasks.libs import images, kubeletcgroup, render, report
+from tasks.libs import imagerefs, kubeletcgroup, render, report
 from tasks.libs.adapters.engine import DIGEST_LABEL
 from tasks.libs.build import digest as cache
 from tasks.libs.checks import preflight
@@ -60,7 +60,7 @@ class WarmCluster:
             ]
             return Result(json.dumps(listed), 0)
         if tool == "podman" and argv[1] == "exec" and "crictl" in argv:
-            held = [{"repoTags": [images.node_name(ref)], "repoDigests": []} for ref in self.refs.values()]
+            held = [{"repoTags": [imagerefs.node_name(ref)], "repoDigests": []} for ref in self.refs.values()]
             return Result(json.dumps({"images": held}), 0)
         if tool == "kubectl" and "/readyz" in argv:
             return Result("ok", 0)
@@ -94,7 +94,7 @@ def warm_environment(tmp_path, count):
         name: cache.build_digest(s.build.containerfile, s.build.context, s.build.build_args(), "")
         for name, s in stack.services.items()
     }
-    refs = {name: images.local_ref("warm", name, "t1") for name in services}
+    refs = {name: imagerefs.local_ref("warm", name, "t1") for name in services}
     scripted = FakeRunner(WarmCluster(stack, refs, digests))
     environment = Environment(stack, build_settings(stack, env, memory_budget=0), env, runner=scripted)
     ctx = environment.ctx

@@ -7,7 +7,7 @@ import getpass
 import time
 from pathlib import Path
 
-from . import images, runs
+from . import imagerefs, runs
 from .adapters.engine import Engine
 from .adapters.kind import KindCluster, kind_network
 from .adapters.kubectl import Kubectl
@@ -85,14 +85,14 @@ class RunContext:
         return self.runner.mask_text(text)
 
     def new_tag(self, service) -> str:
-        """IMAGE_TAG, else a tag unique to user, source commit and time (images.unique_tag)."""
+        """IMAGE_TAG, else a tag unique to user, source commit and time (imagerefs.unique_tag)."""
         if self.settings.image_tag:
             return self.settings.image_tag
         if self._tag_inputs is None:
             user = self.env.get("USER") or getpass.getuser()
             self._tag_inputs = (user, git_short_sha(self.runner, self.stack.source), int(time.time()))
         user, sha, now = self._tag_inputs
-        return images.unique_tag(service, user, sha, now)
+        return imagerefs.unique_tag(service, user, sha, now)
 
     def known_refs(self) -> dict:
         """Every service's reference: this run's choice, else the newest recorded, else prebuilt."""

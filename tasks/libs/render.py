@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from . import images
+from . import imagerefs
 from .errors import KindlingError
 
 # Apply order: what others refer to goes first. A ConfigMap applied after the
@@ -128,21 +128,21 @@ def match_service(
     image: str,
     project: str,
     service_refs: dict,
-    registry: str = images.LOCAL_REGISTRY,
-    template: str = images.DEFAULT_NAME_TEMPLATE,
+    registry: str = imagerefs.LOCAL_REGISTRY,
+    template: str = imagerefs.DEFAULT_NAME_TEMPLATE,
 ):
     """The service a container image names, if any: its key, or its repository (any tag), as the
     stack's naming template composes it."""
     if image in service_refs:
         return image
     try:
-        ref = images.parse(image)
-    except images.BadReference:
+        ref = imagerefs.parse(image)
+    except imagerefs.BadReference:
         return None
     for service in service_refs:
         if ref.repository in (
-            images.repository(project, service, template=template),
-            images.repository(project, service, registry, template),
+            imagerefs.repository(project, service, template=template),
+            imagerefs.repository(project, service, registry, template),
         ):
             return service
     return None
@@ -155,14 +155,14 @@ def render(
     namespace: str,
     service_refs: dict,
     pull_policies: dict,
-    registry: str = images.LOCAL_REGISTRY,
-    template: str = images.DEFAULT_NAME_TEMPLATE,
+    registry: str = imagerefs.LOCAL_REGISTRY,
+    template: str = imagerefs.DEFAULT_NAME_TEMPLATE,
 ) -> list:
     """Copy docs with image references substituted and namespaces made explicit.
 
     service_refs: service name -> concrete reference; pull_policies: service -> policy to set
     (Never for images loaded into the nodes, IfNotPresent for images pulled from a registry);
-    template: the stack's image naming template (images.name).
+    template: the stack's image naming template (imagerefs.name).
     """
     out = []
     for doc in docs:

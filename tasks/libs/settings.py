@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from . import images
+from . import imagerefs
 from .checks import preflight
 from .delivery import ArchiveDelivery, Delivery, LocalRegistryDelivery, RegistryDelivery
 from .delivery.localregistry import DEFAULT_KIND_REGISTRY
@@ -242,8 +242,8 @@ def build_settings(
     image_tag, origin = _layered(config, env, "image_tag", "IMAGE_TAG")
     if image_tag:
         try:
-            images.check_tag(str(image_tag))
-        except images.BadReference as exc:
+            imagerefs.check_tag(str(image_tag))
+        except imagerefs.BadReference as exc:
             raise KindlingError(f"{origin}: {exc}") from None
     keep_runs, origin = _layered(config, env, "keep_runs", "KINDLING_KEEP_RUNS")
     lock_wait, lock_origin = _layered(config, env, "lock_wait", "KINDLING_LOCK_WAIT")

@@ -10,7 +10,7 @@ there?" questions asked before anything is changed; a run that loads an image re
 
 import threading
 
-from . import images, readiness
+from . import imagerefs, readiness
 from .adapters.engine import DIGEST_LABEL, Engine
 from .adapters.kind import KindCluster
 from .adapters.kubectl import RESOURCES, Kubectl
@@ -29,7 +29,7 @@ class Views:
         self.workloads_lock = threading.Lock()
         self.images = None  # [(names, labels, created)], or None when the engine cannot list them
         self.images_read = False
-        self.nodes = None  # node -> set of node names (images.node_name)
+        self.nodes = None  # node -> set of node names (imagerefs.node_name)
         self.workloads = {}  # namespace -> {(kind, name): object}
 
 
@@ -79,8 +79,8 @@ class Snapshot:
         listed = self._engine_images()
         if listed is not None:
             try:
-                wanted = images.normalize(ref)
-            except images.BadReference:
+                wanted = imagerefs.normalize(ref)
+            except imagerefs.BadReference:
                 wanted = ref
             if any(wanted in names or ref in names for names, _, _ in listed):
                 return True
@@ -97,12 +97,12 @@ class Snapshot:
             return views.nodes
 
     def on_every_node(self, ref: str) -> bool:
-        wanted = images.node_name(ref)
+        wanted = imagerefs.node_name(ref)
         holdings = self.node_images()
         return bool(holdings) and all(wanted in names for names in holdings.values())
 
     def add_loaded(self, ref: str) -> None:
-        wanted = images.node_name(ref)
+        wanted = imagerefs.node_name(ref)
         with self._views.nodes_lock:
             for names in (self._views.nodes or {}).values():
                 names.add(wanted)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tasks.libs import images
+from tasks.libs import imagerefs
 from tasks.libs.adapters.engine import Engine
 from tasks.libs.adapters.kind import KindCluster
 from tasks.libs.errors import KindlingError
@@ -46,13 +46,13 @@ def cluster_holding(tmp_path, per_node: dict):
 
 
 def test_node_name_of_tags_and_digests():
-    assert images.node_name("postgres:16") == "docker.io/library/postgres:16"
-    assert images.node_name("postgres") == "docker.io/library/postgres:latest"
+    assert imagerefs.node_name("postgres:16") == "docker.io/library/postgres:16"
+    assert imagerefs.node_name("postgres") == "docker.io/library/postgres:latest"
     # Pinned by digest: containerd drops the tag (reference/docker.ParseDockerRef);
     # repoDigests has repo@digest.
-    assert images.node_name(f"postgres:16@{D}") == f"docker.io/library/postgres@{D}"
-    assert images.node_name(f"quay.io/org/app@{D}") == f"quay.io/org/app@{D}"
-    assert images.node_name(f"docker.io/library/postgres@{D}") == f"docker.io/library/postgres@{D}"
+    assert imagerefs.node_name(f"postgres:16@{D}") == f"docker.io/library/postgres@{D}"
+    assert imagerefs.node_name(f"quay.io/org/app@{D}") == f"quay.io/org/app@{D}"
+    assert imagerefs.node_name(f"docker.io/library/postgres@{D}") == f"docker.io/library/postgres@{D}"
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """Build features Kubernaut's builds use: read-only build mounts (`build.mounts`), build args from host
 facts (`${KINDLING_HOST_GOARCH}`, `${KINDLING_HOST_OS}`) and a per-stack image naming template
-(`images.name`).
+(`imagerefs.name`).
 
 The argument lists are checked through a scripted runner (podman's answers written out, the build
 recorded, nothing run); one real podman build shows a read-only mount readable and unwritable.
@@ -16,7 +16,7 @@ import pytest
 import yaml
 from conftest import podman_cmd
 
-from tasks.libs import images, render
+from tasks.libs import imagerefs, render
 from tasks.libs.adapters.engine import DIGEST_LABEL
 from tasks.libs.build import digest as cache
 from tasks.libs.console import Console
@@ -297,9 +297,9 @@ def test_the_naming_template_names_built_images_and_finds_ci_artifacts(tmp_path)
 
 
 def test_the_default_template_and_registry_mode():
-    assert images.local_ref("kubernaut", "datastorage", "t1") == "localhost/kubernaut/datastorage:t1"
+    assert imagerefs.local_ref("kubernaut", "datastorage", "t1") == "localhost/kubernaut/datastorage:t1"
     assert (
-        images.local_ref("kubernaut", "datastorage", "t1", "localhost:5001", "{registry}/{service}")
+        imagerefs.local_ref("kubernaut", "datastorage", "t1", "localhost:5001", "{registry}/{service}")
         == "localhost:5001/datastorage:t1"
     )
     refs = {"datastorage": "localhost:5001/datastorage:t1"}

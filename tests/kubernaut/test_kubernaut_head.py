@@ -28,7 +28,7 @@ import pytest
 import yaml
 from conftest import ROOT, invoke, podman_cmd
 
-from tasks.libs import images
+from tasks.libs import imagerefs
 from tasks.libs.build import gobuilds
 from tasks.libs.stack.model import load_stack
 
@@ -412,7 +412,7 @@ def test_images_are_named_as_kubernaut_ci_artifacts(tmp_path):
     built = sorted(name for name, service in stack.services.items() if service.built)
     assert built == ["aianalysis", "datastorage", "db-migrate", "kubernautagent", "mock-llm"]
     for name in built:
-        assert images.repository(stack.project, name, template=stack.image_name) == f"localhost/{name}"
+        assert imagerefs.repository(stack.project, name, template=stack.image_name) == f"localhost/{name}"
     # GOARCH from the host, as the harness passes --build-arg GOARCH=<host>.
     for name in ("datastorage", "kubernautagent", "aianalysis", "mock-llm"):
         goarch = stack.services[name].build.args["GOARCH"]

@@ -11,7 +11,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from .. import images
+from .. import imagerefs
 from ..errors import CommandFailed, KindlingError, PipeFailed
 from ..procs.runner import Runner
 
@@ -338,7 +338,7 @@ class KindCluster:
         return f"kind could not read {self.stdin_path} ({match.group(0)})" if match else None
 
     def node_images(self, engine) -> dict:
-        """node name -> set of the names (images.node_name) the node's containerd holds.
+        """node name -> set of the names (imagerefs.node_name) the node's containerd holds.
 
         kind's docs ("Loading an Image Into Your Cluster") check a node with
         `docker exec <node> crictl images`; the JSON form lists each image's repoTags
@@ -352,19 +352,19 @@ class KindCluster:
             for image in data.get("images", []):
                 for name in (image.get("repoTags") or []) + (image.get("repoDigests") or []):
                     try:
-                        names.add(images.node_name(name))
-                    except images.BadReference:
+                        names.add(imagerefs.node_name(name))
+                    except imagerefs.BadReference:
                         continue
             result[node] = names
         return result
 
     def has_image(self, engine, ref) -> bool:
-        wanted = images.node_name(ref)
+        wanted = imagerefs.node_name(ref)
         holdings = self.node_images(engine)
         return bool(holdings) and all(wanted in names for names in holdings.values())
 
     def verify_loaded(self, engine, ref) -> None:
-        wanted = images.node_name(ref)
+        wanted = imagerefs.node_name(ref)
         missing = [node for node, names in self.node_images(engine).items() if wanted not in names]
         if missing:
             pinned = (

@@ -12,7 +12,7 @@ without a role a control-plane node).
 import re
 from dataclasses import dataclass
 
-from .. import images
+from .. import imagerefs
 from .checkresult import parse_version
 from .skew import KIND_DEFAULT_NODE
 
@@ -29,8 +29,8 @@ class Choice:
 def image_version(image: str):
     """The Kubernetes minor version a node image's tag names ("1.36" for kindest/node:v1.36.1), or None."""
     try:
-        tag = images.parse(image).tag
-    except images.BadReference:
+        tag = imagerefs.parse(image).tag
+    except imagerefs.BadReference:
         return None
     match = _VERSION_TAG_RE.match(tag or "")
     return f"{int(match[1])}.{int(match[2])}" if match else None

@@ -5,7 +5,7 @@ import json
 import re
 from pathlib import Path
 
-from .. import images
+from .. import imagerefs
 from ..runs import ClusterState
 from .checkresult import OK, WARN, Check, parse_version, query
 
@@ -96,8 +96,8 @@ def node_image_check(kind_text: str, node_image: str) -> Check:
     if not node_image:
         return Check("node image", OK, f"kind {kind_shown}'s default")
     try:
-        tag = images.parse(node_image).tag
-    except images.BadReference:
+        tag = imagerefs.parse(node_image).tag
+    except imagerefs.BadReference:
         tag = ""  # load_stack has reported it
     match = re.fullmatch(r"v(\d+)\.(\d+)\.(\d+)", tag)
     default = KIND_DEFAULT_NODE.get(kind[:2])

@@ -21,7 +21,7 @@ problem as `FILE: KIND/NAME: problem`:
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import images, render
+from .. import imagerefs, render
 from . import apirules, crdschema
 
 # The checks across objects live in crossrefs; they are part of this module's interface.
@@ -78,9 +78,9 @@ def object_label(doc: dict) -> str:
 def sample_refs(stack) -> dict:
     """service -> the reference the check renders with: localhost/<project>/<service>:check (or as the
     stack's naming template says), or the prebuilt image. A service with neither (a run step) has none."""
-    template = getattr(stack, "image_name", images.DEFAULT_NAME_TEMPLATE)
+    template = getattr(stack, "image_name", imagerefs.DEFAULT_NAME_TEMPLATE)
     return {
-        name: images.local_ref(stack.project, name, "check", template=template)
+        name: imagerefs.local_ref(stack.project, name, "check", template=template)
         if service.built
         else service.image
         for name, service in stack.services.items()
@@ -99,8 +99,8 @@ def render_file(docs: list, stack, refs: dict) -> list:
         namespace=stack.namespace,
         service_refs=refs,
         pull_policies={n: "Never" for n, s in stack.services.items() if s.built},
-        registry=getattr(stack, "registry", "") or images.LOCAL_REGISTRY,
-        template=getattr(stack, "image_name", images.DEFAULT_NAME_TEMPLATE),
+        registry=getattr(stack, "registry", "") or imagerefs.LOCAL_REGISTRY,
+        template=getattr(stack, "image_name", imagerefs.DEFAULT_NAME_TEMPLATE),
     )
 
 
@@ -209,8 +209,8 @@ def check_images(item: Item, allowed: set, services=(), prebuilt=()) -> list:
             problems.append(f'container "{name}" has no image')
             continue
         try:
-            normalized = images.normalize(image)
-        except images.BadReference as exc:
+            normalized = imagerefs.normalize(image)
+        except imagerefs.BadReference as exc:
             problems.append(f'container "{name}": {exc}')
             continue
         if normalized not in allowed:
@@ -311,7 +311,7 @@ def check(
     crds = stack_crds(items)
     defined = defined_objects(items)
     templates = pod_templates(items)
-    allowed = {images.normalize(ref) for ref in refs.values()}
+    allowed = {imagerefs.normalize(ref) for ref in refs.values()}
     prebuilt_images = [refs[n] for n in prebuilt if n in refs]
     for item in items:
         result.objects[item.service] = result.objects.get(item.service, 0) + 1

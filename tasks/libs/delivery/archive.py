@@ -3,14 +3,14 @@
 
 from dataclasses import dataclass
 
-from .. import images
+from .. import imagerefs
 from ..plan import Outcome, PlannedStep, StepKind
 from .base import Delivery, DeliveryMode
 
 
 @dataclass(frozen=True)
 class ArchiveDelivery(Delivery):
-    registry: str = images.LOCAL_REGISTRY
+    registry: str = imagerefs.LOCAL_REGISTRY
 
     mode = DeliveryMode.ARCHIVE
     step_kind = StepKind.LOAD

@@ -5,7 +5,7 @@ import copy
 import re
 from pathlib import Path
 
-from .. import deploysources, hostports, images, render, runs
+from .. import deploysources, hostports, imagerefs, render, runs
 from ..context import RunContext
 from ..errors import CommandFailed, KindlingError, NotReady
 from ..plan import Outcome, StepKind
@@ -202,19 +202,19 @@ def _not_ready_detail(ctx: RunContext, exc: NotReady) -> str:
     if verdict is None or verdict.reason != "ErrImageNeverPull" or not verdict.image:
         return text
     try:
-        wanted_repo = images.parse(images.normalize(verdict.image)).repository
-    except images.BadReference:
+        wanted_repo = imagerefs.parse(imagerefs.normalize(verdict.image)).repository
+    except imagerefs.BadReference:
         return text
     held = sorted(
         {
             ref
             for names in ctx.cluster.node_images(ctx.engine).values()
             for ref in names
-            if images.parse(ref).repository == wanted_repo
+            if imagerefs.parse(ref).repository == wanted_repo
         }
     )
     return (
-        f"{text}\n  the pod asked for: {verdict.image} ({images.normalize(verdict.image)})\n"
+        f"{text}\n  the pod asked for: {verdict.image} ({imagerefs.normalize(verdict.image)})\n"
         f"  the nodes hold: {', '.join(held) or 'nothing under ' + wanted_repo}"
     )
 

@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from .. import images
+from .. import imagerefs
 from ..adapters.engine import DIGEST_LABEL, STACK_LABEL
 from ..build import caches as buildcaches
 from ..build import digest as cache
@@ -31,9 +31,9 @@ def ensure_image(ctx: RunContext, name) -> Outcome:
     build = service.build
     args = build.build_args(settings.coverage)
     naming = ctx.stack.image_name
-    repository = images.repository(ctx.stack.project, name, ctx.registry, naming)
+    repository = imagerefs.repository(ctx.stack.project, name, ctx.registry, naming)
     if settings.image_tag and not settings.no_cache:
-        ref = images.local_ref(ctx.stack.project, name, settings.image_tag, ctx.registry, naming)
+        ref = imagerefs.local_ref(ctx.stack.project, name, settings.image_tag, ctx.registry, naming)
         if ctx.snapshot.image_exists(ref):
             # Provided from outside (e.g. CI artifacts): used as is, never removed by teardown.
             ctx.refs[name] = ref
@@ -59,7 +59,7 @@ def ensure_image(ctx: RunContext, name) -> Outcome:
                 name, {"ref": found[0], "digest": digest, "built_by_kindling": True, **counted}
             )
             return Outcome.CACHED
-    ref = images.local_ref(ctx.stack.project, name, ctx.new_tag(name), ctx.registry, naming)
+    ref = imagerefs.local_ref(ctx.stack.project, name, ctx.new_tag(name), ctx.registry, naming)
     ctx.console.state("image", name, "building", str(log))
     for note in buildmounts.skipped(build):
         ctx.console.line(f"[image] {name}: {note}")

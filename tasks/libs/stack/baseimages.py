@@ -15,7 +15,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import images
+from .. import imagerefs
 from ..build import containerfile
 from ..errors import KindlingError, StackError
 from .stackfile import Checker, show, type_name
@@ -51,8 +51,8 @@ def parse(c: Checker, raw, where: str) -> tuple:
     for key, value in raw.items():
         field = f"{where}.{key}"
         try:
-            repository = images.parse(key if isinstance(key, str) else "")
-        except images.BadReference as exc:
+            repository = imagerefs.parse(key if isinstance(key, str) else "")
+        except imagerefs.BadReference as exc:
             c.fail(field, str(exc), EXAMPLE)
         if repository.tag or repository.digest:
             c.fail(
@@ -62,8 +62,8 @@ def parse(c: Checker, raw, where: str) -> tuple:
             )
         text = c.string(value, field, fix=EXAMPLE)
         try:
-            images.parse(text)
-        except images.BadReference as exc:
+            imagerefs.parse(text)
+        except imagerefs.BadReference as exc:
             c.fail(field, str(exc), "write an image reference like localhost/mirror/go-toolset:1.26")
         found.append((key, text))
     return tuple(found)
@@ -128,7 +128,7 @@ def substitute(text: str, build_args: dict, mapping: tuple) -> Substituted:
             continue
         try:
             repository = _repository(resolved)
-        except images.BadReference:
+        except imagerefs.BadReference:
             continue  # the build itself will say what is wrong with it
         if repository not in wanted:
             continue
@@ -145,7 +145,7 @@ def substitute(text: str, build_args: dict, mapping: tuple) -> Substituted:
 
 
 def _repository(reference: str) -> str:
-    return images.parse(images.normalize(reference)).repository
+    return imagerefs.parse(imagerefs.normalize(reference)).repository
 
 
 def _from_parts(arguments: str) -> tuple:

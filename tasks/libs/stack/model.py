@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import deploysources, images
+from .. import deploysources, imagerefs
 from ..build import caches as buildcaches
 from ..errors import StackError
 from . import baseimages, buildmounts, buildspec, coveragespec, profiles, runspec
@@ -88,7 +88,7 @@ class Stack:
     registry_tls_verify: bool = True
     node_image: str = ""  # kind's --image for new clusters; "" lets kind choose its default
     source_revision: str = ""  # the source's commit the stack was verified against; "" when not declared
-    image_name: str = images.DEFAULT_NAME_TEMPLATE  # `images.name`: how built images are named
+    image_name: str = imagerefs.DEFAULT_NAME_TEMPLATE  # `imagerefs.name`: how built images are named
     base_images: tuple = ()  # (repository, replacement) for every build's FROMs (baseimages.py)
     profiles: tuple = ()  # the names of the stack's profiles laid over it (profiles.py)
 
@@ -159,8 +159,8 @@ def load_stack(
     project = document.get("project", name)
     c.string(project, "project")
     try:
-        images.parse(f"{images.LOCAL_REGISTRY}/{project}/x")
-    except images.BadReference:
+        imagerefs.parse(f"{imagerefs.LOCAL_REGISTRY}/{project}/x")
+    except imagerefs.BadReference:
         c.fail(
             "project",
             f"{show(project)} cannot be part of an image name",
@@ -280,10 +280,10 @@ def _image_name(c: Checker, raw, project) -> str:
     """`images: {name: TEMPLATE}`: how built images are named, from {registry}, {project}, {service}
     (e.g. "{registry}/{service}" for CI artifacts named localhost/<service>:<tag>)."""
     if raw is None:
-        return images.DEFAULT_NAME_TEMPLATE
+        return imagerefs.DEFAULT_NAME_TEMPLATE
     c.mapping(raw, "images", IMAGES_KEYS)
-    template = raw.get("name", images.DEFAULT_NAME_TEMPLATE)
-    problem, fix = images.name_template_problem(template, project)
+    template = raw.get("name", imagerefs.DEFAULT_NAME_TEMPLATE)
+    problem, fix = imagerefs.name_template_problem(template, project)
     if problem:
         c.fail("images.name", problem, fix)
     return template
@@ -314,14 +314,14 @@ def _node_image(c: Checker, env, cluster) -> str:
         return ""
     image = c.string(value, field_name)
     try:
-        images.parse(image)
-    except images.BadReference as exc:
+        imagerefs.parse(image)
+    except imagerefs.BadReference as exc:
         c.fail(field_name, str(exc), "write a node image reference like kindest/node:v1.36.1")
     return image
 
 
 def _service(
-    c: Checker, name, raw, where, project, source, image_name=images.DEFAULT_NAME_TEMPLATE
+    c: Checker, name, raw, where, project, source, image_name=imagerefs.DEFAULT_NAME_TEMPLATE
 ) -> Service:
     if raw is None:
         raw = {}
@@ -339,14 +339,14 @@ def _service(
     if has_build:
         build = buildspec.parse(c, raw["build"], f"{where}.build", source)
         try:
-            images.parse(images.repository(project, name, template=image_name))
-        except images.BadReference:
+            imagerefs.parse(imagerefs.repository(project, name, template=image_name))
+        except imagerefs.BadReference:
             c.fail(where, f"{show(name)} cannot be used in an image name", "rename the service")
     elif has_image:
         image = c.string(raw["image"], f"{where}.image")
         try:
-            images.parse(image)
-        except images.BadReference as exc:
+            imagerefs.parse(image)
+        except imagerefs.BadReference as exc:
             c.fail(f"{where}.image", str(exc), "write a reference like registry/name:tag")
     manifests = c.files(raw.get("manifests", []), f"{where}.manifests", source)
     depends = raw.get("depends_on", [])

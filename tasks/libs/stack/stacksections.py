@@ -4,7 +4,7 @@ registry mode, and the suite `e2e.test` runs."""
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import images
+from .. import imagerefs
 from .stackfile import Checker, positive_seconds, show
 
 REGISTRY_KEYS = {"host", "tls_verify"}
@@ -29,14 +29,14 @@ def parse_registry(c: Checker, raw):
     field_name = "registry (from IMAGE_REGISTRY)" if c.env.get("IMAGE_REGISTRY") else "registry.host"
     if host:
         try:
-            parsed = images.parse(f"{host}/x/y")
-        except images.BadReference:
+            parsed = imagerefs.parse(f"{host}/x/y")
+        except imagerefs.BadReference:
             parsed = None
         if parsed is None or parsed.registry != host:
             c.fail(
                 field_name, f"{show(host)} is not a registry host", "write host[:port], e.g. localhost:5001"
             )
-        if host == images.LOCAL_REGISTRY:
+        if host == imagerefs.LOCAL_REGISTRY:
             c.fail(
                 field_name,
                 "`localhost` without a port is podman's local image store, not a registry",

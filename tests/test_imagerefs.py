@@ -1,6 +1,6 @@
 import pytest
 
-from tasks.libs import images
+from tasks.libs import imagerefs
 
 
 @pytest.mark.parametrize(
@@ -24,7 +24,7 @@ from tasks.libs import images
     ],
 )
 def test_parse_round_trips(text, registry, path, tag, digest):
-    ref = images.parse(text)
+    ref = imagerefs.parse(text)
     assert (ref.registry, ref.path, ref.tag, ref.digest) == (registry, path, tag, digest)
     assert str(ref) == text
 
@@ -48,8 +48,8 @@ def test_parse_round_trips(text, registry, path, tag, digest):
     ],
 )
 def test_parse_refuses_bad_references(bad):
-    with pytest.raises(images.BadReference):
-        images.parse(bad)
+    with pytest.raises(imagerefs.BadReference):
+        imagerefs.parse(bad)
 
 
 @pytest.mark.parametrize(
@@ -64,45 +64,45 @@ def test_parse_refuses_bad_references(bad):
     ],
 )
 def test_normalize_like_containerd(text, normal):
-    assert images.normalize(text) == normal
+    assert imagerefs.normalize(text) == normal
 
 
 def test_localhost_prefix_is_not_the_same_image_as_unqualified():
     # The bug that cost Kubernaut the most: saved as localhost/..., referenced without it.
-    assert not images.same_image("localhost/kubernaut/datastorage:t", "kubernaut/datastorage:t")
-    assert images.same_image("nginx", "docker.io/library/nginx:latest")
+    assert not imagerefs.same_image("localhost/kubernaut/datastorage:t", "kubernaut/datastorage:t")
+    assert imagerefs.same_image("nginx", "docker.io/library/nginx:latest")
 
 
 def test_local_ref_adds_localhost_exactly_once():
-    ref = images.local_ref("kubernaut", "datastorage", "t1")
+    ref = imagerefs.local_ref("kubernaut", "datastorage", "t1")
     assert ref == "localhost/kubernaut/datastorage:t1"
-    assert images.parse(ref).registry == "localhost"
-    assert images.repository("kubernaut", "datastorage") == "localhost/kubernaut/datastorage"
+    assert imagerefs.parse(ref).registry == "localhost"
+    assert imagerefs.repository("kubernaut", "datastorage") == "localhost/kubernaut/datastorage"
 
 
 @pytest.mark.parametrize("service", ["Data_Storage", "api!", ""])
 def test_local_ref_refuses_names_outside_the_grammar(service):
-    with pytest.raises(images.BadReference):
-        images.local_ref("kubernaut", service, "t")
+    with pytest.raises(imagerefs.BadReference):
+        imagerefs.local_ref("kubernaut", service, "t")
 
 
 def test_unique_tag_follows_dd_test_001():
-    tag = images.unique_tag("holmesgpt-api", "jdoe", "1a2b3c4", 1764000000)
+    tag = imagerefs.unique_tag("holmesgpt-api", "jdoe", "1a2b3c4", 1764000000)
     assert tag == "holmesgpt-api-jdoe-1a2b3c4-1764000000"
 
 
 def test_unique_tag_outside_git_and_with_odd_user_names():
-    tag = images.unique_tag("api", "Jane Doe@corp", None, 1)
+    tag = imagerefs.unique_tag("api", "Jane Doe@corp", None, 1)
     assert tag == "api-jane-doe-corp-nogit-1"
-    assert images.TAG_RE.match(tag)
+    assert imagerefs.TAG_RE.match(tag)
 
 
 def test_unique_tag_stays_valid_when_long():
-    tag = images.unique_tag("s" * 100, "u" * 60, "abc1234", 1764000000)
+    tag = imagerefs.unique_tag("s" * 100, "u" * 60, "abc1234", 1764000000)
     assert len(tag) <= 128 and tag.endswith("abc1234-1764000000")
 
 
 @pytest.mark.parametrize("bad", ["", "-x", ".x", "a b", "x" * 129, "a/b", "ä"])
 def test_check_tag_refuses(bad):
-    with pytest.raises(images.BadReference):
-        images.check_tag(bad)
+    with pytest.raises(imagerefs.BadReference):
+        imagerefs.check_tag(bad)
