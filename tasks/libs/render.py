@@ -355,8 +355,8 @@ HOSTS_TOML_MARK = "# kindling:"
 
 def loopback_hosts_toml(registry: str, url: str, how: str, skip_verify: bool = False) -> str:
     """hosts.toml sending a node's pulls of `registry`, a registry on this host's loopback, to `url`, an
-    address of this host the node reaches (loopback.py). Only pulls go there (containerd docs/hosts.md,
-    capabilities); skip_verify only when the pushes skip TLS verification too."""
+    address of this host the node reaches (delivery/loopback.py). Only pulls go there (containerd
+    docs/hosts.md, capabilities); skip_verify only when the pushes skip TLS verification too."""
     lines = [
         f"{HOSTS_TOML_MARK} {registry} is on the host's loopback; the node reaches the host at {url} ({how})",
         f'[host."{url}"]',

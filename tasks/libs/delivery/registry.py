@@ -7,10 +7,11 @@ kindling makes are pointed at this host (loopback.py); an existing cluster must 
 
 from dataclasses import dataclass
 
-from .. import loopback, registryhost, render
+from .. import render
 from ..adapters.kind import kind_network
 from ..errors import CommandFailed, KindlingError
 from ..plan import Outcome, PlannedStep, StepKind, step_id
+from . import loopback, registryhost
 from .base import Delivery, DeliveryMode
 
 

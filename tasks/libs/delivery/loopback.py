@@ -36,8 +36,8 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from . import render
-from .errors import KindlingError
+from .. import render
+from ..errors import KindlingError
 from .registryhost import split_host
 
 # The names engines put in a container's /etc/hosts for the host, in the order they are tried.

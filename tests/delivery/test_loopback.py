@@ -8,9 +8,9 @@ import tomllib
 
 import pytest
 
-from tasks.libs import loopback, registryhost, render
+from tasks.libs import render
 from tasks.libs.console import Console
-from tasks.libs.delivery import registry
+from tasks.libs.delivery import loopback, registry, registryhost
 from tasks.libs.environment import Environment
 from tasks.libs.errors import KindlingError
 from tasks.libs.phases import cluster
