@@ -7,7 +7,8 @@
 # go to pytest.
 #
 #   scripts/test.sh --fast   the pure lane only: no system package, no test environment, no test
-#                            marked podman or testenv (tests/conftest.py marks them); under a minute
+#                            marked podman or testenv (tests/conftest.py marks them), one pytest
+#                            worker per core (pytest-xdist); under a minute on 2 cores
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,7 +16,7 @@ if [ "${1:-}" = "--fast" ]; then
   shift
   python3 -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-test.txt
   python3 -m ruff check .
-  exec python3 -m pytest -q -m "not podman and not testenv" "$@"
+  exec python3 -m pytest -q -n auto -m "not podman and not testenv" "$@"
 fi
 
 missing=()
