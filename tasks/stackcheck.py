@@ -28,9 +28,8 @@ from .libs.build import containerfile, inputsets
 from .libs.checks import buildcontext, drift, nodeversion, validate
 from .libs.errors import KindlingError, StackError
 from .libs.procs.runner import Runner
-from .libs.settings import base_images_setting, process_environment, profile_setting
+from .libs.settings import base_images_setting, process_environment
 from .libs.stack import baseimages, buildmounts
-from .libs.stack.model import load_stack
 
 KIND_VERSION_TIMEOUT = 30  # seconds
 
@@ -237,16 +236,12 @@ def load_for_check(c):
     """(stack or None, problems, source missing?, {path: shown} of the files skipped), every file checked
     that can be: without the source, files that are not under it (this repository's manifests, Kind
     config, Containerfiles) must still exist."""
-    env = process_environment()
-    path = cli.stack_file(c, env)
-    names, origin = profile_setting(cli.e2e_config(c), env)
-    chosen = {"profile_names": names, "profile_origin": origin}
     problems = []
     try:
-        stack = load_stack(path, env=env, check_files=False, problems=problems, **chosen)
+        stack = cli.load(c, check_files=False, problems=problems)
         if stack.source.is_dir():
             problems = []
-            return load_stack(path, env=env, problems=problems, **chosen), problems, False, {}
+            return cli.load(c, problems=problems), problems, False, {}
     except StackError as exc:  # past the header nothing can be read
         return None, problems + [exc], False, {}
     source = stack.source

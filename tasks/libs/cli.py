@@ -54,19 +54,28 @@ def configured_e2e(argv) -> dict:
     return _plain(config.get("e2e") or {})
 
 
-def stack_file(ctx=None, env=None) -> Path:
+def stack_file(ctx=None, env=None, config=None) -> Path:
+    """The stack file the settings name (e2e.stack, E2E_STACK, else the project's e2e.yaml)."""
     env = process_environment() if env is None else env
-    return stack_path(e2e_config(ctx).get("stack"), env, root=PROJECT_ROOT)
+    config = e2e_config(ctx) if config is None else config
+    return stack_path(config.get("stack"), env, root=PROJECT_ROOT)
 
 
-def load(ctx, check_files=True, env=None, config=None):
+def load(ctx, check_files=True, env=None, config=None, problems=None):
     """The configured stack, with the profiles E2E_PROFILE or e2e.profile chooses laid over it.
-    config: the `e2e` section when no task context exists yet (tasks.py's task list)."""
+    config: the `e2e` section when no task context exists yet (tasks.py's task list); problems: a
+    list that collects what can be reported together instead of raising the first (stack.check)."""
     env = process_environment() if env is None else env
     config = e2e_config(ctx) if config is None else config
     names, origin = profile_setting(config, env)
-    path = stack_path(config.get("stack"), env, root=PROJECT_ROOT)
-    return load_stack(path, env=env, check_files=check_files, profile_names=names, profile_origin=origin)
+    return load_stack(
+        stack_file(env=env, config=config),
+        env=env,
+        check_files=check_files,
+        problems=problems,
+        profile_names=names,
+        profile_origin=origin,
+    )
 
 
 def parse_budget(text):
