@@ -12,7 +12,7 @@ from tasks.libs import hostports
 from tasks.libs.environment import Environment
 from tasks.libs.errors import NotReady
 from tasks.libs.hostports import HostPort
-from tasks.libs.phases import deploy
+from tasks.libs.phases import deploy, suite
 from tasks.libs.procs.fakerunner import FakeRunner
 from tasks.libs.samples import write_stack
 from tasks.libs.settings import build_settings
@@ -127,6 +127,41 @@ def test_a_listening_server_answers_and_a_refused_or_hung_up_port_does_not():
         hanging_up.close()
 
 
+def test_each_named_port_has_a_url_and_the_services_url_is_its_first_port_that_answers():
+    """Kubernaut's AIAnalysis controller Service publishes `api` first, which no pod serves: the
+    Service's URL is its health port, and each named port keeps a URL of its own."""
+    serving = Server()
+    unserved, unnamed = closed_port(), closed_port()
+    try:
+        docs = [
+            service(
+                "controller",
+                {"name": "api", "port": 8080, "nodePort": 30084},
+                {"name": "health", "port": 8081, "nodePort": 30284},
+            ),
+            service("db", {"port": 5432, "nodePort": 30432}),
+        ]
+        config = kind_config(
+            {"containerPort": 30084, "hostPort": unserved},
+            {"containerPort": 30284, "hostPort": serving.port},
+            {"containerPort": 30432, "hostPort": unnamed},
+        )
+        assert hostports.port_endpoints(docs, config) == {
+            ("controller", "api"): f"http://localhost:{unserved}",
+            ("controller", "health"): f"http://localhost:{serving.port}",
+        }
+        assert hostports.endpoints(docs, config, hostports.answers) == {
+            "controller": f"http://localhost:{serving.port}",
+            "db": f"http://localhost:{unnamed}",  # its only port: not probed
+        }
+        # Unprobed (a dry run), or when none answers: the first published port.
+        first = {"controller": f"http://localhost:{unserved}", "db": f"http://localhost:{unnamed}"}
+        assert hostports.endpoints(docs, config) == first
+        assert hostports.endpoints(docs, config, lambda address, port: False) == first
+    finally:
+        serving.close()
+
+
 def test_the_wait_ends_when_a_late_port_answers_and_names_the_one_that_never_does():
     late = Server(start_after=0.6)
     never = HostPort("silent", 30001, "127.0.0.1", closed_port())
@@ -199,3 +234,33 @@ def test_a_deploy_is_not_ready_until_its_published_nodeport_answers_on_the_host(
     text = str(raised.value)
     assert f"Service api nodePort 30080 -> 127.0.0.1:{port}" in text
     assert "after 1 s" in text and "kind.yaml" in text and "kube-proxy" in text
+
+
+def test_the_suite_is_told_each_named_port_and_the_port_of_the_service_that_answers(tmp_path):
+    serving = Server()
+    unserved = closed_port()
+    try:
+        ctx = deploy_context(tmp_path, unserved)
+        config = tmp_path / "stack" / "kind.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                kind_config(
+                    {"containerPort": 30080, "hostPort": unserved},
+                    {"containerPort": 30081, "hostPort": serving.port},
+                )
+            )
+        )
+        manifest = service(
+            "api-svc",
+            {"name": "api", "port": 8080, "nodePort": 30080},
+            {"name": "health-probe", "port": 8081, "nodePort": 30081},
+        )
+        (tmp_path / "stack" / "manifests" / "api.yaml").write_text(
+            yaml.safe_dump({"apiVersion": "v1", **manifest})
+        )
+        env = suite.suite_env(ctx)
+    finally:
+        serving.close()
+    assert env["E2E_URL_API_SVC"] == f"http://localhost:{serving.port}"
+    assert env["E2E_URL_API_SVC_API"] == f"http://localhost:{unserved}"
+    assert env["E2E_URL_API_SVC_HEALTH_PROBE"] == f"http://localhost:{serving.port}"

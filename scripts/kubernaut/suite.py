@@ -24,10 +24,11 @@ KUBECONFIG names. Each check follows one of Kubernaut's own tests (paths at d5a4
    crashloop-config-fix-v1 workflow selected, and its audit trail in Data Storage
    (05_audit_trail_test.go).
 
-Settings (environment): E2E_NAMESPACE, E2E_URL_DATA_STORAGE_SERVICE, E2E_URL_KUBERNAUT_AGENT (set by
-kindling), E2E_DS_HEALTH_URL, E2E_KA_HEALTH_URL, E2E_AA_HEALTH_URL, E2E_DS_CLIENT_SA,
-E2E_KA_CLIENT_SA, E2E_AIANALYSIS_TIMEOUT and E2E_AUDIT_TIMEOUT (seconds), E2E_RUN_DIR (the
-completed AIAnalysis is written there).
+Settings (environment), set by kindling (URLs from the Kind config's port mappings): E2E_NAMESPACE,
+E2E_URL_DATA_STORAGE_SERVICE, E2E_URL_KUBERNAUT_AGENT, and the health ports'
+E2E_URL_DATA_STORAGE_SERVICE_HEALTH, E2E_URL_KUBERNAUT_AGENT_HEALTH and
+E2E_URL_AIANALYSIS_CONTROLLER_HEALTH; E2E_RUN_DIR (the completed AIAnalysis is written there). Also
+E2E_DS_CLIENT_SA, E2E_KA_CLIENT_SA, E2E_AIANALYSIS_TIMEOUT and E2E_AUDIT_TIMEOUT (seconds).
 """
 
 import functools
@@ -47,10 +48,10 @@ from pathlib import Path
 
 NAMESPACE = os.environ.get("E2E_NAMESPACE", "kubernaut-system")
 DS_URL = os.environ.get("E2E_URL_DATA_STORAGE_SERVICE", "https://localhost:8091")
-DS_HEALTH_URL = os.environ.get("E2E_DS_HEALTH_URL", "http://localhost:30281")
+DS_HEALTH_URL = os.environ.get("E2E_URL_DATA_STORAGE_SERVICE_HEALTH", "http://localhost:30281")
 KA_URL = os.environ.get("E2E_URL_KUBERNAUT_AGENT", "https://localhost:8088")
-KA_HEALTH_URL = os.environ.get("E2E_KA_HEALTH_URL", "http://localhost:28088")
-AA_HEALTH_URL = os.environ.get("E2E_AA_HEALTH_URL", "http://localhost:8184")
+KA_HEALTH_URL = os.environ.get("E2E_URL_KUBERNAUT_AGENT_HEALTH", "http://localhost:28088")
+AA_HEALTH_URL = os.environ.get("E2E_URL_AIANALYSIS_CONTROLLER_HEALTH", "http://localhost:8184")
 DS_CLIENT_SA = os.environ.get("E2E_DS_CLIENT_SA", "aianalysis-e2e-sa")  # bound to data-storage-client
 KA_CLIENT_SA = os.environ.get("E2E_KA_CLIENT_SA", "aianalysis-controller")  # bound to kubernaut-agent-client
 AIANALYSIS_TIMEOUT = float(os.environ.get("E2E_AIANALYSIS_TIMEOUT", "180"))

@@ -34,6 +34,7 @@ class HostPort:
     address: str  # where a client on the host connects
     port: int
     scheme: str = "http"
+    name: str = ""  # the Service port's name
 
     @property
     def url(self) -> str:
@@ -82,17 +83,38 @@ def mapped(docs: list, kind_config: dict | None) -> list[HostPort]:
             if int(node_port) in published:
                 address, host_port = published[int(node_port)]
                 found.append(
-                    HostPort(doc["metadata"]["name"], int(node_port), address, host_port, scheme(port))
+                    HostPort(
+                        doc["metadata"]["name"],
+                        int(node_port),
+                        address,
+                        host_port,
+                        scheme(port),
+                        str(port.get("name") or ""),
+                    )
                 )
     return found
 
 
-def endpoints(docs: list, kind_config: dict | None) -> dict:
-    """Kubernetes Service name -> <scheme>://localhost:<hostPort> (its first published NodePort)."""
-    urls = {}
+def endpoints(docs: list, kind_config: dict | None, probe=None) -> dict:
+    """Kubernetes Service name -> <scheme>://localhost:<hostPort> of its first published NodePort,
+    or, given probe(address, port) (answers, below), of its first published port that answers: a
+    Service may publish a port no pod serves (the module's docstring), and a suite given that URL
+    would fail on a refused connection. When none answers, the first."""
+    by_service = {}
     for host_port in mapped(docs, kind_config):
-        urls.setdefault(host_port.service, host_port.url)
+        by_service.setdefault(host_port.service, []).append(host_port)
+    urls = {}
+    for service, ports in by_service.items():
+        served = (
+            next((p for p in ports if probe(p.address, p.port)), None) if probe and len(ports) > 1 else None
+        )
+        urls[service] = (served or ports[0]).url
     return urls
+
+
+def port_endpoints(docs: list, kind_config: dict | None) -> dict:
+    """(Kubernetes Service name, port name) -> URL, for each published port that has a name."""
+    return {(p.service, p.name): p.url for p in mapped(docs, kind_config) if p.name}
 
 
 def answers(address: str, port: int) -> bool:

@@ -28,7 +28,12 @@ def suite_env(ctx: RunContext) -> dict:
     }
     for name, ref in ctx.known_refs().items():
         env[f"E2E_IMAGE_{render.env_name(name)}"] = ref
-    for service, url in hostports.endpoints(docs, cluster.kind_config(ctx)).items():
+    kind_config = cluster.kind_config(ctx)
+    # Each named port as E2E_URL_<SERVICE>_<PORT>; a Service's own variable wins a clash of names.
+    for (service, port), url in hostports.port_endpoints(docs, kind_config).items():
+        env[f"E2E_URL_{render.env_name(service)}_{render.env_name(port)}"] = url
+    probe = None if ctx.dry_run else hostports.answers
+    for service, url in hostports.endpoints(docs, kind_config, probe).items():
         env[f"E2E_URL_{render.env_name(service)}"] = url
     if ctx.settings.coverage:
         env["E2E_COVERDIR"] = str(cluster.coverage_dir(ctx))
