@@ -28,6 +28,7 @@ from .libs.environment import Environment
 from .libs.errors import KindlingError
 from .libs.phases import cluster as cluster_phase
 from .libs.phases import teardown as teardown_phase
+from .libs.plan import Outcome, StepKind
 from .libs.procs.runner import Runner
 from .libs.settings import build_settings, process_environment
 from .libs.stack.model import load_stack
@@ -154,7 +155,11 @@ def setup(c, scale=0.03, verbose=False, timelines=False):
         finally:
             _teardown(path, home)
     changed = sorted(n for n in deployed_after if deployed_after[n] != deployed_before.get(n))
-    warm_builds = [s["id"] for s in warm["steps"] if s["kind"] == "image" and s["outcome"] == "built"]
+    warm_builds = [
+        s["id"]
+        for s in warm["steps"]
+        if s["kind"] == StepKind.IMAGE.value and s["outcome"] == Outcome.BUILT.value
+    ]
     serial = rows[0][1]["wall_seconds"]
     print(
         "bench.setup: AIAnalysis-shaped stack (postgresql, redis, 3 builds of "

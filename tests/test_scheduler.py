@@ -5,7 +5,7 @@ import threading
 import pytest
 
 from tasks.libs.errors import Interrupted
-from tasks.libs.report import critical_path, summary, table
+from tasks.libs.report import critical_path, service_table, summary, table
 from tasks.libs.scheduler import Record, Scheduler, Step, StepFailed, priorities
 
 
@@ -189,3 +189,29 @@ def test_critical_path_and_report():
     assert data["wall_over_critical_path"] == 1.0
     text = table(data)
     assert "image:a*" in text and "cluster " in text and "wall 12.0 s" in text
+
+
+def test_the_service_table_shows_seconds_for_work_done_and_the_word_for_work_found_done():
+    def step(kind, subject, outcome, seconds=2.0, status="ok"):
+        return {"kind": kind, "subject": subject, "outcome": outcome, "seconds": seconds, "status": status}
+
+    report = {
+        "wall_seconds": 12.3,
+        "steps": [
+            step("cluster", "c", "exists"),
+            step("image", "api", "built", 7.25),
+            step("load", "api", "on node"),
+            step("deploy", "api", "ready", 3.0),
+            step("image", "web", "cached"),
+            step("push", "web", "pushed", 1.5),
+            step("deploy", "web", None, status="failed"),
+        ],
+    }
+    lines = service_table(report, [("api", "localhost/p/api:1"), ("web", "localhost/p/web:1"), ("db", "pg")])
+    rows = {line.split()[0]: line.split()[1:] for line in lines.splitlines()[1:-1]}
+    assert rows == {
+        "api": ["7.2", "on", "3.0", "localhost/p/api:1"],
+        "web": ["cached", "1.5", "failed", "localhost/p/web:1"],
+        "db": ["-", "-", "-", "pg"],  # prebuilt and pulled: no step of its own
+    }
+    assert lines.splitlines()[-1] == "total 12.3 s"

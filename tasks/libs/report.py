@@ -2,6 +2,8 @@
 
 import graphlib
 
+from .plan import Outcome, StepKind
+
 BAR_WIDTH = 40
 
 
@@ -101,9 +103,18 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
+# Outcomes of a step that found its work done already: the table shows the word, not the seconds.
+NOTHING_DONE = {o.value for o in (Outcome.CACHED, Outcome.UP_TO_DATE, Outcome.ON_NODE, Outcome.PRESENT)}
+
+
 def service_table(report: dict, services) -> str:
     """service, image, build s, load s, deploy s: the end-of-setup summary."""
-    columns = {"image": "image", "load": "load", "push": "load", "deploy": "deploy"}
+    columns = {
+        StepKind.IMAGE.value: "image",
+        StepKind.LOAD.value: "load",
+        StepKind.PUSH.value: "load",
+        StepKind.DEPLOY.value: "deploy",
+    }
     by_column = {(columns[s["kind"]], s["subject"]): s for s in report["steps"] if s.get("kind") in columns}
     lines = [f"{'service':<24} {'build':>7} {'load':>7} {'deploy':>7}  image   (load: kind load or push)"]
     for name, ref in services:
@@ -114,7 +125,7 @@ def service_table(report: dict, services) -> str:
                 cells.append("-")
             elif step["status"] != "ok":
                 cells.append(step["status"])
-            elif step["outcome"] in ("cached", "up to date", "on node", "present"):
+            elif step["outcome"] in NOTHING_DONE:
                 cells.append(step["outcome"].split()[0])
             else:
                 cells.append(f"{step['seconds']:.1f}")

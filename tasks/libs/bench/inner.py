@@ -16,7 +16,7 @@ from .. import cli, locks, runs, samples
 from ..adapters.engine import Engine
 from ..build import cachelocks
 from ..errors import KindlingError
-from ..plan import StepKind, step_id
+from ..plan import Outcome, StepKind, step_id
 from ..procs.runner import Runner
 from . import gosample
 
@@ -68,7 +68,7 @@ def measure(
         env = make_environment(stack_path, home, quiet, **settings)
         report = env.execute(env.image_steps([SERVICE]), label=f"bench {label}")
         step = next(s for s in report["steps"] if s["id"] == step_id(StepKind.IMAGE, SERVICE))
-        if step["outcome"] != "built":
+        if step["outcome"] != Outcome.BUILT.value:
             raise KindlingError(f"bench.inner: {label}: expected a build, got {step['outcome']!r}")
         log = env.ctx.log(StepKind.IMAGE, SERVICE).read_text(errors="replace")
         figures.digests.add(env.ctx.run.current_images()[SERVICE]["digest"])
