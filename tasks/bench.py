@@ -18,7 +18,7 @@ from invoke import Collection, task
 
 from .libs import cli, locks, runs, samples
 from .libs import report as report_lib
-from .libs.adapters.engine import Engine
+from .libs.adapters.engine import Podman
 from .libs.bench import inner as innerloop  # named apart from the tasks scale, peers and inner
 from .libs.bench import peers as peerbench
 from .libs.bench import peerworkload, setupbench
@@ -61,7 +61,7 @@ def build(c, scale=1.0, verbose=False):
     scale = float(scale)
     with tempfile.TemporaryDirectory(prefix="kindling-bench-") as folder:
         folder = Path(folder)
-        base = samples.ensure_base_image(Engine(Runner()))
+        base = samples.ensure_base_image(Podman(Runner()))
         project = f"bench{uuid.uuid4().hex[:6]}"
         path = samples.write_stack(
             folder,
@@ -210,7 +210,7 @@ def _stored_bytes(storage: Path) -> int:
 def reload(c, size=200):
     """Bytes a reload moves: registry push of a changed image against the archive `kind load` sends."""
     size = int(size)
-    engine = Engine(Runner())
+    engine = Podman(Runner())
     base = samples.ensure_base_image(engine)
     with tempfile.TemporaryDirectory(prefix="kindling-bench-") as folder:
         folder = Path(folder)
@@ -269,7 +269,7 @@ def scale(c, sizes=scalebench.DEFAULT_SIZES, archive_baseline=True):
     It uses the kind and kubectl on PATH and KINDLING_NODE_IMAGE: a real cluster, or the test
     environment's (eval "$(scripts/testenv.sh env)")."""
     counts = scalebench.parse_sizes(sizes)
-    base = samples.ensure_base_image(Engine(Runner()))
+    base = samples.ensure_base_image(Podman(Runner()))
     with tempfile.TemporaryDirectory(prefix="kindling-bench-") as folder:
         bench = scalebench.ScaleBench(Path(folder), cli.PROJECT_ROOT, Runner(), process_environment())
         rows, baseline = bench.run(counts, base, archive_baseline=archive_baseline)
@@ -330,7 +330,7 @@ def peers(c, sizes=peerbench.DEFAULT_SIZES, repeat=peerbench.DEFAULT_REPEAT, ver
     if repeat < 1:
         raise KindlingError(f"--repeat {repeat}: give 1 or more repetitions (3 for medians worth reading)")
     version = Runner().run([skaffold, "version"], check=False, mutating=False, timeout=30).stdout.strip()
-    base = samples.ensure_base_image(Engine(Runner()))
+    base = samples.ensure_base_image(Podman(Runner()))
     results = []
     with tempfile.TemporaryDirectory(prefix="kindling-bench-") as folder:
         bench = peerbench.PeerBench(Path(folder), cli.PROJECT_ROOT, process_environment(), skaffold, verbose)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tasks.libs import samples
-from tasks.libs.adapters.engine import Engine
+from tasks.libs.adapters.engine import Podman
 from tasks.libs.errors import KindlingError
 from tasks.libs.procs.runner import Runner
 
@@ -80,7 +80,7 @@ def base_image(podman):
     Kept after the session, like a layer cache: removing it while another session builds
     on it would break that session.
     """
-    return samples.ensure_base_image(Engine(Runner()))
+    return samples.ensure_base_image(Podman(Runner()))
 
 
 class StackMaker:
@@ -119,7 +119,7 @@ class StackMaker:
         # podman 4.3 can take the shared sample base away with these: after test_baseimages (a build
         # whose FROMs were mapped to the base, and a second name of the base) the base had gone, and
         # every later build FROM it failed. The tests after this one need it back.
-        samples.ensure_base_image(Engine(Runner()))
+        samples.ensure_base_image(Podman(Runner()))
 
 
 @pytest.fixture

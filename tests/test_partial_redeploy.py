@@ -16,7 +16,7 @@ import yaml
 from conftest import StackMaker, invoke
 
 from tasks.libs import samples
-from tasks.libs.adapters.engine import Engine
+from tasks.libs.adapters.engine import Podman
 from tasks.libs.bench import gosample
 from tasks.libs.procs.runner import Runner
 
@@ -152,7 +152,7 @@ def shaped(testenv, shared_cluster, base_image, tmp_path_factory):
     folder = tmp_path_factory.mktemp("shaped")
     home = folder.parent / f"{folder.name}-home"
     maker = StackMaker(folder, base_image)  # a project of its own, its images removed after
-    go_image = gosample.ensure_go_image(Engine(Runner()), base_image)
+    go_image = gosample.ensure_go_image(Podman(Runner()), base_image)
     write_source(folder)
     path = write_stack(folder, maker.project, shared_cluster.name, go_image, base_image)
     env = {
@@ -177,7 +177,7 @@ def shaped(testenv, shared_cluster, base_image, tmp_path_factory):
             for image in json.loads(images.read_text()).values()
         }
         maker.cleanup()
-        gosample.remove_stage_images(Engine(Runner()), digests - {None})
+        gosample.remove_stage_images(Podman(Runner()), digests - {None})
 
 
 def test_an_edit_only_aianalysis_compiles_rebuilds_and_rolls_out_aianalysis_alone(shaped):

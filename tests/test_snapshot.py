@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tasks.libs.adapters.engine import Engine
+from tasks.libs.adapters.engine import Podman
 from tasks.libs.adapters.kind import KindCluster
 from tasks.libs.adapters.kubectl import Kubectl
 from tasks.libs.errors import CommandFailed
@@ -24,7 +24,7 @@ WORKLOADS = Result(
 def snapshot_over(runner, tmp_path) -> Snapshot:
     kubeconfig = tmp_path / "kubeconfig"
     return Snapshot(
-        Engine(runner), KindCluster("c1", kubeconfig, runner), Kubectl(kubeconfig, runner), Views()
+        Podman(runner), KindCluster("c1", kubeconfig, runner), Kubectl(kubeconfig, runner), Views()
     )
 
 

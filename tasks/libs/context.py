@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from . import imagerefs, runs
-from .adapters.engine import Engine
+from .adapters.engine import for_program
 from .adapters.kind import KindCluster, kind_network
 from .adapters.kubectl import Kubectl
 from .checks.preflight import HostInfo
@@ -36,7 +36,7 @@ class RunContext:
             for k, v in s.build.build_args(settings.coverage).items()
             if SECRET_NAME_RE.search(k)
         )
-        self.engine = Engine(self.runner, stack.engine)
+        self.engine = for_program(self.runner, stack.engine)
         # What the preflight learns, kept for the phases; the engine's facts also for later runs.
         self.host_info = HostInfo(self.runner, stack.engine, self.home / "host", env)
         delivery = settings.delivery

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tasks.libs.adapters.engine import Engine
+from tasks.libs.adapters.engine import Podman
 from tasks.libs.adapters.kind import KindCluster
 from tasks.libs.adapters.kubectl import Kubectl
 from tasks.libs.errors import CommandFailed, KindlingError
@@ -13,7 +13,7 @@ from tasks.libs.procs.runner import Result
 
 def test_engine_build_argument_list():
     runner = FakeRunner()
-    Engine(runner).build(
+    Podman(runner).build(
         "localhost/p/api:t",
         "/src/Containerfile",
         "/src",

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from tasks.libs import imagerefs
-from tasks.libs.adapters.engine import Engine
+from tasks.libs.adapters.engine import Podman
 from tasks.libs.adapters.kind import KindCluster
 from tasks.libs.errors import KindlingError
 from tasks.libs.procs.fakerunner import FakeRunner
@@ -42,7 +42,7 @@ def cluster_holding(tmp_path, per_node: dict):
     for node, entries in per_node.items():
         answers.append((lambda a, n=node: a[:3] == ["podman", "exec", n], crictl(*entries)))
     runner = FakeRunner(answers)
-    return KindCluster("c1", tmp_path / "kubeconfig", runner), Engine(runner), runner
+    return KindCluster("c1", tmp_path / "kubeconfig", runner), Podman(runner), runner
 
 
 def test_node_name_of_tags_and_digests():

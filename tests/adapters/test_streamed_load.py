@@ -20,7 +20,7 @@ import pytest
 from conftest import podman_cmd
 
 from tasks.libs import samples
-from tasks.libs.adapters.engine import Engine
+from tasks.libs.adapters.engine import Podman
 from tasks.libs.adapters.kind import KindCluster
 from tasks.libs.errors import CommandFailed, PipeFailed
 from tasks.libs.procs.commandlog import read_command_log
@@ -196,7 +196,7 @@ def loader(shared_cluster, tools, base_image, tmp_path, monkeypatch):
     ref = f"localhost/kt{uuid.uuid4().hex[:8]}/streamed:1"
     podman_cmd("tag", base_image, ref)
     cluster = KindCluster(shared_cluster.name, shared_cluster.kubeconfig, runner, "podman")
-    yield Loader(runner, Engine(runner), cluster, ref, run_folder, tools, shared_cluster.nodes)
+    yield Loader(runner, Podman(runner), cluster, ref, run_folder, tools, shared_cluster.nodes)
     podman_cmd("rmi", ref, check=False)
 
 

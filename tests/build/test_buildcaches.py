@@ -10,7 +10,7 @@ import pytest
 import yaml
 from conftest import ROOT, image_exists, invoke, podman_cmd
 
-from tasks.libs.adapters.engine import Engine
+from tasks.libs.adapters.engine import Docker, Podman
 from tasks.libs.bench import gosample
 from tasks.libs.build import cachelocks
 from tasks.libs.build import caches as buildcaches
@@ -135,7 +135,7 @@ def test_docker_engine_refuses_caches_at_load(tmp_path):
 
 def test_engine_renders_volume_options_and_docker_refuses_mounts(tmp_path):
     log = tmp_path / "commands.log"
-    Engine(Runner(dry_run=True, command_log=log)).build(
+    Podman(Runner(dry_run=True, command_log=log)).build(
         "localhost/p/a:t",
         tmp_path / "Containerfile",
         tmp_path,
@@ -143,9 +143,7 @@ def test_engine_renders_volume_options_and_docker_refuses_mounts(tmp_path):
     )
     assert "--volume /host/go-build:/root/.cache/go-build:U,z" in log.read_text()
     with pytest.raises(KindlingError, match="need podman"):
-        Engine(Runner(dry_run=True), "docker").build(
-            "a:t", tmp_path / "Containerfile", tmp_path, mounts=[("/h", "/c")]
-        )
+        Docker(Runner(dry_run=True)).build("a:t", tmp_path / "Containerfile", tmp_path, mounts=[("/h", "/c")])
 
 
 # ---- host folders, locks, limits ---------------------------------------------------------------------
@@ -462,7 +460,7 @@ def test_teardown_leaves_caches_alone(tmp_path, stack_maker, testenv):
 def test_go_rebuild_with_caches_compiles_only_the_changed_package(tmp_path, stack_maker):
     """The generated Go service (gosample): with caches, the rebuild after a one-line change compiles
     the main package alone; without them, every package again. Read from `go build -v` in the log."""
-    engine = Engine(Runner())
+    engine = Podman(Runner())
     go_image = gosample.ensure_go_image(engine, stack_maker.base_image)
     folder, home = tmp_path / "stack", tmp_path / "home"
     options = dict(

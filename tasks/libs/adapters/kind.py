@@ -14,6 +14,7 @@ from pathlib import Path
 from .. import imagerefs
 from ..errors import CommandFailed, KindlingError, PipeFailed
 from ..procs.runner import Runner
+from .engine import engine_class
 
 # Podman-provider failures that go away on a retry: the podman service restarting
 # ("server probably quit") and timing races while the control plane starts. A bare
@@ -385,10 +386,7 @@ class KindCluster:
 def kind_network(engine: str, env) -> str:
     """The network kind puts its nodes on: "kind", unless overridden the way kind reads it
     (pkg/cluster/internal/providers/{podman,docker}/provider.go)."""
-    variable = (
-        "KIND_EXPERIMENTAL_PODMAN_NETWORK" if engine == "podman" else "KIND_EXPERIMENTAL_DOCKER_NETWORK"
-    )
-    return env.get(variable) or "kind"
+    return env.get(engine_class(engine).kind_network_variable) or "kind"
 
 
 def _note(log_path, text: str) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import cli, locks, runs, samples
-from ..adapters.engine import Engine
+from ..adapters.engine import Engine, Podman
 from ..build import cachelocks
 from ..errors import KindlingError
 from ..plan import Outcome, StepKind, step_id
@@ -50,7 +50,7 @@ def measure(
     folder: Path, make_environment, teardown, *, packages: int, functions: int, quiet: bool = True
 ) -> Figures:
     """make_environment(stack_path, home, quiet, **options) -> Environment; teardown(stack_path, home)."""
-    engine = Engine(Runner())
+    engine = Podman(Runner())
     base = samples.ensure_base_image(engine)
     go_image = gosample.ensure_go_image(engine, base)
     project = f"inner{uuid.uuid4().hex[:6]}"

@@ -5,7 +5,7 @@ import uuid
 from pathlib import Path
 
 from .. import runs, samples
-from ..adapters.engine import Engine
+from ..adapters.engine import Podman
 from ..plan import StepKind, step_id
 from ..procs.runner import Runner
 
@@ -16,7 +16,7 @@ KUBERNAUT_BUILD_SECONDS = {"datastorage": 82, "holmesgpt-api": 150, "aianalysis"
 
 def aianalysis_shaped_stack(folder: Path, scale: float) -> Path:
     """Kubernaut's AIAnalysis stack in shape: its services, dependencies and build times (scaled)."""
-    base = samples.ensure_base_image(Engine(Runner()))
+    base = samples.ensure_base_image(Podman(Runner()))
     build_seconds = {k: f"{v * scale:.2f}" for k, v in KUBERNAUT_BUILD_SECONDS.items()}
     return samples.write_stack(
         folder,

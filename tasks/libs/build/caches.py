@@ -19,6 +19,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from ..adapters.engine import engine_class
 from ..errors import KindlingError, StackError
 from ..stack.stackfile import Checker, parse_size, show, type_name
 from . import cachelocks
@@ -143,10 +144,10 @@ def _inside(path: str, folder: str) -> bool:
     return PurePosixPath(folder) in PurePosixPath(path).parents
 
 
-def require_podman(c: Checker, engine: str, services: dict) -> None:
+def require_mounting_engine(c: Checker, engine: str, services: dict) -> None:
     """Caches are podman's: `docker build` has no --volume, and BuildKit's cache mounts need a
     `RUN --mount=type=cache` line in the Containerfile, which kindling does not write."""
-    if engine == "podman":
+    if engine_class(engine).mounts_in_build:
         return
     for service in services.values():
         if service.build is not None and service.build.caches:

@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..adapters.engine import engine_class
+
 _REGEX_SPECIAL = set(".+()|{}$")  # regex metacharacters with no meaning in a path pattern (shouldEscape)
 _WILDCARDS = "*?[]\\"
 
@@ -133,23 +135,9 @@ def _matcher(pattern: str):
 
 
 def ignore_file(engine: str, context: Path, containerfile: Path):
-    """The ignore file a build reads, or None.
-
-    podman (buildah's pkg/parse/parse.go ContainerIgnoreFile): `<containerfile>.dockerignore`, else
-    `<containerfile>.containerignore`, beside the Containerfile; else the context's `.containerignore`,
-    else its `.dockerignore`. docker (BuildKit): `<Dockerfile>.dockerignore` beside the Dockerfile,
-    else the context's `.dockerignore`.
-    """
-    containerfile = Path(containerfile)
-    if engine == "podman":
-        candidates = [
-            Path(f"{containerfile}.dockerignore"),
-            Path(f"{containerfile}.containerignore"),
-            Path(context) / ".containerignore",
-            Path(context) / ".dockerignore",
-        ]
-    else:
-        candidates = [Path(f"{containerfile}.dockerignore"), Path(context) / ".dockerignore"]
+    """The ignore file a build reads, or None: the first of the engine's candidates that exists
+    (Engine.ignore_files: podman's per buildah's ContainerIgnoreFile, docker's per BuildKit)."""
+    candidates = engine_class(engine).ignore_files(Path(containerfile), Path(context))
     return next((path for path in candidates if path.is_file()), None)
 
 

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from .. import runs
+from ..adapters.engine import engine_class
 
 MAX_AGE = 24 * 3600  # seconds
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
@@ -45,25 +46,6 @@ ENV_KEYS = (
 )
 
 
-def config_files(engine: str, env) -> list:
-    """Where the engine reads its configuration (containers.conf(5) and containers-storage.conf(5) for
-    podman, with their .d folders; the daemon's daemon.json and the client's config for docker)."""
-    home = Path(env.get("HOME") or "~").expanduser()
-    user = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
-    if engine == "docker":
-        client = Path(env.get("DOCKER_CONFIG") or home / ".docker")
-        return [Path("/etc/docker/daemon.json"), client / "config.json"]
-    files = []
-    for folder in (Path("/usr/share/containers"), Path("/etc/containers"), user / "containers"):
-        files += [folder / "containers.conf", folder / "storage.conf", folder / "containers.conf.d"]
-    files += [
-        Path(env[k])
-        for k in ("CONTAINERS_CONF", "CONTAINERS_CONF_OVERRIDE", "CONTAINERS_STORAGE_CONF")
-        if env.get(k)
-    ]
-    return files
-
-
 def _stamp(path: Path):
     """(size, mtime) of a file, or of each entry of a folder; None when it is absent."""
     try:
@@ -91,7 +73,7 @@ def key(engine: str, env) -> str | None:
         boot,
         os.getuid(),
         [env.get(k, "") for k in ENV_KEYS],
-        [(str(p), _stamp(p)) for p in config_files(engine, env)],
+        [(str(p), _stamp(p)) for p in engine_class(engine).config_files(env)],  # where it reads its config
     ]
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:24]
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from .. import deploysources
+from ..adapters.engine import engine_class
 from ..runs import ClusterState
 from ..stack.stackfile import parse_size
 from . import enginefacts, kindhost, skew
@@ -212,7 +213,7 @@ class HostInfo:
             if kept is not None:
                 self._info = (kept, "")
         if self._info is None:
-            argv = [self.engine, "info", "--format", "json" if self.engine == "podman" else "{{json .}}"]
+            argv = [self.engine, "info", "--format", engine_class(self.engine).info_format]
             result, failure = query(self.runner, argv, timeout=60)
             try:
                 info = json.loads(result.stdout) if result else None
@@ -229,11 +230,7 @@ class HostInfo:
         info, _ = self.engine_info()
         if info is None:
             return ""
-        if self.engine == "podman":
-            reported = str((info.get("host") or {}).get("cgroupVersion") or "")
-        else:
-            reported = "v" + str(info.get("CgroupVersion") or "")
-        return reported if reported in ("v1", "v2") else ""
+        return engine_class(self.engine).cgroup_version(info)
 
 
 def docker_image_store(host: HostInfo) -> Path | None:

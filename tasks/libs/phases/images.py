@@ -139,7 +139,7 @@ def state_ignore_file(ctx: RunContext, name) -> Path | None:
     rules = ignorefile.leaving_out(build.context, build.containerfile, ctx.home)
     if rules is None:
         return None
-    if ctx.engine.program != "podman":
+    if not ctx.engine.takes_ignore_file:
         relative = ctx.home.resolve().relative_to(build.context.resolve()).as_posix()
         source = ignorefile.ignore_file(ctx.engine.program, build.context, build.containerfile)
         if source is not None and ignorefile.read(source).excluded_by(relative) is not None:

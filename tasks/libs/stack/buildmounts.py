@@ -15,6 +15,7 @@ build is, not what it produces, when go.sum pins the modules (go verifies each o
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from ..adapters.engine import engine_class
 from ..build import caches as buildcaches
 from .stackfile import Checker, expand_env, show, type_name, unset_variables
 
@@ -148,10 +149,10 @@ def _overlap(a: str, b: str) -> bool:
     return a == b or a in b.parents or b in a.parents
 
 
-def require_podman(c: Checker, engine: str, services: dict) -> None:
+def require_mounting_engine(c: Checker, engine: str, services: dict) -> None:
     """`docker build` has no --volume; BuildKit's bind mounts need a `RUN --mount=type=bind` line in
     the Containerfile, which kindling does not write."""
-    if engine == "podman":
+    if engine_class(engine).mounts_in_build:
         return
     for service in services.values():
         if service.build is not None and getattr(service.build, "mounts", ()):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import deploysources, imagerefs
+from ..adapters.engine import ENGINES as ENGINE_CLASSES
 from ..build import caches as buildcaches
 from ..errors import StackError
 from . import baseimages, buildmounts, buildspec, coveragespec, profiles, runspec
@@ -21,7 +22,7 @@ from .stacksections import TestSpec, parse_registry, parse_test
 
 DEFAULT_STACK_FILE = "e2e.yaml"
 DEFAULT_READY_TIMEOUT = 180
-ENGINES = ("podman", "docker")
+ENGINES = tuple(ENGINE_CLASSES)  # adapters/engine/: one module per engine
 
 TOP_KEYS = {
     "name",
@@ -252,8 +253,8 @@ def load_stack(
             "remove one of these depends_on entries",
         )
     with c.section():
-        buildcaches.require_podman(c, engine, services)
-        buildmounts.require_podman(c, engine, services)
+        buildcaches.require_mounting_engine(c, engine, services)
+        buildmounts.require_mounting_engine(c, engine, services)
     return Stack(
         path,
         name,

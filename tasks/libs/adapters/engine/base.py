@@ -1,18 +1,41 @@
-"""The container engine adapter (podman, or docker): thin argument lists, nothing else."""
+"""What every container engine is to kindling: its commands as thin argument lists, and the facts
+kindling needs of it without running anything. One subclass per engine, each in a module of its
+own (podman.py, docker.py), listed in ENGINES (__init__.py); nothing else asks which engine it is."""
 
 import json
+from pathlib import Path
 
-from ..errors import CommandFailed, KindlingError
-from ..procs.runner import Runner
+from ...errors import CommandFailed, KindlingError
+from ...procs.runner import Runner
 
 DIGEST_LABEL = "io.kindling.inputs-digest"
 STACK_LABEL = "io.kindling.stack"
 
 
 class Engine:
-    def __init__(self, runner: Runner, program: str = "podman"):
+    program = ""  # the command
+    takes_ignore_file = False  # `build` reads an ignore file named on its command line
+    mounts_in_build = False  # `build` mounts host folders into every RUN step (build caches, mounts)
+    info_format = "{{json .}}"  # `info --format` for JSON, as kind's provider asks it
+    kind_network_variable = ""  # the variable that names kind's network (kind's provider.go)
+
+    def __init__(self, runner: Runner):
         self.runner = runner
-        self.program = program
+
+    @classmethod
+    def ignore_files(cls, containerfile: Path, context: Path) -> list:
+        """The files a build reads its ignore rules from, the first that exists winning."""
+        return []
+
+    @classmethod
+    def config_files(cls, env) -> list:
+        """Where the engine reads its configuration: a change there may change `info`."""
+        return []
+
+    @classmethod
+    def cgroup_version(cls, info: dict) -> str:
+        """The host's cgroup version as `info` reports it, "v1" or "v2"; "" when it does not say."""
+        return ""
 
     def _run(self, *args, **options):
         return self.runner.run([self.program, *args], **options)
@@ -40,20 +63,16 @@ class Engine:
         ignore_file: read instead of the context's ignore file (podman's --ignorefile)."""
         argv = ["build", "-t", ref, "-f", str(containerfile)]
         if ignore_file:
-            if self.program != "podman":
+            if not self.takes_ignore_file:
                 raise KindlingError(f"{self.program} build cannot be given an ignore file: it needs podman")
-            argv += ["--ignorefile", str(ignore_file)]
-        if mounts and self.program != "podman":
+            argv += self.ignore_file_options(ignore_file)
+        if mounts and not self.mounts_in_build:
             raise KindlingError(
                 f"{self.program} build cannot mount folders into RUN steps: build caches "
                 "and mounts need podman"
             )
-        for host, path, *options in mounts:
-            # U: before each RUN step, podman (buildah's runSetupVolumeMounts, run_linux.go) chowns the
-            # host folder recursively to that step's user (pkg/chown ChangeHostPathOwnership), so a
-            # builder running as uid 1001 can write. z: a shared SELinux label; without SELinux a no-op.
-            # A read-only mount of the user's own folder gets neither: it must stay as it is.
-            argv += ["--volume", f"{host}:{path}:{options[0] if options else 'U,z'}"]
+        for mount in mounts:
+            argv += self.mount_options(*mount)
         for key, value in (args or {}).items():
             argv += ["--build-arg", f"{key}={value}"]
         if target:
@@ -65,9 +84,13 @@ class Engine:
         argv.append(str(context))
         return self._run(*argv, log_path=log_path, timeout=timeout)
 
+    def ignore_file_options(self, ignore_file) -> list:
+        raise NotImplementedError
+
+    def mount_options(self, host, path, *options) -> list:
+        raise NotImplementedError
+
     def image_exists(self, ref) -> bool:
-        if self.program == "podman":
-            return self._run("image", "exists", ref, check=False, mutating=False).exit_code == 0
         return self._run("image", "inspect", ref, check=False, mutating=False).exit_code == 0
 
     def find_by_label(self, repository, label, value) -> list:
@@ -86,25 +109,8 @@ class Engine:
 
     def list_images(self) -> list | None:
         """Every image in the store as (names, labels, created), in one command; None when the
-        engine cannot list them so (docker's `images` output has no labels), and the callers ask
-        image by image."""
-        if self.program != "podman":
-            return None
-        for _ in range(3):
-            # podman lists, then inspects each image; one removed in between (another build's
-            # cleanup) fails the whole listing with "image not known". Listing again is enough.
-            result = self._run("images", "--format", "json", mutating=False, timeout=120, check=False)
-            if result.exit_code == 0:
-                break
-        else:
-            return None
-        try:
-            listed = json.loads(result.stdout or "[]")
-        except ValueError:
-            return None
-        return [
-            (tuple(i.get("Names") or ()), dict(i.get("Labels") or {}), i.get("Created") or 0) for i in listed
-        ]
+        engine cannot list them so, and the callers ask image by image."""
+        return None
 
     def save(self, ref, tar_path, log_path=None, timeout=None):
         return self._run("save", "-o", str(tar_path), ref, log_path=log_path, timeout=timeout)
@@ -115,13 +121,14 @@ class Engine:
         return [self.program, "save", ref]
 
     def push(self, ref, tls_verify=True, log_path=None, timeout=None):
-        argv = ["push"]
-        if self.program == "podman":
-            argv.append(f"--tls-verify={'true' if tls_verify else 'false'}")
-        return self._run(*argv, ref, log_path=log_path, timeout=timeout)
+        return self._run("push", *self.push_options(tls_verify), ref, log_path=log_path, timeout=timeout)
+
+    def push_options(self, tls_verify: bool) -> list:
+        """docker has no per-command TLS switch: its daemon's insecure-registries decide."""
+        return []
 
     def load_archive(self, tar_path, timeout=None) -> list:
-        """`podman load -i TAR`; returns the references it loaded."""
+        """`load -i TAR`; returns the references it loaded."""
         # Output captured, not logged: "Loaded image(s): REF[, REF...]" names what this archive held.
         out = self._run("load", "-i", str(tar_path), timeout=timeout).stdout
         return [
