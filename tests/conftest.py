@@ -73,6 +73,15 @@ def image_exists(ref):
     return podman_cmd("image", "exists", ref, check=False).returncode == 0
 
 
+def remove_registry_images(host, project):
+    """Untag the images of a project tagged for a registry (the registry keeps what was pushed)."""
+    refs = podman_cmd(
+        "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", f"reference={host}/{project}/*"
+    ).stdout.split()
+    if refs:
+        podman_cmd("rmi", *refs, check=False)  # untag: -f would remove an image ID other tags share
+
+
 @pytest.fixture(scope="session")
 def base_image(podman):
     """A local FROM-scratch base with a static busybox at /bin/busybox (no registry reachable).
@@ -476,3 +485,40 @@ class Registry:
         """(count, bytes) of the blobs the registry stores."""
         files = [p for p in (self.storage / "docker" / "registry" / "v2" / "blobs").rglob("data")]
         return len(files), sum(p.stat().st_size for p in files)
+
+
+def aianalysis_crd(selectable_fields=False) -> dict:
+    """A stand-in for Kubernaut's AIAnalysis CRD: its names, and a schema that keeps any spec and status."""
+    version = {
+        "name": "v1alpha1",
+        "served": True,
+        "storage": True,
+        "subresources": {"status": {}},
+        "schema": {
+            "openAPIV3Schema": {
+                "type": "object",
+                "properties": {
+                    "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                    "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                },
+            }
+        },
+    }
+    if selectable_fields:  # a CRD field of Kubernetes 1.30 and newer
+        version["selectableFields"] = [{"jsonPath": ".spec.phase"}]
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "aianalyses.kubernaut.ai"},
+        "spec": {
+            "group": "kubernaut.ai",
+            "scope": "Namespaced",
+            "versions": [version],
+            "names": {
+                "kind": "AIAnalysis",
+                "listKind": "AIAnalysisList",
+                "plural": "aianalyses",
+                "singular": "aianalysis",
+            },
+        },
+    }

@@ -8,7 +8,7 @@ import threading
 import uuid
 
 import yaml
-from conftest import free_port, image_exists, invoke, podman_cmd
+from conftest import free_port, image_exists, invoke, podman_cmd, remove_registry_images
 
 from tasks.libs import samples
 
@@ -69,14 +69,6 @@ def env_for(maker_path, tools, tmp_path, **extra):
         "KINDLING_MIN_FREE_DISK": "50MiB",
         **extra,
     }
-
-
-def remove_registry_images(host, project):
-    refs = podman_cmd(
-        "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", f"reference={host}/{project}/*"
-    ).stdout.split()
-    if refs:
-        podman_cmd("rmi", *refs, check=False)  # untag: -f would remove an image ID other tags share
 
 
 def test_registry_mode_pushes_and_the_node_pulls_with_if_not_present(
@@ -159,6 +151,12 @@ def test_existing_cluster_keeps_the_cluster_and_deletes_only_what_was_applied(
     )
     env = env_for(path, tools, tmp_path, IMAGE_REGISTRY_TLS_VERIFY="false")
     kubeconfig = shared_cluster.kubeconfig
+
+    def hold(finalizers, check=True):
+        patch = json.dumps({"metadata": {"finalizers": finalizers}})
+        argv = ["patch", "configmap", "a-config", "-n", namespace, "--type=merge", "-p", patch]
+        testenv.kubectl(kubeconfig, *argv, check=check)
+
     try:
         setup = invoke(["e2e.setup", "--registry", kind_registry.host, "--kubeconfig", str(kubeconfig)], env)
         assert setup.returncode == 0, setup.stdout + setup.stderr
@@ -171,17 +169,7 @@ def test_existing_cluster_keeps_the_cluster_and_deletes_only_what_was_applied(
         }
         subprocess_apply(kubeconfig, other)
         # An object a finalizer holds must not stop the rest of the teardown.
-        testenv.kubectl(
-            kubeconfig,
-            "patch",
-            "configmap",
-            "a-config",
-            "-n",
-            namespace,
-            "--type=merge",
-            "-p",
-            json.dumps({"metadata": {"finalizers": ["kindling.test/hold"]}}),
-        )
+        hold(["kindling.test/hold"])
         down = invoke(
             ["e2e.teardown", "--registry", kind_registry.host, "--kubeconfig", str(kubeconfig)], env
         )
@@ -210,18 +198,7 @@ def test_existing_cluster_keeps_the_cluster_and_deletes_only_what_was_applied(
         left = testenv.kubectl_json(kubeconfig, "get", "configmaps", "-n", elsewhere)["items"]
         assert "fixture" not in {c["metadata"]["name"] for c in left}
     finally:
-        testenv.kubectl(
-            kubeconfig,
-            "patch",
-            "configmap",
-            "a-config",
-            "-n",
-            namespace,
-            "--type=merge",
-            "-p",
-            json.dumps({"metadata": {"finalizers": None}}),
-            check=False,
-        )
+        hold(None, check=False)
         for created in (namespace, elsewhere):
             testenv.kubectl(kubeconfig, "delete", "namespace", created, "--wait=false", check=False)
         remove_registry_images(kind_registry.host, stack_maker.project)

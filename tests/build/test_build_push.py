@@ -2,19 +2,11 @@
 
 import json
 
-from conftest import invoke, podman_cmd
+from conftest import invoke, podman_cmd, remove_registry_images
 
 
 def env_for(path, tmp_path, **extra):
     return {"E2E_STACK": str(path), "KINDLING_HOME": str(tmp_path / "home"), **extra}
-
-
-def remove_registry_images(host, project):
-    refs = podman_cmd(
-        "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", f"reference={host}/{project}/*"
-    ).stdout.split()
-    if refs:
-        podman_cmd("rmi", *refs, check=False)  # untag: -f would remove an image ID other tags share
 
 
 def test_build_push_sends_each_built_image_to_the_registry(stack_maker, registry, tmp_path):

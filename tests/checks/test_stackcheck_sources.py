@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import IN_CI, ROOT, invoke
+from conftest import IN_CI, ROOT, aianalysis_crd, invoke
 
 from tasks.libs.build import containerfile
 from tasks.libs.checks import buildcontext, drift, nodeversion
@@ -36,42 +36,6 @@ GIT_ENV = {
     "GIT_CONFIG_KEY_0": "protocol.file.allow",
     "GIT_CONFIG_VALUE_0": "always",
 }
-
-
-def aianalysis_crd(selectable_fields=False) -> dict:
-    version = {
-        "name": "v1alpha1",
-        "served": True,
-        "storage": True,
-        "subresources": {"status": {}},
-        "schema": {
-            "openAPIV3Schema": {
-                "type": "object",
-                "properties": {
-                    "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-                    "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-                },
-            }
-        },
-    }
-    if selectable_fields:  # a CRD field of Kubernetes 1.30 and newer
-        version["selectableFields"] = [{"jsonPath": ".spec.phase"}]
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": "aianalyses.kubernaut.ai"},
-        "spec": {
-            "group": "kubernaut.ai",
-            "scope": "Namespaced",
-            "versions": [version],
-            "names": {
-                "kind": "AIAnalysis",
-                "listKind": "AIAnalysisList",
-                "plural": "aianalyses",
-                "singular": "aianalysis",
-            },
-        },
-    }
 
 
 KUBERNAUT_FILES = {

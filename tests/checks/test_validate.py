@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, invoke
+from conftest import ROOT, aianalysis_crd, invoke
 
 from tasks.libs.build import digest as cache
 from tasks.libs.checks import validate
@@ -25,38 +25,7 @@ AIANALYSIS = "stacks/kubernaut-2025-12.yaml"
 MANIFESTS = "kubernaut-2025-12/manifests"
 STACK_FOLDERS = {"demo.yaml": ["manifests", "dockerfiles"], AIANALYSIS: ["stacks/kubernaut-2025-12"]}
 
-AIANALYSIS_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "aianalyses.kubernaut.ai"},
-    "spec": {
-        "group": "kubernaut.ai",
-        "names": {
-            "kind": "AIAnalysis",
-            "listKind": "AIAnalysisList",
-            "plural": "aianalyses",
-            "singular": "aianalysis",
-        },
-        "scope": "Namespaced",
-        "versions": [
-            {
-                "name": "v1alpha1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "properties": {
-                            "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-                            "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
-                        },
-                    }
-                },
-                "subresources": {"status": {}},
-            }
-        ],
-    },
-}
+AIANALYSIS_CRD = aianalysis_crd()
 
 
 @pytest.fixture(scope="module")
