@@ -122,6 +122,7 @@ def test_a_warm_setup_mutates_nothing(tmp_path, count):
     }
     assert [c.argv for c in scripted.calls if c.mutating] == []
     assert result["commands"] == {"total": len(scripted.calls), "mutating": 0}
+    assert result["delivery"] == "archive"  # run.json says how the images reached the nodes
 
 
 def test_the_report_says_how_long_before_its_graph_since_the_last_one(tmp_path):

@@ -167,6 +167,7 @@ class Environment:
                 "stack": ctx.stack.name,
                 "stack_file": str(ctx.stack.path),
                 "task": label,
+                "delivery": ctx.settings.delivery.mode.value,
                 "images": ctx.known_refs(),
                 "dry_run": ctx.dry_run,
                 "commands": ctx.runner.commands_run,

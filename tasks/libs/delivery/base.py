@@ -9,7 +9,7 @@ from ..plan import Outcome, PlannedStep, StepKind
 
 
 class DeliveryMode(Enum):
-    """The modes' names, as run.json and the settings table show them."""
+    """The modes' names, as run.json shows them (its `delivery`)."""
 
     ARCHIVE = "archive"  # saved from the engine and loaded into each node (`kind load`)
     LOCAL_REGISTRY = "local-registry"  # pushed to a registry container beside Kind
