@@ -155,6 +155,8 @@ def settings_through_invoke(monkeypatch, folder, key, value, route):
     variables = {row[2] for row in SETTINGS if row[2]}
     for name in [n for n in os.environ if n.startswith("INVOKE_") or n in variables]:
         monkeypatch.delenv(name)
+    # Run folders of its own: not the project's, which tests in other workers prune too.
+    monkeypatch.setenv("KINDLING_HOME", str(folder / "home"))
     other = {"load_via": "registry"} if key.startswith("kind_registry.") else {}
     if key != "stack":
         other["stack"] = str(ROOT / "demo.yaml")
