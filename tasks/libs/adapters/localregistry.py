@@ -9,14 +9,15 @@ class LocalRegistry:
     """A registry container beside Kind, as kind's "Local Registry" guide sets it up
     (site/static/examples/kind-with-registry.sh)."""
 
-    DEFAULT_IMAGE = "docker.io/library/registry:3"  # the guide's image
+    # The guide's container name, host port and image.
+    DEFAULT_NAME, DEFAULT_PORT, DEFAULT_IMAGE = "kind-registry", 5001, "docker.io/library/registry:3"
 
     def __init__(
         self,
         runner: Runner,
         engine: str = "podman",
-        name="kind-registry",
-        port=5001,
+        name=DEFAULT_NAME,
+        port=DEFAULT_PORT,
         image=DEFAULT_IMAGE,
         network="kind",
     ):

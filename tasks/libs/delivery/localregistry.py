@@ -10,7 +10,11 @@ from ..adapters.localregistry import LocalRegistry
 from ..plan import Outcome, PlannedStep, StepKind, step_id
 from .base import Delivery, DeliveryMode
 
-DEFAULT_KIND_REGISTRY = {"name": "kind-registry", "port": 5001, "image": "docker.io/library/registry:3"}
+DEFAULT_KIND_REGISTRY = {
+    "name": LocalRegistry.DEFAULT_NAME,
+    "port": LocalRegistry.DEFAULT_PORT,
+    "image": LocalRegistry.DEFAULT_IMAGE,
+}
 
 
 @dataclass(frozen=True)
